@@ -1,0 +1,40 @@
+# Two commands do all the set-up on a fresh machine (see README):
+#   make demo   create .venv, install, prepare procedural dSprites, train a beta-VAE, export, score
+#   make test   create .venv, install, lint, run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The torch wheels this project is developed and tested with; override for another CUDA build.
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+DEMO_ITERATIONS ?= 3000
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/bvae data prepare dsprites
+	$(BIN)/bvae train --preset dsprites-H --iterations $(DEMO_ITERATIONS) --name demo-dsprites-H
+	$(BIN)/bvae export gif demo-dsprites-H
+	$(BIN)/bvae eval demo-dsprites-H --fast
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/bvae bench
+
+clean-venv:
+	rm -rf $(VENV)

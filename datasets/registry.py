@@ -1,0 +1,131 @@
+"""Dataset registry: name -> what the dataset is and how it is obtained.
+
+Names: ``dsprites``, ``dsprites-mini`` (a small sub-grid of procedural dSprites for quick looks and
+tests), ``celeba``, ``chairs`` (3D Chairs), ``folder:PATH`` (any folder of jpg/png images).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets.errors import DataError
+
+IMAGE_SIZE = 64
+
+DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
+DSPRITES_URL = (
+    "https://github.com/deepmind/dsprites-dataset/raw/master/" + DSPRITES_FILE
+)
+# git blob id of the file: sha1(b"blob %d\0" % size + content)
+DSPRITES_GIT_BLOB = "d98996d3f8ee1550e06b9d4ed78d0beb478910d5"
+
+CELEBA_URL = "https://s3-us-west-1.amazonaws.com/udacity-dlnfd/datasets/celeba.zip"
+CELEBA_MD5 = "00d2c5bc6d35e252742224ab0c1e8fcb"
+CHAIRS_URL = "https://www.di.ens.fr/willow/research/seeing3Dchairs/data/rendered_chairs.tar"
+
+DSPRITES_FACTORS = ("color", "shape", "scale", "orientation", "posX", "posY")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset is. ``factor_sizes`` is empty when it has no ground-truth factors."""
+
+    name: str
+    title: str
+    channels: int
+    recon: str  # default reconstruction distribution: "bernoulli" | "gaussian"
+    binary: bool = False  # images are {0, 1}: stored bit-packed, 512 bytes an image
+    factor_names: tuple[str, ...] = ()
+    factor_sizes: tuple[int, ...] = ()
+    url: str | None = None  # where a download comes from (None: generated or local)
+    source_hint: str = ""  # how to obtain it by hand, for the offline error message
+    folder: Path | None = None  # for folder:PATH datasets
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def has_factors(self) -> bool:
+        return bool(self.factor_sizes)
+
+    @property
+    def cache_name(self) -> str:
+        """Directory name of the prepared cache under the data root."""
+        if self.folder is None:
+            return self.name
+        digest = hashlib.sha1(str(self.folder).encode()).hexdigest()[:8]
+        slug = "".join(c if c.isalnum() else "-" for c in self.folder.name)[:24] or "root"
+        return f"folder-{slug}-{digest}"
+
+
+_SPECS: dict[str, DatasetSpec] = {
+    "dsprites": DatasetSpec(
+        name="dsprites",
+        title="dSprites (737,280 binary 64x64 sprites; real file if present, else procedural)",
+        channels=1,
+        recon="bernoulli",
+        binary=True,
+        factor_names=DSPRITES_FACTORS,
+        factor_sizes=(1, 3, 6, 40, 32, 32),
+        url=DSPRITES_URL,
+        source_hint=f"put {DSPRITES_FILE} (from github.com/deepmind/dsprites-dataset) in",
+    ),
+    "dsprites-mini": DatasetSpec(
+        name="dsprites-mini",
+        title="procedural dSprites sub-grid (3 shapes x 3 scales x 8 angles x 8 x 8 positions)",
+        channels=1,
+        recon="bernoulli",
+        binary=True,
+        factor_names=DSPRITES_FACTORS,
+        factor_sizes=(1, 3, 3, 8, 8, 8),
+    ),
+    "celeba": DatasetSpec(
+        name="celeba",
+        title="CelebA aligned faces, centre-cropped to 64x64 RGB",
+        channels=3,
+        recon="gaussian",
+        url=CELEBA_URL,
+        source_hint="put celeba.zip or the img_align_celeba/ folder in",
+    ),
+    "chairs": DatasetSpec(
+        name="chairs",
+        title="3D Chairs renders, resized to 64x64 RGB",
+        channels=3,
+        recon="gaussian",
+        url=CHAIRS_URL,
+        source_hint="put rendered_chairs.tar (or the extracted rendered_chairs/ folder) in",
+    ),
+}
+
+
+def dataset_names() -> list[str]:
+    """The fixed names (``folder:PATH`` comes on top of these)."""
+    return list(_SPECS)
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """Resolve a dataset name to its spec, or raise :class:`DataError` naming the valid ones."""
+    if name.startswith("folder:"):
+        raw = name[len("folder:") :]
+        if not raw:
+            raise DataError("dataset 'folder:' needs a path, e.g. --dataset folder:/data/images")
+        path = Path(os.path.expanduser(raw)).resolve()
+        return DatasetSpec(
+            name=f"folder:{path}",
+            title=f"images under {path}",
+            channels=3,
+            recon="gaussian",
+            folder=path,
+        )
+    try:
+        return _SPECS[name]
+    except KeyError:
+        valid = ", ".join([*_SPECS, "folder:PATH"])
+        raise DataError(f"unknown dataset '{name}'; choose one of: {valid}") from None
+
+
+def data_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """The data root: ``--data-dir``, else ``$BVAE_DATA_DIR``, else ``./data``."""
+    chosen = data_dir or os.environ.get("BVAE_DATA_DIR") or "data"
+    return Path(chosen).expanduser().resolve()

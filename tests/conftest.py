@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny procedural data, isolated runs and data dirs, CPU only."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tests never touch a GPU, and keep torch to the two cores of the CI machine.
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def mini_data_dir(tmp_path_factory) -> Path:
+    """A data root holding the prepared ``dsprites-mini`` grid (4,608 procedural images)."""
+    from datasets.prepare import prepare
+
+    root = tmp_path_factory.mktemp("data")
+    prepare("dsprites-mini", root)
+    return root
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    """An empty runs root, also exported as BVAE_RUNS_DIR for subprocesses and the CLI."""
+    path = tmp_path / "runs"
+    path.mkdir()
+    monkeypatch.setenv("BVAE_RUNS_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def env_data(mini_data_dir, monkeypatch) -> Path:
+    """BVAE_DATA_DIR pointed at the prepared mini data."""
+    monkeypatch.setenv("BVAE_DATA_DIR", str(mini_data_dir))
+    return mini_data_dir
+
+
+def bvae_command() -> list[str]:
+    """The installed `bvae` console script of this interpreter's environment."""
+    script = Path(sys.executable).with_name("bvae")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bvae_tui.cli.main"]
