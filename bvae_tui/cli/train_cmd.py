@@ -1,0 +1,1 @@
+from bvae_tui.cli.main import app  # noqa: F401
