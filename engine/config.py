@@ -159,7 +159,7 @@ def preset(name: str) -> dict[str, Any]:
 
 
 def make_config(preset_name: str | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then the preset, then explicit overrides (``None`` means 'not given'); validated."""
+    """Defaults, then the preset, then explicit overrides (``None``: not given); validated."""
     values: dict[str, Any] = preset(preset_name) if preset_name else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(values).validate()

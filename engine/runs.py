@@ -26,6 +26,7 @@ from engine.errors import ConfigError, RunError
 
 STATES = ("queued", "running", "finished", "stopped", "failed", "lost")
 ACTIVE_STATES = ("queued", "running")  # states that need a live worker behind them
+QUEUED_GRACE_S = 60.0  # a new run without a worker pid yet is 'queued', not 'lost', this long
 CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
@@ -130,13 +131,15 @@ def worker_alive(pid: int | None, start: int | None) -> bool:
 
 
 def _slug(text: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    slug = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", text)).strip("-.")
     return slug[:40] or "run"
 
 
 def default_name(config: TrainConfig) -> str:
     """A readable default run name, e.g. ``dsprites-H-b4`` or ``dsprites-B-g100-c20``."""
-    data = config.dataset.split(":", 1)[0] if config.dataset.startswith("folder:") else config.dataset
+    data = config.dataset
+    if data.startswith("folder:"):
+        data = data.split(":", 1)[0]
     if config.objective == "H":
         return f"{data}-H-b{config.beta:g}"
     return f"{data}-B-g{config.gamma:g}-c{config.c_max:g}"
@@ -225,6 +228,9 @@ class Run:
     def status(self) -> dict[str, Any]:
         """The status with ``lost`` worked out: active on disk but no live worker behind it."""
         data = self.raw_status()
+        if (data["state"] == "queued" and not data.get("pid")
+                and time.time() - float(data.get("updated") or 0) < QUEUED_GRACE_S):
+            return data  # just created; its worker is being started
         if data["state"] in ACTIVE_STATES and not worker_alive(data.get("pid"),
                                                               data.get("pid_start")):
             data = {**data, "state": "lost",
@@ -250,8 +256,24 @@ class Run:
         return MetricsTail(self.metrics_path).read_new()
 
     def last_metrics(self) -> dict[str, Any] | None:
-        rows = self.metrics()
-        return rows[-1] if rows else None
+        """The last complete row, read from the end of the file (cheap for long runs)."""
+        try:
+            with open(self.metrics_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - 65_536))
+                tail = fh.read()
+        except OSError:
+            return None
+        # Only newline-terminated lines are complete; a torn last line is skipped.
+        for line in reversed(tail[: tail.rfind(b"\n") + 1].splitlines()):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                return row
+        return None
 
     def eval_results(self) -> dict[str, Any] | None:
         return read_json(self.eval_path)

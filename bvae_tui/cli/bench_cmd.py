@@ -1,1 +1,73 @@
-from bvae_tui.cli.main import app  # noqa: F401
+"""`bvae bench`: this project's training path against the textbook PyTorch loop, same device."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bvae_tui.cli.common import DataDirOpt, JsonOpt, console, print_json
+from bvae_tui.cli.main import app
+
+
+@app.command(rich_help_panel="Study")
+def bench(
+    device: Annotated[str, typer.Option(
+        "--device", help="cpu, cuda:N or auto (the GPU with most free memory, else cpu)")] = "cpu",
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="tiny sizes on dsprites-mini (seconds; checks the machinery, not speed)",
+    )] = False,
+    end_to_end: Annotated[bool, typer.Option(
+        "--end-to-end/--no-end-to-end",
+        help="also launch `bvae train` for the time to first step and peak RSS")] = True,
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure training, data and eval speed, time to first step and peak memory, each beside
+    the textbook PyTorch loop (DataLoader over a float32 TensorDataset) run in the same call."""
+    import sys
+
+    from engine.bench import format_gain, format_value, run_bench
+    from engine.devices import resolve_device
+
+    dev = resolve_device(device)
+    out = console()
+    err = sys.stderr
+
+    def progress(message: str) -> None:
+        if not json_out:
+            out.print(f"[dim]{message}...[/dim]")
+        else:
+            err.write(f"{message}...\n")
+            err.flush()
+
+    record = run_bench(dev, quick=quick, data_dir=data_dir, progress=progress,
+                       end_to_end=end_to_end)
+    if json_out:
+        print_json(record)
+        return
+
+    from rich.table import Table
+
+    table = Table(title=f"bvae bench on {record['device']} ({record['device_name']}), "
+                        f"{record['threads']} threads, torch {record['torch']}")
+    table.add_column("figure")
+    table.add_column("bvae", justify="right")
+    table.add_column("textbook loop", justify="right")
+    table.add_column("gain", justify="right")
+    for fig in record["figures"]:
+        table.add_row(fig["what"], format_value(fig["fast"], fig["unit"]),
+                      format_value(fig["baseline"], fig["unit"]), format_gain(fig["gain"]))
+    out.print(table)
+    notes = sorted({fig["note"] for fig in record["figures"] if fig["note"]})
+    for note in notes:
+        out.print(f"note: {note}")
+    out.print(f"dataset: {record['dataset']} ({record['dataset_source']}); the textbook loop "
+              f"holds {record['baseline_images']:,} images as float32; best of the interleaved "
+              f"rounds; {record['seconds']:.0f} s in all")
+    for target in record["targets"]:
+        value = target["value"]
+        shown = (format_gain(value) if target["key"].startswith("train")
+                 else format_value(value, "bytes" if target["key"] == "peak_rss" else "s"))
+        mark = "[green]ok[/green]" if target["ok"] else "[red]missed[/red]"
+        out.print(f"target {target['what']} {target['target']}: {shown} {mark}")

@@ -1,1 +1,222 @@
-from bvae_tui.cli.main import app  # noqa: F401
+"""`bvae data list | prepare | download | export`: the dataset cache from the command line.
+
+The datasets package does the work; this module only shows it (a rich progress display fed by
+the package's ``progress(stage, done, total)`` callback). Dataset modules are imported inside
+the commands so `bvae --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bvae_tui.cli.common import DataDirOpt, JsonOpt, console, human_bytes, print_json
+from bvae_tui.cli.main import app
+
+data_app = typer.Typer(help="List, prepare, download and export datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data", rich_help_panel="Data")
+
+NameArg = Annotated[str, typer.Argument(
+    help="dsprites, dsprites-mini, celeba, chairs or folder:PATH", show_default=False)]
+
+_STAGES = {"generate": "generating", "import": "importing", "decode": "decoding",
+           "download": "downloading", "verify": "verifying", "export": "exporting"}
+
+
+@contextlib.contextmanager
+def progress_display(label: str, quiet: bool = False) -> Iterator:
+    """A rich progress display; yields a ``progress(stage, done, total)`` callback for datasets.
+
+    Byte stages (download) show sizes and speed; item stages show counts. Quiet: no display.
+    """
+    if quiet:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    out = console()
+    tasks: dict[str, tuple[Progress, int]] = {}
+    bars: list[Progress] = []
+
+    def callback(stage: str, done: int, total: int | None) -> None:
+        if stage not in tasks:
+            if stage == "download":
+                bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                               TransferSpeedColumn(), TimeRemainingColumn(), console=out)
+            else:
+                bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                               MofNCompleteColumn(), TimeElapsedColumn(),
+                               TimeRemainingColumn(), console=out)
+            for other in bars:  # one live display at a time
+                other.stop()
+            bar.start()
+            bars.append(bar)
+            tasks[stage] = (bar, bar.add_task(f"{_STAGES.get(stage, stage)} {label}",
+                                              total=total))
+        bar, task = tasks[stage]
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield callback
+    finally:
+        for bar in bars:
+            bar.stop()
+
+
+def _all_names(data_dir: str | None) -> list[str]:
+    """Fixed datasets plus image folders that have been prepared under the data root."""
+    from datasets import cache
+    from datasets.registry import data_root, dataset_names
+
+    names = dataset_names()
+    root = data_root(data_dir)
+    if root.is_dir():
+        for d in sorted(root.glob("folder-*")):
+            meta = cache.read_meta(d)
+            if meta and str(meta.get("name", "")).startswith("folder:"):
+                names.append(meta["name"])
+    return names
+
+
+@data_app.command("list")
+def list_cmd(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
+    """Datasets: prepared or not, real or procedural, size on disk, location."""
+    from datasets.loader import dataset_status
+    from datasets.prepare import find_real_dsprites
+    from datasets.registry import data_root
+
+    rows = [dataset_status(n, data_dir) for n in _all_names(data_dir)]
+    real = find_real_dsprites(data_root(data_dir))
+    for r in rows:
+        r["real_file"] = str(real) if r["name"] == "dsprites" and real else None
+    if json_out:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"datasets in {data_root(data_dir)}", title_justify="left")
+    for col in ("name", "prepared", "source", "images", "size", "location"):
+        table.add_column(col, justify="right" if col in ("images", "size") else "left")
+    for r in rows:
+        source = r["source"] or "-"
+        if r["real_file"] and r["source"] != "real":
+            source += " (real file present: bvae data prepare dsprites)"
+        table.add_row(r["name"], "yes" if r["prepared"] else "no", source,
+                      f"{r['count']:,}" if r["count"] is not None else "-",
+                      human_bytes(r["size_bytes"]) if r["prepared"] else "-", r["location"])
+    console().print(table)
+
+
+@data_app.command("prepare")
+def prepare_cmd(
+    name: NameArg,
+    data_dir: DataDirOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="rebuild even if already prepared")]
+    = False,
+    download: Annotated[bool | None, typer.Option(
+        "--download/--no-download",
+        help="fetch missing source files first [default: yes for celeba/chairs, no for dsprites "
+             "(the procedural set needs no download)]", show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Prepare a dataset into the cache (download or generate as needed)."""
+    from datasets.loader import dataset_status
+    from datasets.prepare import find_real_dsprites, prepare
+    from datasets.registry import data_root, get_spec
+
+    spec = get_spec(name)
+    if download is None:
+        download = spec.name in ("celeba", "chairs")
+    before = dataset_status(name, data_dir)
+    t0 = time.perf_counter()
+    with progress_display(spec.name, quiet or json_out) as cb:
+        ds = prepare(name, data_dir, progress=cb, force=force, download=download)
+    seconds = time.perf_counter() - t0
+    status = dataset_status(name, data_dir)
+    if json_out:
+        print_json({**status, "seconds": round(seconds, 2),
+                    "already_prepared": before["prepared"] and before["source"] == ds.source
+                    and not force})
+        return
+    out = console()
+    if before["prepared"] and not force and before["source"] == ds.source:
+        out.print(f"{spec.name}: already prepared ({ds.source}, {ds.n:,} images) in "
+                  f"{status['location']}")
+    else:
+        out.print(f"prepared {spec.name}: {ds.n:,} images, {human_bytes(status['size_bytes'])} "
+                  f"in {status['location']} ({seconds:.1f} s)")
+    if ds.source == "procedural" and spec.name == "dsprites":
+        out.print(f"source: procedural (no {Path(spec.url or '').name} in "
+                  f"{data_root(data_dir)}; `bvae data download dsprites` fetches the real file)")
+    elif ds.source == "real":
+        out.print(f"source: real ({find_real_dsprites(data_root(data_dir))})")
+    elif ds.meta.get("skipped"):
+        out.print(f"skipped {ds.meta['skipped']} unreadable file(s)")
+
+
+@data_app.command("download")
+def download_cmd(
+    name: NameArg,
+    data_dir: DataDirOpt = None,
+    url: Annotated[str | None, typer.Option(
+        "--url", help="download from here instead (a mirror) [env BVAE_<NAME>_URL]",
+        show_default=False)] = None,
+    no_prepare: Annotated[bool, typer.Option(
+        "--no-prepare", help="only download; do not prepare the cache")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
+) -> None:
+    """Download a dataset's source file (resumable, checksum-verified), then prepare it."""
+    from datasets.download import download_dataset
+    from datasets.prepare import prepare
+    from datasets.registry import get_spec
+
+    spec = get_spec(name)
+    with progress_display(spec.name, quiet) as cb:
+        path = download_dataset(name, data_dir, progress=cb, url=url)
+    out = console()
+    out.print(f"{spec.name}: {path} ({human_bytes(path.stat().st_size)})")
+    if no_prepare:
+        return
+    with progress_display(spec.name, quiet) as cb:
+        ds = prepare(name, data_dir, progress=cb)
+    out.print(f"prepared {spec.name}: {ds.n:,} images, source {ds.source}")
+
+
+@data_app.command("export")
+def export_cmd(
+    name: NameArg,
+    output: Annotated[Path, typer.Argument(help="the .npz file to write", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", help="output format (npz: the original "
+                                     "dSprites file's keys and dtypes)")] = "npz",
+    compress: Annotated[bool, typer.Option("--compress/--no-compress",
+                                           help="deflate the npz like the original")] = True,
+    data_dir: DataDirOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
+) -> None:
+    """Write a dSprites-grid dataset in the original npz format, for other tools."""
+    from datasets.errors import DataError
+    from datasets.loader import open_dataset
+    from datasets.npz import export_npz
+
+    if fmt != "npz":
+        raise DataError(f"unknown export format '{fmt}'; the only one is npz")
+    ds = open_dataset(name, data_dir)
+    with progress_display(ds.name, quiet) as cb:
+        path = export_npz(ds, output, compress=compress, progress=cb)
+    console().print(f"wrote {path} ({ds.n:,} images, source {ds.source}, "
+                    f"{human_bytes(path.stat().st_size)})")

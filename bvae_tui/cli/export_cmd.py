@@ -1,1 +1,143 @@
-from bvae_tui.cli.main import app  # noqa: F401
+"""`bvae export gif|png|recon RUN`: traversal GIFs and grids, reconstruction grids.
+
+The engine does the work (engine.export); this module only parses options. torch and the engine
+are imported inside the commands so `bvae --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bvae_tui.cli.common import DataDirOpt, RunsDirOpt
+from bvae_tui.cli.main import app
+
+export_app = typer.Typer(
+    help="Export latent traversals (GIF, PNG grid) and reconstructions from a run's checkpoint.",
+    no_args_is_help=True,
+)
+app.add_typer(export_app, name="export", rich_help_panel="Results")
+
+_SRC = "Source"
+_TRAV = "Traversal"
+
+RunArg = Annotated[str, typer.Argument(help="run id, unique id prefix, name, or path",
+                                       show_default=False)]
+OutputOpt = Annotated[str | None, typer.Option(
+    "--output", "-o", help="output file (or folder) [default: RUN/exports/]", show_default=False)]
+ImagesOpt = Annotated[str | None, typer.Option(
+    "--images", help="dataset indices of the fixed images, e.g. 0,500,9000 "
+    "[default: dSprites one square, ellipse, heart; else seeded choices]",
+    show_default=False, rich_help_panel=_TRAV)]
+LimitOpt = Annotated[float, typer.Option(
+    "--limit", help="sweep each latent over [-limit, limit]", rich_help_panel=_TRAV)]
+StepsOpt = Annotated[int, typer.Option(
+    "--steps", help="values per sweep (columns / frames)", rich_help_panel=_TRAV)]
+OrderOpt = Annotated[str, typer.Option(
+    "--order", help="row order: kl (most informative first) or natural",
+    rich_help_panel=_TRAV)]
+RandomOpt = Annotated[bool, typer.Option(
+    "--random", help="start from codes drawn from N(0, I) instead of encoded images",
+    rich_help_panel=_TRAV)]
+SeedOpt = Annotated[int, typer.Option(
+    "--seed", help="seed for image choice and random codes", rich_help_panel=_TRAV)]
+CheckpointOpt = Annotated[str | None, typer.Option(
+    "--checkpoint", help="checkpoint file (name in RUN/checkpoints/ or a path) [default: last]",
+    show_default=False, rich_help_panel=_SRC)]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", help="cpu, cuda:N or auto (cpu works for runs trained on a GPU)",
+    rich_help_panel=_SRC)]
+
+
+def _indices(text: str | None) -> list[int] | None:
+    """Parse '1,2,3' into ints; a malformed list is a one-line error."""
+    if text is None:
+        return None
+    from engine.errors import ConfigError
+
+    try:
+        out = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise ConfigError(f"--images takes comma-separated indices, e.g. 0,500,9000; "
+                          f"got {text!r}") from None
+    if not out:
+        raise ConfigError("--images needs at least one index, e.g. --images 0,500,9000")
+    return out
+
+
+def _run(ref: str, runs_dir: str | None):
+    from engine.runs import find_run, runs_root
+
+    return find_run(runs_root(runs_dir), ref)
+
+
+@export_app.command("gif")
+def gif(
+    run: RunArg,
+    output: OutputOpt = None,
+    images: ImagesOpt = None,
+    limit: LimitOpt = 3.0,
+    steps: StepsOpt = 10,
+    fps: Annotated[float, typer.Option("--fps", help="frames per second",
+                                       rich_help_panel=_TRAV)] = 5.0,
+    order: OrderOpt = "kl",
+    random: RandomOpt = False,
+    seed: SeedOpt = 0,
+    checkpoint: CheckpointOpt = None,
+    device: DeviceOpt = "cpu",
+    runs_dir: RunsDirOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Animated traversal: every latent steps through the values at once; loops forever."""
+    from engine.export import export_gif
+
+    path = export_gif(_run(run, runs_dir), output=output, images=_indices(images), limit=limit,
+                      steps=steps, fps=fps, checkpoint=checkpoint, order=order, random=random,
+                      seed=seed, device=device, data_dir=data_dir)
+    typer.echo(str(path))
+
+
+@export_app.command("png")
+def png(
+    run: RunArg,
+    output: OutputOpt = None,
+    images: ImagesOpt = None,
+    limit: LimitOpt = 3.0,
+    steps: StepsOpt = 10,
+    order: OrderOpt = "kl",
+    random: RandomOpt = False,
+    seed: SeedOpt = 0,
+    checkpoint: CheckpointOpt = None,
+    device: DeviceOpt = "cpu",
+    runs_dir: RunsDirOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Traversal grid: rows = latents (KL beside each), columns = values, a panel per image."""
+    from engine.export import export_png
+
+    path = export_png(_run(run, runs_dir), output=output, images=_indices(images), limit=limit,
+                      steps=steps, checkpoint=checkpoint, order=order, random=random, seed=seed,
+                      device=device, data_dir=data_dir)
+    typer.echo(str(path))
+
+
+@export_app.command("recon")
+def recon(
+    run: RunArg,
+    output: OutputOpt = None,
+    images: ImagesOpt = None,
+    n: Annotated[int, typer.Option("-n", "--count", min=1, max=64,
+                                   help="images when --images is not given")] = 8,
+    seed: SeedOpt = 0,
+    checkpoint: CheckpointOpt = None,
+    device: DeviceOpt = "cpu",
+    runs_dir: RunsDirOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Reconstruction grid: the fixed images above their reconstructions."""
+    from engine.export import export_recon
+
+    path = export_recon(_run(run, runs_dir), output=output, images=_indices(images), n=n,
+                        seed=seed, checkpoint=checkpoint, device=device, data_dir=data_dir)
+    typer.echo(str(path))

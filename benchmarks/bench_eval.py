@@ -1,0 +1,102 @@
+"""Time a full default-size disentanglement evaluation of a dSprites run (BetaVAE, FactorVAE, MIG).
+
+    .venv/bin/python benchmarks/bench_eval.py                 # a fresh H model (weights do not
+                                                              # change the cost) on full dsprites
+    .venv/bin/python benchmarks/bench_eval.py --run RUN       # an existing run (eval.json is
+                                                              # not overwritten)
+    .venv/bin/python benchmarks/bench_eval.py --fast --device cuda:0
+
+Prints the seconds spent sampling, encoding (images/s) and in each metric, and the total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _temp_run(root: Path, dataset: str, data_dir: str | None, arch: str):
+    """A run holding a checkpoint of a freshly initialised model, saved as the trainer would."""
+    import torch
+
+    from datasets.registry import data_root
+    from engine.checkpoint import save_checkpoint
+    from engine.config import make_config
+    from engine.models import build_model
+    from engine.runs import create_run
+
+    cfg = make_config(dataset=dataset, device="cpu", arch=arch)
+    run = create_run(root, cfg, data_root(data_dir), name="bench-eval")
+    torch.manual_seed(0)
+    model = build_model(cfg.architecture, 1, cfg.z_dim)
+    save_checkpoint(run.last_checkpoint, {"format": 1, "model": model.state_dict(),
+                                          "iteration": 0, "arch": cfg.architecture,
+                                          "channels": 1, "z_dim": cfg.z_dim,
+                                          "config": cfg.to_dict()})
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", help="existing run (id, name or path) instead of a fresh model")
+    ap.add_argument("--runs-dir", default=None)
+    ap.add_argument("--dataset", default="dsprites")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--arch", default="H", choices=["H", "B"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--fast", action="store_true", help="the --fast sample counts")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+
+    from datasets.loader import open_dataset
+    from engine.evaluate import evaluate_run
+    from engine.runs import find_run, runs_root
+
+    t0 = time.perf_counter()
+    ds = open_dataset(args.dataset, args.data_dir)  # prepares it when missing (not timed below)
+    prep = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:
+        run = (find_run(runs_root(args.runs_dir), args.run) if args.run
+               else _temp_run(Path(tmp), args.dataset, args.data_dir, args.arch))
+        start = time.perf_counter()
+        result = evaluate_run(run, fast=args.fast, seed=args.seed, device=args.device,
+                              write=False)
+        total = time.perf_counter() - start
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    report = {
+        "dataset": ds.name, "images": ds.n, "run": args.run or "fresh H model",
+        "device": result["device"], "fast": args.fast, "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "load_avg_1min_after": load, "open_or_prepare_s": round(prep, 2),
+        "total_s": round(total, 2), "timings_s": result["timings"],
+        "encoded": result["encoded"],
+        "encode_img_per_s": round(result["encoded"] / max(1e-9, result["timings"]["encode"])),
+        "scores": result["scores"],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"full evaluation ({'fast' if args.fast else 'default'} sample counts) of a "
+          f"{report['run']} on {ds.name} ({ds.n:,} images), {report['device']}, "
+          f"{report['cores']} cores, {report['torch_threads']} torch threads")
+    for key, value in result["timings"].items():
+        extra = (f"  ({report['encoded']:,} images, {report['encode_img_per_s']:,} img/s)"
+                 if key == "encode" else "")
+        print(f"  {key:<10} {value:8.1f} s{extra}")
+    print(f"  {'total':<10} {total:8.1f} s   (load average afterwards: {load})")
+    print("  scores: " + ", ".join(f"{k} {v:.3f}" for k, v in result["scores"].items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""The Textual app `bvae-tui`: runs browser, new-run form, live monitor.
+
+The app holds the actions every screen shares (launch, stop, resume, export, delete); each one is
+a call into the engine with its :class:`UserError` shown as a one-line notification. Nothing here
+trains or renders: closing the app (or losing SSH) leaves detached workers training, and a new
+app picks them up from their run directories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from bvae_tui.tui.messages import ExportDone
+from bvae_tui.tui.screens.confirm import ConfirmScreen
+from bvae_tui.tui.screens.export import ExportOptions, ExportScreen
+from bvae_tui.tui.screens.help import HelpScreen
+from bvae_tui.tui.screens.monitor import MonitorScreen
+from bvae_tui.tui.screens.new_run import NewRunScreen
+from bvae_tui.tui.screens.runs import RunsScreen
+from datasets.errors import UserError
+from datasets.registry import data_root
+from engine.runs import ACTIVE_STATES, Run, runs_root
+
+
+class BvaeApp(App):
+    TITLE = "bvae-tui"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, runs_dir: str | os.PathLike | None = None,
+                 data_dir: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        self.runs_root = runs_root(runs_dir)
+        self.data_root = data_root(data_dir)
+        self.exports: dict[str, Path] = {}  # run id -> last GIF written from this app
+
+    def on_mount(self) -> None:
+        self.push_screen(RunsScreen(self.runs_root))
+
+    # Screens ----------------------------------------------------------------------------------
+    @property
+    def runs_screen(self) -> RunsScreen | None:
+        return next((s for s in self.screen_stack if isinstance(s, RunsScreen)), None)
+
+    def _refresh_runs(self) -> None:
+        if self.runs_screen is not None:
+            self.runs_screen.refresh_now()
+
+    def action_new_run(self) -> None:
+        if not isinstance(self.screen, NewRunScreen):
+            self.push_screen(NewRunScreen(self.data_root))
+
+    def open_monitor(self, run_path: Path) -> None:
+        if not run_path.is_dir():
+            self.notify(f"run {run_path.name} no longer exists", severity="error")
+            return
+        self.push_screen(MonitorScreen(run_path))
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        text = getattr(self.screen, "HELP", None) or "# bvae-tui"
+        self.push_screen(HelpScreen(text))
+
+    # Run actions (shared by screens and the command palette) --------------------------------------
+    def launch_run(self, config: Any, name: str | None,
+                   on_launched: Callable[[Path], None] | None = None) -> None:
+        from engine.runs import create_run
+        from engine.worker import launch
+
+        try:
+            run = create_run(self.runs_root, config, self.data_root, name)
+            pid = launch(run)
+        except UserError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(f"started {run.id} (worker pid {pid})")
+        self._refresh_runs()
+        if on_launched:
+            on_launched(run.path)
+
+    def stop_run(self, run_path: Path) -> None:
+        from engine.worker import stop
+
+        run = Run(run_path)
+        try:
+            stop(run)
+        except UserError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        self.notify(f"stopping {run.id}: it checkpoints, then reads 'stopped'")
+        self._refresh_runs()
+
+    def resume_run(self, run_path: Path) -> None:
+        from engine.worker import check_resumable, launch
+
+        run = Run(run_path)
+        try:
+            check_resumable(run)
+            pid = launch(run, resume=True)
+        except UserError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        self.notify(f"resumed {run.id} (worker pid {pid})")
+        self._refresh_runs()
+
+    def delete_run(self, run_path: Path, on_done: Callable[[], None] | None = None) -> None:
+        run = Run(run_path)
+        if run.status().get("state") in ACTIVE_STATES:
+            self.notify(f"{run.id} is running; stop it first (s)", severity="warning")
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if not yes:
+                return
+            from engine.runs import delete_run
+
+            try:
+                delete_run(run)
+            except (UserError, OSError) as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.notify(f"deleted {run.id}")
+            if isinstance(self.screen, MonitorScreen) and self.screen.run.path == run.path:
+                self.pop_screen()
+            if on_done:
+                on_done()
+            self._refresh_runs()
+
+        self.push_screen(ConfirmScreen(f"Delete run [b]{run.id}[/b] and all its files "
+                                       f"(checkpoints, previews, exports)?", yes="Delete"),
+                         confirmed)
+
+    def export_run(self, run_path: Path) -> None:
+        run = Run(run_path)
+
+        def chosen(options: ExportOptions | None) -> None:
+            if options is not None:
+                self.notify(f"exporting a traversal GIF of {run.id}…")
+                self._export(run, options)
+
+        self.push_screen(ExportScreen(run.id, run.exports_dir), chosen)
+
+    @work(thread=True, group="export")
+    def _export(self, run: Run, options: ExportOptions) -> None:
+        try:
+            from engine.export import export_gif
+
+            path = export_gif(run, output=options.output, images=options.images,
+                              limit=options.limit, steps=options.steps,
+                              data_dir=run.data_dir or self.data_root)
+        except UserError as exc:
+            self.post_message(ExportDone(run.id, None, str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - an export bug must not take the app down
+            self.post_message(ExportDone(run.id, None, f"export failed: {exc!r}"))
+            return
+        self.post_message(ExportDone(run.id, Path(path), None))
+
+    def on_export_done(self, message: ExportDone) -> None:
+        if message.error:
+            self.notify(message.error, severity="error", timeout=10)
+            return
+        assert message.path is not None
+        self.exports[message.run_id] = message.path
+        self.notify(f"wrote {message.path}", title="GIF exported", timeout=15)
+
+    # Command palette ----------------------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("New run", "Open the new-run form", self.action_new_run)
+        yield SystemCommand("Help", "Keys of this screen", self.action_help)
+        target = self._palette_target(screen)
+        if target is not None:
+            label = target.name
+            yield SystemCommand("Open monitor", f"Watch {label} live",
+                                lambda: self.open_monitor(target))
+            yield SystemCommand("Stop run", f"Stop {label} (checkpoint first)",
+                                lambda: self.stop_run(target))
+            yield SystemCommand("Resume run", f"Resume {label} from its checkpoint",
+                                lambda: self.resume_run(target))
+            yield SystemCommand("Export traversal GIF", f"Export a GIF of {label}",
+                                lambda: self.export_run(target))
+            yield SystemCommand("Delete run", f"Delete {label} (asks first)",
+                                lambda: self.delete_run(target))
+
+    @staticmethod
+    def _palette_target(screen: Screen) -> Path | None:
+        if isinstance(screen, MonitorScreen):
+            return screen.run.path
+        if isinstance(screen, RunsScreen) and (row := screen.selected_row()):
+            return Path(row.path)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bvae-tui", description="Terminal UI for beta-VAE runs: browse, launch, monitor.")
+    parser.add_argument("--runs-dir", default=None,
+                        help="where runs live [env BVAE_RUNS_DIR, default ./runs]")
+    parser.add_argument("--data-dir", default=None,
+                        help="where datasets are cached [env BVAE_DATA_DIR, default ./data]")
+    args = parser.parse_args(argv)
+    run_app(args.runs_dir, args.data_dir)
+    return 0
+
+
+def run_app(runs_dir: str | None = None, data_dir: str | None = None) -> None:
+    BvaeApp(runs_dir, data_dir).run()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Messages the background watchers post to screens.
+
+Each message carries the whole current state of one thing (not a delta), so a newer message of
+the same kind can replace an older one still waiting in the queue (``can_replace``): a fast
+metrics stream is coalesced into one repaint without losing rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.message import Message
+
+from bvae_tui.tui.model import MetricsHistory, RunRow
+
+
+class _Latest(Message):
+    """A state message: a newer one of the same type for the same source supersedes it."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    def can_replace(self, message: Message) -> bool:
+        return type(message) is type(self) and getattr(message, "source", None) == self.source
+
+
+class RunsUpdated(_Latest):
+    def __init__(self, source: str, rows: list[RunRow]) -> None:
+        super().__init__(source)
+        self.rows = rows
+
+
+class StatusChanged(_Latest):
+    def __init__(self, source: str, status: dict[str, Any]) -> None:
+        super().__init__(source)
+        self.status = status
+
+
+class MetricsChanged(_Latest):
+    def __init__(self, source: str, history: MetricsHistory) -> None:
+        super().__init__(source)
+        self.history = history
+
+
+class PreviewChanged(_Latest):
+    def __init__(self, source: str, images: dict[str, Any]) -> None:
+        super().__init__(source)
+        self.images = images  # kind -> (H, W, 3) uint8 array
+
+
+class LogChanged(_Latest):
+    def __init__(self, source: str, lines: list[str]) -> None:
+        super().__init__(source)
+        self.lines = lines
+
+
+class ScoresChanged(_Latest):
+    def __init__(self, source: str, scores: dict[str, Any]) -> None:
+        super().__init__(source)
+        self.scores = scores
+
+
+class RunGone(_Latest):
+    """The run directory disappeared (deleted from another terminal)."""
+
+
+class DevicesUpdated(_Latest):
+    def __init__(self, source: str, gpus: list[Any], reason: str | None) -> None:
+        super().__init__(source)
+        self.gpus = gpus
+        self.reason = reason
+
+
+class ExportDone(Message):
+    def __init__(self, run_id: str, path: Path | None, error: str | None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.path = path
+        self.error = error

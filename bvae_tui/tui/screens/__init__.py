@@ -1,0 +1,1 @@
+"""The screens of bvae-tui: one module each."""

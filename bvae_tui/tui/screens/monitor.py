@@ -1,0 +1,276 @@
+"""Monitor screen: one run, live. Everything shown is read from the run directory by a watcher
+thread that only posts messages; a worker that dies or a run deleted meanwhile is just shown."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, HorizontalScroll, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
+
+from bvae_tui.tui.messages import (
+    LogChanged,
+    MetricsChanged,
+    PreviewChanged,
+    RunGone,
+    ScoresChanged,
+    StatusChanged,
+)
+from bvae_tui.tui.model import (
+    STATE_STYLES,
+    MetricsHistory,
+    RunWatcher,
+    eta_seconds,
+    fmt_duration,
+    fmt_num,
+    fmt_scores,
+    objective_text,
+)
+from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
+from bvae_tui.tui.widgets.halfblock_image import HalfBlockImage
+from bvae_tui.tui.widgets.kl_bars import KLBars, bar
+from bvae_tui.tui.widgets.log_tail import LogTail
+from engine.runs import Run, read_json
+
+WATCH_SECONDS = 0.2  # a new metrics row shows up within about this (target: under a second)
+
+HELP = """
+# Monitor
+
+One run, live: progress, curves (log scale when a curve spans orders of magnitude), the KL of
+each latent on a fixed scale in nats (● active: KL > 0.1), the posterior mean μ and variance σ²
+of each latent, the latest traversal preview (rows: latents by KL; columns: values), and the
+worker log.
+
+| key | action |
+|---|---|
+| `s` | stop the run (it checkpoints, then reads *stopped*) |
+| `r` | resume it from its last checkpoint |
+| `e` | export a traversal GIF |
+| `p` | switch the preview between traversal and reconstruction |
+| `z` | preview size: fit the width, 1/4, 1/2, full (scroll sideways) |
+| `esc` | back to the runs |
+"""
+
+
+class MonitorScreen(Screen):
+    HELP = HELP
+    BINDINGS = [
+        Binding("escape", "back", "Runs"),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("e", "export", "Export"),
+        Binding("p", "toggle_preview", "Preview"),
+        Binding("z", "zoom", "Zoom"),
+    ]
+
+    def __init__(self, run_path: Path) -> None:
+        super().__init__()
+        self.run = Run(run_path)
+        record = read_json(self.run.config_path) or {}
+        self.config: dict[str, Any] = record.get("config") if isinstance(
+            record.get("config"), dict) else {}
+        self.run_name = str(record.get("name") or self.run.id)
+        self.status: dict[str, Any] = {}
+        self.history = MetricsHistory()
+        self.scores: dict[str, Any] = {}
+        self.previews: dict[str, Any] = {}
+        self.preview_kind = "traversal"
+        self.gone = False
+        self.updates = 0  # metrics repaints, for tests and the benchmark
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="mon-header", classes="topbar")
+        with VerticalScroll(id="mon-body"):
+            with Horizontal(id="mon-top"):
+                with Vertical(id="mon-curves"):
+                    yield CurvePlot("loss", id="plot-loss")
+                    yield CurvePlot("recon", id="plot-recon")
+                    yield CurvePlot("KL", id="plot-kl")
+                yield KLBars(id="mon-latents")
+            yield Static(id="mon-preview-title", classes="section")
+            with HorizontalScroll(id="mon-preview-box"):
+                yield HalfBlockImage("no preview yet (written every preview interval)",
+                                     id="mon-preview")
+            yield Static(Text("worker.log", style="bold"), classes="section")
+            yield LogTail(id="mon-log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._update_header()
+        self._update_preview()
+        self.watch_run()
+
+    # Watching ---------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="monitor-watch")
+    def watch_run(self) -> None:
+        worker = get_current_worker()
+        watcher = RunWatcher(self.run)
+        source = self.run.id
+        while not worker.is_cancelled:
+            try:
+                ev = watcher.poll()
+            except Exception as exc:  # noqa: BLE001 - show it, keep watching
+                self.app.call_from_thread(self.notify, f"reading {self.run.id}: {exc}",
+                                          severity="error")
+                time.sleep(1.0)
+                continue
+            if ev.gone:
+                self.post_message(RunGone(source))
+                return
+            if ev.status is not None:
+                self.post_message(StatusChanged(source, ev.status))
+            if ev.metrics is not None:
+                self.post_message(MetricsChanged(source, ev.metrics))
+            if ev.scores is not None:
+                self.post_message(ScoresChanged(source, ev.scores))
+            if ev.log is not None:
+                self.post_message(LogChanged(source, ev.log))
+            if ev.preview is not None:
+                self.post_message(PreviewChanged(source, _read_previews(ev.preview)))
+            time.sleep(WATCH_SECONDS)
+
+    def on_status_changed(self, message: StatusChanged) -> None:
+        self.status = message.status
+        self._update_header()
+
+    def on_metrics_changed(self, message: MetricsChanged) -> None:
+        self.history = h = message.history
+        self.updates += 1
+        series_kl = [Series("KL", h.kl, "green")]
+        if h.has_c():
+            series_kl.append(Series("C", h.c, "yellow"))
+        self.query_one("#plot-loss", CurvePlot).set_data(h.iters, [Series("loss", h.loss,
+                                                                          "cyan")])
+        self.query_one("#plot-recon", CurvePlot).set_data(h.iters, [Series("recon", h.recon,
+                                                                           "magenta")])
+        self.query_one("#plot-kl", CurvePlot).set_data(h.iters, series_kl)
+        last = h.last or {}
+        self.query_one(KLBars).set_latents(last.get("kl_per_latent"), last.get("mu_mean"),
+                                           last.get("var_mean"))
+        self._update_header()
+
+    def on_scores_changed(self, message: ScoresChanged) -> None:
+        self.scores = message.scores
+        self._update_header()
+
+    def on_log_changed(self, message: LogChanged) -> None:
+        self.query_one(LogTail).set_lines(message.lines)
+
+    def on_preview_changed(self, message: PreviewChanged) -> None:
+        self.previews = message.images
+        self._update_preview()
+
+    def on_run_gone(self, message: RunGone) -> None:
+        self.gone = True
+        self._update_header()
+        self.notify(f"run {self.run.id} was deleted", severity="warning")
+
+    # View -------------------------------------------------------------------------------------
+    @property
+    def iteration(self) -> int:
+        it = self.status.get("iteration")
+        last = (self.history.last or {}).get("iter")
+        values = [v for v in (it, last) if isinstance(v, int)]
+        return max(values) if values else 0
+
+    def _update_header(self) -> None:
+        st = self.status
+        state = "deleted" if self.gone else st.get("state", "…")
+        total = st.get("total") if isinstance(st.get("total"), int) else int(
+            self.config.get("iterations", 0) or 0)
+        it = self.iteration
+        last = self.history.last or {}
+        width = max(10, min(30, self.size.width - 60))
+        frac = it / total if total else 0.0
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(f"{state} ", style=STATE_STYLES.get(state, "bold red"))
+        line.append(self.run_name[:24], style="bold")
+        line.append(" ▕")
+        line.append(bar(frac, width), style="green" if state == "running" else "grey62")
+        line.append("▏")
+        line.append(f" {it}/{total} {100 * frac:.0f}%")
+        ips = last.get("img_per_s")
+        if isinstance(ips, (int, float)) and math.isfinite(ips) and state == "running":
+            line.append(f"  {ips:,.0f} img/s")
+        if state == "running":
+            eta = eta_seconds(self.history, it, total)
+            line.append(f"  ETA {fmt_duration(eta)}", style="bold")
+        line2 = Text(no_wrap=True, overflow="ellipsis", style="dim")
+        line2.append(f"{self.run.id}  {objective_text(self.config) if self.config else '?'}  "
+                     f"{self.config.get('dataset', '?')}  {st.get('device') or ''}  "
+                     f"loss {fmt_num(last.get('loss'))}  KL {fmt_num(last.get('kl'))}")
+        scores = fmt_scores(self.scores)
+        if scores:
+            line2.append(f"  {scores}", style="cyan")
+        error = st.get("error")
+        if self.gone:
+            line2 = Text("the run directory was deleted; esc goes back", style="bold red")
+        elif error and state in ("failed", "lost", "stopped"):
+            line2 = Text(str(error), style=STATE_STYLES.get(state, ""), no_wrap=True,
+                         overflow="ellipsis")
+        self.query_one("#mon-header", Static).update(Text("\n").join([line, line2]))
+
+    def _update_preview(self) -> None:
+        kind = self.preview_kind
+        other = "recon" if kind == "traversal" else "traversal"
+        zoom = self.query_one(HalfBlockImage).zoom
+        size = "fit" if zoom is None else f"{zoom:g}x"
+        title = Text.assemble((kind, "bold"), (f"  p: {other}  z: size ({size})", "dim"))
+        self.query_one("#mon-preview-title", Static).update(title)
+        image = self.previews.get(kind)
+        self.query_one(HalfBlockImage).set_image(
+            image, None if image is not None else f"no {kind} preview yet")
+
+    # Actions ----------------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_stop(self) -> None:
+        self.app.stop_run(self.run.path)
+
+    def action_resume(self) -> None:
+        self.app.resume_run(self.run.path)
+
+    def action_export(self) -> None:
+        self.app.export_run(self.run.path)
+
+    def action_zoom(self) -> None:
+        image = self.query_one(HalfBlockImage)
+        image.set_zoom(_next_zoom(image.zoom))
+        self._update_preview()
+
+    def action_toggle_preview(self) -> None:
+        self.preview_kind = "recon" if self.preview_kind == "traversal" else "traversal"
+        self._update_preview()
+
+
+ZOOMS: tuple[float | None, ...] = (None, 0.25, 0.5, 1.0)
+
+
+def _next_zoom(zoom: float | None) -> float | None:
+    return ZOOMS[(ZOOMS.index(zoom) + 1) % len(ZOOMS)] if zoom in ZOOMS else None
+
+
+def _read_previews(paths: dict[str, Path]) -> dict[str, Any]:
+    """Decode the preview PNGs (in the watcher thread: PIL work stays off the UI thread)."""
+    images: dict[str, Any] = {}
+    try:
+        from engine.visualise import read_png_rgb
+    except ImportError:
+        return images
+    for kind, path in paths.items():
+        try:
+            images[kind] = read_png_rgb(path)
+        except Exception:  # noqa: BLE001 - replaced or half there: the next change brings it
+            continue
+    return images

@@ -1,0 +1,280 @@
+"""Runs screen (home): every run under the runs dir, live, with sort and filter."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+from textual.worker import get_current_worker
+
+from bvae_tui.tui.messages import RunsUpdated
+from bvae_tui.tui.model import STATE_STYLES, RunRow, RunsPoller, fmt_duration
+from bvae_tui.tui.widgets.runs_table import RunsTable
+from engine.runs import STATES
+
+POLL_SECONDS = 1.0  # while this screen is shown
+POLL_HIDDEN_SECONDS = 5.0  # while a monitor or form covers it
+SORTS = ("started", "name", "state", "progress", "loss")
+
+HELP = """
+# Runs
+
+Every run under the runs dir, refreshed every second; runs started from the CLI show up too.
+
+| key | action |
+|---|---|
+| `n` | new run (form) |
+| `enter` | open the monitor of the selected run |
+| `s` | stop the selected run (it writes a checkpoint first) |
+| `r` | resume a stopped, failed or lost run from its last checkpoint |
+| `e` | export a traversal GIF |
+| `d` | delete the run (asks first) |
+| `/` | filter by text (esc returns to the table) |
+| `f` / `g` | cycle the state / dataset filter |
+| `o` / `O` | cycle the sort column / reverse it |
+
+States: **running**, **queued** (starting), **finished**, **stopped**, **failed** (reason in
+the note column), **lost** (the worker died without saying so: resume it).
+"""
+
+
+def sort_key(name: str):
+    def key(row: RunRow):
+        if name == "name":
+            return row.name.lower()
+        if name == "state":
+            return (STATES.index(row.state) if row.state in STATES else 99, -(row.started or 0))
+        if name == "progress":
+            return row.iteration / row.total if row.total else 0.0
+        if name == "loss":
+            return row.loss if row.loss is not None else float("inf")
+        return row.started or 0.0
+
+    return key
+
+
+class RunsScreen(Screen):
+    HELP = HELP
+    BINDINGS = [
+        Binding("n", "new_run", "New"),
+        Binding("enter", "open_monitor", "Monitor", show=True),
+        Binding("s", "stop", "Stop"),
+        Binding("r", "resume", "Resume"),
+        Binding("e", "export", "Export"),
+        Binding("d", "delete", "Delete"),
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("f", "cycle_state", "State", show=False),
+        Binding("g", "cycle_dataset", "Dataset", show=False),
+        Binding("o", "cycle_sort", "Sort", show=False),
+        Binding("O", "reverse_sort", "Reverse", show=False),
+        Binding("escape", "focus_table", "Table", show=False),
+    ]
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+        self.rows: list[RunRow] = []
+        self.loaded = False
+        self.state_filter = "all"
+        self.dataset_filter = "all"
+        self.text_filter = ""
+        self.sort = "started"
+        self.reverse = True
+        self._poll_now = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="runs-title", classes="topbar")
+        yield Input(placeholder="/ filter by text: name, dataset, state, objective…",
+                    id="runs-filter", compact=True)
+        yield Static(id="runs-bar", classes="bar")
+        yield RunsTable(id="runs-table")
+        yield Static(id="runs-details", classes="details")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._update_bar()
+        self._update_title()
+        self.query_one(RunsTable).focus()
+        self.poll_runs()
+
+    # Background polling -------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="runs-poll")
+    def poll_runs(self) -> None:
+        worker = get_current_worker()
+        poller = RunsPoller(self.root)
+        while not worker.is_cancelled:
+            try:
+                rows = poller.poll()
+            except Exception as exc:  # noqa: BLE001 - keep polling; show why the list is stale
+                self.app.call_from_thread(self.notify, f"cannot list runs: {exc}",
+                                          severity="error")
+                rows = None
+            if rows is not None:
+                self.post_message(RunsUpdated(str(self.root), rows))
+            deadline = time.monotonic() + (POLL_SECONDS if self.is_current
+                                           else POLL_HIDDEN_SECONDS)
+            while time.monotonic() < deadline and not worker.is_cancelled:
+                if self._poll_now:
+                    self._poll_now = False
+                    break
+                time.sleep(0.05)
+
+    def refresh_now(self) -> None:
+        """Poll again at once (after an action changed something)."""
+        self._poll_now = True
+
+    def on_runs_updated(self, message: RunsUpdated) -> None:
+        self.rows = message.rows
+        self.loaded = True
+        self._show()
+
+    # View -------------------------------------------------------------------------------------
+    def visible_rows(self) -> list[RunRow]:
+        rows = [r for r in self.rows
+                if (self.state_filter == "all" or r.state == self.state_filter)
+                and (self.dataset_filter == "all"
+                     or self.dataset_filter in (r.dataset, r.source))
+                and (not self.text_filter or r.matches(self.text_filter))]
+        rows.sort(key=sort_key(self.sort), reverse=self.reverse)
+        return rows
+
+    def _show(self) -> None:
+        table = self.query_one(RunsTable)
+        table.show(self.visible_rows())
+        self._update_title()
+        self._update_details()
+
+    def _update_title(self) -> None:
+        counts: dict[str, int] = {}
+        for r in self.rows:
+            counts[r.state] = counts.get(r.state, 0) + 1
+        text = Text()
+        text.append("bvae-tui", style="bold")
+        text.append(f"  runs in {self.root}", style="dim")
+        if self.loaded and not self.rows:
+            text.append("  — no runs yet: press n to start one", style="italic")
+        for state in STATES:
+            if counts.get(state):
+                text.append(f"  {counts[state]} {state}", style=STATE_STYLES[state])
+        self.query_one("#runs-title", Static).update(text)
+
+    def _update_bar(self) -> None:
+        arrow = "↓" if self.reverse else "↑"
+        text = Text.assemble(
+            ("state ", "dim"), (self.state_filter, "bold"), (" [f]  ", "dim"),
+            ("dataset ", "dim"), (self.dataset_filter, "bold"), (" [g]  ", "dim"),
+            ("sort ", "dim"), (f"{self.sort} {arrow}", "bold"), (" [o/O]", "dim"),
+        )
+        self.query_one("#runs-bar", Static).update(text)
+
+    def _update_details(self) -> None:
+        row = self.selected_row()
+        details = self.query_one("#runs-details", Static)
+        if row is None:
+            details.update(Text("no run selected" if self.rows else "", style="dim"))
+            return
+        text = Text()
+        text.append(row.id, style="bold")
+        text.append("  ")
+        text.append(row.state, style=STATE_STYLES.get(row.state, ""))
+        if row.device:
+            text.append(f"  on {row.device}", style="dim")
+        text.append(f"  {fmt_duration(row.duration)}", style="dim")
+        if row.scores:
+            text.append(f"  {row.scores}", style="cyan")
+        if row.error:
+            text.append("\n")
+            text.append(row.error, style=STATE_STYLES.get(row.state, ""))
+        details.update(text)
+
+    def selected_row(self) -> RunRow | None:
+        run_id = self.query_one(RunsTable).selected_id
+        return next((r for r in self.rows if r.id == run_id), None)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._update_details()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open_monitor()
+
+    # Filters and sort ---------------------------------------------------------------------------
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "runs-filter":
+            self.text_filter = event.value.strip()
+            self._show()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.action_focus_table()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#runs-filter", Input).focus()
+
+    def action_focus_table(self) -> None:
+        self.query_one(RunsTable).focus()
+
+    def action_cycle_state(self) -> None:
+        self.state_filter = _cycle(["all", *STATES], self.state_filter)
+        self._update_bar()
+        self._show()
+
+    def action_cycle_dataset(self) -> None:
+        names = sorted({r.dataset for r in self.rows})
+        self.dataset_filter = _cycle(["all", "real", "procedural", *names], self.dataset_filter)
+        self._update_bar()
+        self._show()
+
+    def action_cycle_sort(self) -> None:
+        self.sort = _cycle(list(SORTS), self.sort)
+        self.reverse = self.sort in ("started", "progress")
+        self._update_bar()
+        self._show()
+
+    def action_reverse_sort(self) -> None:
+        self.reverse = not self.reverse
+        self._update_bar()
+        self._show()
+
+    # Actions (carried out by the app, shared with the monitor and the command palette) ------------
+    def _selected_or_warn(self) -> RunRow | None:
+        row = self.selected_row()
+        if row is None:
+            self.notify("no run selected", severity="warning")
+        return row
+
+    def action_new_run(self) -> None:
+        self.app.action_new_run()
+
+    def action_open_monitor(self) -> None:
+        if row := self._selected_or_warn():
+            self.app.open_monitor(Path(row.path))
+
+    def action_stop(self) -> None:
+        if row := self._selected_or_warn():
+            self.app.stop_run(Path(row.path))
+            self.refresh_now()
+
+    def action_resume(self) -> None:
+        if row := self._selected_or_warn():
+            self.app.resume_run(Path(row.path))
+            self.refresh_now()
+
+    def action_export(self) -> None:
+        if row := self._selected_or_warn():
+            self.app.export_run(Path(row.path))
+
+    def action_delete(self) -> None:
+        if row := self._selected_or_warn():
+            self.app.delete_run(Path(row.path), on_done=self.refresh_now)
+
+
+def _cycle(options: list[str], current: str) -> str:
+    try:
+        return options[(options.index(current) + 1) % len(options)]
+    except ValueError:
+        return options[0]

@@ -1,0 +1,1 @@
+"""The widgets of bvae-tui: one module each."""

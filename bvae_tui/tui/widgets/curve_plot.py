@@ -1,0 +1,186 @@
+"""A small line plot drawn with braille characters (2x4 dots a cell).
+
+Our own rather than textual-plot: at 80x24 each plot gets a handful of rows, and a plot that
+spends no space on axes frames, scales to thousands of points by drawing a min/max envelope per
+dot column (numpy, no Python loop over points) and picks a log scale for losses that fall by
+orders of magnitude reads better there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+# Dot bit for (x, y) within a braille cell, x in 0..1, y in 0..3.
+_DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+_LABEL_W = 7
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    ys: Sequence[float]
+    color: str
+
+
+def _fmt_tick(value: float) -> str:
+    mag = abs(value)
+    if mag == 0:
+        return "0"
+    if mag >= 1e5 or mag < 1e-2:
+        return f"{value:.0e}"
+    if mag >= 100:
+        return f"{value:.0f}"
+    if mag >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+class CurvePlot(Widget):
+    """Line plot of one or more series over a shared x axis (iterations)."""
+
+    DEFAULT_CSS = """
+    CurvePlot { height: 6; min-height: 3; }
+    """
+
+    title: reactive[str] = reactive("")
+
+    def __init__(self, title: str = "", *, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.title = title
+        self._xs: np.ndarray = np.zeros(0)
+        self._series: list[Series] = []
+
+    def set_data(self, xs: Sequence[float], series: list[Series]) -> None:
+        self._xs = np.asarray(xs, dtype=np.float64)
+        self._series = series
+        self.refresh()
+
+    # Rendering --------------------------------------------------------------------------------
+    def render(self) -> Text:
+        width, height = self.size.width, self.size.height
+        out = Text(no_wrap=True, overflow="crop")
+        out.append_text(self._title_line())
+        if height < 3 or width < _LABEL_W + 4:
+            return out
+        rows = height - 2
+        cols = width - _LABEL_W
+        lines = self._plot(cols, rows)
+        for line in lines:
+            out.append("\n")
+            out.append_text(line)
+        out.append("\n")
+        out.append_text(self._x_axis(cols))
+        return out
+
+    def _title_line(self) -> Text:
+        text = Text(self.title, style="bold")
+        for s in self._series:
+            last = next((v for v in reversed(s.ys) if math.isfinite(v)), None)
+            if last is None:
+                continue
+            text.append("  ")
+            if len(self._series) > 1:
+                text.append(f"{s.label} ", style=s.color)
+            text.append(_fmt_tick(last), style=s.color)
+        return text
+
+    def _x_axis(self, cols: int) -> Text:
+        text = Text(" " * _LABEL_W, style="dim")
+        if self._xs.size == 0:
+            return text
+        lo, hi = f"{self._xs[0]:.0f}", f"{self._xs[-1]:.0f}"
+        gap = max(1, cols - len(lo) - len(hi))
+        text.append(lo + " " * gap + hi, style="dim")
+        return text
+
+    def _scale(self) -> tuple[float, float, bool] | None:
+        values = [np.asarray(s.ys, dtype=np.float64) for s in self._series]
+        finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
+        if finite.size == 0:
+            return None
+        lo, hi = float(finite.min()), float(finite.max())
+        # A loss that falls by orders of magnitude is unreadable on a linear axis.
+        log = lo > 0 and hi / lo > 30
+        if log:
+            lo, hi = math.log10(lo), math.log10(hi)
+        if hi - lo < 1e-12:
+            pad = abs(hi) * 0.05 or 1.0
+            lo, hi = lo - pad, hi + pad
+        return lo, hi, log
+
+    def _plot(self, cols: int, rows: int) -> list[Text]:
+        scale = self._scale()
+        n = self._xs.size
+        blank = [Text(" " * (_LABEL_W - 1) + "│", style="dim") for _ in range(rows)]
+        if scale is None or n == 0:
+            if rows:
+                blank[rows // 2].append(" waiting for metrics…", style="dim italic")
+            return blank
+        lo, hi, log = scale
+        pw, ph = cols * 2, rows * 4
+        dots = np.zeros((rows, cols), dtype=np.int32)
+        color_at = np.full((rows, cols), -1, dtype=np.int32)
+        x0, x1 = float(self._xs[0]), float(self._xs[-1])
+        xspan = (x1 - x0) or 1.0
+        for si, s in enumerate(self._series):
+            ys = np.asarray(s.ys, dtype=np.float64)[:n]
+            ok = np.isfinite(ys) & (ys > 0 if log else True)
+            if not ok.any():
+                continue
+            xs = self._xs[: ys.size][ok]
+            vals = np.log10(ys[ok]) if log else ys[ok]
+            px = np.clip(np.round((xs - x0) / xspan * (pw - 1)).astype(np.int64), 0, pw - 1)
+            py = np.clip(np.round((hi - vals) / (hi - lo) * (ph - 1)).astype(np.int64), 0, ph - 1)
+            self._draw(dots, color_at, si, px, py)
+        lines = []
+        for r in range(rows):
+            if r == 0:
+                label = _fmt_tick(10 ** hi if log else hi)
+            elif r == rows - 1:
+                label = _fmt_tick(10 ** lo if log else lo)
+            else:
+                label = ""
+            line = Text(label.rjust(_LABEL_W - 1)[: _LABEL_W - 1] + ("┤" if label else "│"),
+                        style="dim")
+            for c in range(cols):
+                bits = int(dots[r, c])
+                if bits:
+                    line.append(chr(0x2800 + bits), style=self._series[color_at[r, c]].color)
+                else:
+                    line.append(" ")
+            lines.append(line)
+        return lines
+
+    @staticmethod
+    def _draw(dots: np.ndarray, color_at: np.ndarray, si: int, px: np.ndarray,
+              py: np.ndarray) -> None:
+        """Set dots: per x column the min..max span, joined to the previous column by a line."""
+
+        def put(x: int, y: int) -> None:
+            r, c = y // 4, x // 2
+            dots[r, c] |= _DOTS[x % 2][y % 4]
+            color_at[r, c] = si
+
+        starts = np.flatnonzero(np.r_[True, px[1:] != px[:-1]])
+        ends = np.r_[starts[1:], px.size]
+        mins = np.minimum.reduceat(py, starts)
+        maxs = np.maximum.reduceat(py, starts)
+        prev: tuple[int, int] | None = None
+        for k, start in enumerate(starts):
+            x = int(px[start])
+            for y in range(int(mins[k]), int(maxs[k]) + 1):
+                put(x, y)
+            first, last = int(py[start]), int(py[ends[k] - 1])
+            if prev is not None:
+                (x_a, y_a), steps = prev, max(abs(x - prev[0]), abs(first - prev[1]))
+                for t in range(1, steps):
+                    put(round(x_a + (x - x_a) * t / steps), round(y_a + (first - y_a) * t / steps))
+            prev = (x, last)

@@ -1,0 +1,156 @@
+"""Open a prepared dataset (memory-mapped) and the :class:`Dataset` API the engine uses."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from datasets import cache
+from datasets.errors import DataError
+from datasets.registry import DatasetSpec, data_root, get_spec
+
+IMAGE_SIZE = 64
+
+
+class Dataset:
+    """A prepared dataset: uint8 images (memory-mapped) plus factor classes/values where known."""
+
+    def __init__(self, spec: DatasetSpec, cache_dir: Path, meta: dict):
+        self.spec = spec
+        self.name = spec.name
+        self.cache_dir = cache_dir
+        self.meta = meta
+        self.source: str = meta.get("source", "files")
+        self.channels: int = int(meta.get("channels", spec.channels))
+        self.binary: bool = bool(meta.get("binary", spec.binary))
+        self.packed: bool = bool(meta.get("packed", False))
+        self.images: np.ndarray = _load(cache_dir / cache.IMAGES, spec.name)
+        self.n: int = int(self.images.shape[0])
+        expected = (self.n, IMAGE_SIZE * IMAGE_SIZE // 8) if self.packed else (
+            self.n, self.channels, IMAGE_SIZE, IMAGE_SIZE)
+        if self.images.dtype != np.uint8 or self.images.shape != expected \
+                or self.n != int(meta.get("count", -1)):
+            raise _damaged(spec.name, cache_dir, "images.npy has the wrong shape")
+        self.factor_names: tuple[str, ...] = tuple(meta.get("factor_names") or ())
+        self.factor_sizes: tuple[int, ...] = tuple(int(s) for s in meta.get("factor_sizes") or ())
+        self.classes: np.ndarray | None = None
+        self.values: np.ndarray | None = None
+        if self.factor_sizes:
+            f = len(self.factor_sizes)
+            self.classes = _load(cache_dir / cache.CLASSES, spec.name)
+            self.values = _load(cache_dir / cache.VALUES, spec.name)
+            if self.classes.shape != (self.n, f) or self.values.shape != (self.n, f) \
+                    or int(np.prod(self.factor_sizes)) != self.n:
+                raise _damaged(spec.name, cache_dir, "factor tables have the wrong shape")
+        # Strides of a full factorial grid stored with the last factor fastest.
+        sizes = np.array(self.factor_sizes or (0,), dtype=np.int64)
+        self._strides = np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r}, n={self.n}, source={self.source!r})"
+
+    # images -------------------------------------------------------------------------------------
+    def images_at(self, idx) -> np.ndarray:
+        """uint8 (M, C, 64, 64) images at ``idx``: 0/1 for binary data, 0..255 otherwise."""
+        idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            raise IndexError(f"image index out of range 0..{self.n - 1}")
+        rows = self.images[idx]
+        if self.packed:
+            bits = np.unpackbits(rows, axis=1)
+            return bits.reshape(len(idx), 1, IMAGE_SIZE, IMAGE_SIZE)
+        return np.asarray(rows)
+
+    def float_images_at(self, idx) -> np.ndarray:
+        """float32 (M, C, 64, 64) images in [0, 1]."""
+        imgs = self.images_at(idx).astype(np.float32)
+        if not self.binary:
+            imgs /= 255.0
+        return imgs
+
+    # factors ------------------------------------------------------------------------------------
+    def _need_factors(self) -> None:
+        if not self.factor_sizes:
+            raise DataError(f"dataset '{self.name}' has no ground-truth factors; use dsprites "
+                            "or dsprites-mini")
+
+    def index_of(self, classes) -> np.ndarray:
+        """Row index of each factor-class vector (M, F) -> (M,) int64."""
+        self._need_factors()
+        classes = np.asarray(classes, dtype=np.int64)
+        if classes.ndim == 1:
+            classes = classes[None, :]
+        if classes.shape[1] != len(self.factor_sizes):
+            raise ValueError(f"classes need {len(self.factor_sizes)} columns")
+        if (classes < 0).any() or (classes >= np.array(self.factor_sizes)).any():
+            raise IndexError("factor class out of range")
+        return classes @ self._strides
+
+    def sample_factors(self, n: int, rng: np.random.RandomState) -> np.ndarray:
+        """(n, F) int64: a uniformly drawn class for each factor."""
+        self._need_factors()
+        cols = [rng.randint(size, size=n) for size in self.factor_sizes]
+        return np.stack(cols, axis=1).astype(np.int64)
+
+    def images_for(self, classes) -> np.ndarray:
+        """uint8 (M, C, 64, 64) images of the given factor classes."""
+        return self.images_at(self.index_of(classes))
+
+
+def _damaged(name: str, cache_dir: Path, why: str) -> DataError:
+    return DataError(f"prepared data for '{name}' in {cache_dir} is damaged ({why}); "
+                     f"run: bvae data prepare {name} --force")
+
+
+def _load(path: Path, name: str) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise _damaged(name, path.parent, f"{path.name} is missing") from None
+    except (ValueError, OSError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _damaged(name, path.parent, f"{path.name}: {reason}") from None
+
+
+def cache_dir_of(spec: DatasetSpec, data_dir=None) -> Path:
+    return data_root(data_dir) / spec.cache_name
+
+
+def open_dataset(name: str, data_dir: str | os.PathLike | None = None,
+                 prepare_missing: bool = True) -> Dataset:
+    """Open the prepared cache of ``name``; prepare it first when missing and allowed."""
+    spec = get_spec(name)
+    cdir = cache_dir_of(spec, data_dir)
+    meta = cache.read_meta(cdir)
+    if meta is None:
+        if not prepare_missing:
+            raise DataError(f"dataset '{spec.name}' is not prepared in {cdir.parent}; run: "
+                            f"bvae data prepare {name}")
+        from datasets.prepare import prepare
+
+        return prepare(name, data_dir)
+    if int(meta.get("format_version", 0)) != cache.FORMAT_VERSION:
+        raise DataError(f"prepared data for '{spec.name}' has an old format; run: "
+                        f"bvae data prepare {name} --force")
+    return Dataset(spec, cdir, meta)
+
+
+def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> dict:
+    """What ``bvae data list`` shows for one dataset (cheap: reads meta.json only)."""
+    spec = get_spec(name)
+    cdir = cache_dir_of(spec, data_dir)
+    meta = cache.read_meta(cdir)
+    return {
+        "name": spec.name,
+        "title": spec.title,
+        "prepared": meta is not None,
+        "source": meta.get("source") if meta else None,
+        "size_bytes": cache.dir_size(cdir) if meta else 0,
+        "location": str(cdir),
+        "count": int(meta["count"]) if meta and "count" in meta else None,
+    }

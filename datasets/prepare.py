@@ -1,0 +1,149 @@
+"""Prepare a dataset once into the cache (see :mod:`datasets.cache`).
+
+* ``dsprites``: the real npz when it is in the data dir (``bvae data download dsprites`` puts it
+  there), else the procedural generator. meta.json's ``source`` says which ("real"/"procedural").
+* ``dsprites-mini``: always procedural, a (1, 3, 3, 8, 8, 8) sub-grid.
+* ``celeba`` / ``chairs`` / ``folder:PATH``: decoded from their files (source "files").
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from datasets import cache, dsprites
+from datasets.errors import DataError
+from datasets.loader import Dataset, cache_dir_of, open_dataset
+from datasets.registry import DSPRITES_FILE, DatasetSpec, data_root, get_spec
+
+Progress = Callable[[str, int, "int | None"], None]
+
+GENERATOR_VERSION = 1
+
+
+def prepare(name: str, data_dir: str | os.PathLike | None = None,
+            progress: Progress | None = None, force: bool = False,
+            download: bool = False) -> Dataset:
+    """Prepare ``name`` into the cache (unless already prepared and not ``force``), open it.
+
+    ``download``: fetch a missing source file first (real dSprites, CelebA, 3D Chairs); without
+    it, dSprites falls back to the procedural set and the others need their files in place.
+    """
+    spec = get_spec(name)
+    root = data_root(data_dir)
+    meta = None if force else cache.read_meta(cache_dir_of(spec, root))
+    if meta is not None:
+        upgrade = (spec.name == "dsprites" and meta.get("source") == "procedural"
+                   and find_real_dsprites(root) is not None)
+        if not upgrade:
+            return open_dataset(name, root, prepare_missing=False)
+        force = True  # the real file arrived since: it replaces the procedural set
+    if spec.name == "dsprites":
+        real = find_real_dsprites(root)
+        if real is None and download:
+            from datasets.download import download_dataset
+
+            real = download_dataset("dsprites", root, progress=progress)
+        if real is not None:
+            _prepare_real_dsprites(spec, root, real, progress, force)
+        else:
+            _prepare_procedural(spec, root, dsprites.full_grid(), progress, force)
+    elif spec.name == "dsprites-mini":
+        _prepare_procedural(spec, root, dsprites.mini_grid(), progress, force)
+    else:
+        from datasets import images
+
+        images.prepare_images(spec, root, progress, force, download)
+    return open_dataset(name, root, prepare_missing=False)
+
+
+def find_real_dsprites(root: Path) -> Path | None:
+    """The original npz in the data dir, if the user put it there or downloaded it."""
+    path = root / DSPRITES_FILE
+    return path if path.is_file() else None
+
+
+def _factor_meta(spec: DatasetSpec, grid: dsprites.Grid) -> dict:
+    return {
+        "factor_names": list(spec.factor_names),
+        "factor_sizes": list(grid.sizes),
+        "factor_values": [np.asarray(v).tolist() for v in grid.values],
+        # Class indices of each kept value in the full dSprites grid (identity for dsprites).
+        "full_grid_classes": [np.asarray(c).tolist() for c in grid.full_classes],
+    }
+
+
+def _write_factors(tmp: Path, grid: dsprites.Grid) -> None:
+    cache.save_array(tmp / cache.CLASSES, grid.classes())
+    cache.save_array(tmp / cache.VALUES, grid.latent_values())
+
+
+def _prepare_procedural(spec: DatasetSpec, root: Path, grid: dsprites.Grid,
+                        progress: Progress | None, force: bool) -> None:
+    with cache.building(root, spec.cache_name, force) as tmp:
+        writer = cache.NpyWriter(tmp / cache.IMAGES, (dsprites.PACKED_BYTES,))
+        ones = 0
+        try:
+            cb = (lambda d, t: progress("generate", d, t)) if progress else None
+            for _start, packed in dsprites.iter_packed(grid, workers=_workers(), progress=cb):
+                writer.append(packed)
+                ones += int(np.bitwise_count(packed).sum(dtype=np.int64))
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+        _write_factors(tmp, grid)
+        cache.write_meta(tmp, {
+            "name": spec.name, "title": spec.title, "source": "procedural",
+            "origin": f"bvae-tui procedural dSprites generator v{GENERATOR_VERSION}",
+            "generator_version": GENERATOR_VERSION,
+            "count": writer.rows, "channels": 1, "binary": True, "packed": True,
+            "checksum": {"images_sha1": writer.sha1.hexdigest()},
+            "pixel_mean": ones / (writer.rows * 4096),
+            **_factor_meta(spec, grid),
+        })
+
+
+def _workers() -> int:
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else (os.cpu_count() or 1)))
+
+
+def _prepare_real_dsprites(spec: DatasetSpec, root: Path, path: Path,
+                           progress: Progress | None, force: bool,
+                           grid: dsprites.Grid | None = None) -> None:
+    """Import a dSprites npz (chunk-wise, bit-packing as it goes). ``grid``: the grid the file
+    must hold (the full one; tests import small files of the mini grid)."""
+    from datasets import npz
+
+    grid = grid or dsprites.full_grid()
+    with cache.building(root, spec.cache_name, force) as tmp:
+        writer = cache.NpyWriter(tmp / cache.IMAGES, (dsprites.PACKED_BYTES,))
+        ones = 0
+        try:
+            with npz.DspritesNpzReader(path) as reader:
+                reader.check_factors(grid)
+                for imgs in reader.iter_images(chunk=8192):
+                    packed = np.packbits(imgs.reshape(len(imgs), -1), axis=1)
+                    writer.append(packed)
+                    ones += int(np.bitwise_count(packed).sum(dtype=np.int64))
+                    if progress:
+                        progress("import", writer.rows, reader.n)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+        _write_factors(tmp, grid)
+        cache.write_meta(tmp, {
+            "name": spec.name, "title": spec.title, "source": "real",
+            "origin": str(path), "count": writer.rows, "channels": 1, "binary": True,
+            "packed": True, "checksum": {"images_sha1": writer.sha1.hexdigest()},
+            "pixel_mean": ones / (writer.rows * 4096),
+            **_factor_meta(spec, grid),
+        })
+
+
+__all__ = ["prepare", "find_real_dsprites", "DataError"]

@@ -1,0 +1,121 @@
+"""Checkpoints: atomic, loadable with ``torch.load(weights_only=True)``, CPU-loadable.
+
+A checkpoint is a plain dict of tensors and Python primitives (no pickled classes), so the safe
+``weights_only`` loader reads it and a GPU run's checkpoint opens on a CPU-only machine:
+
+    {"format": 1, "model": state_dict, "optimizer": state_dict, "iteration": int,
+     "elapsed": float, "arch": str, "channels": int, "z_dim": int, "config": dict,
+     "rng": {"torch": ByteTensor, "cuda": [ByteTensor, ...], "numpy": {...}, "python": [...],
+             "batches": {...}}}
+
+Every tensor is moved to the CPU before saving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import RunError
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.config import TrainConfig
+    from engine.runs import Run
+
+FORMAT = 1
+
+
+def to_cpu(obj: Any) -> Any:
+    """A copy of nested dicts/lists/tuples with every tensor on the CPU."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write ``state`` (tensors moved to the CPU) to ``path`` atomically.
+
+    The data goes to a temporary file in the same directory, is fsynced, and then renamed over
+    ``path``: a crash mid-write leaves the previous checkpoint intact.
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(to_cpu(state), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with the safe loader; a :class:`RunError` one-liner if missing/corrupt."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"checkpoint {path} does not exist; the run has not saved one yet")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunError(f"checkpoint {path} is corrupt or unreadable ({reason[:120]}); "
+                       "resume from an earlier copy or start a new run") from None
+    if not isinstance(state, dict) or "model" not in state or "iteration" not in state:
+        raise RunError(f"checkpoint {path} is not a bvae checkpoint (no model/iteration); "
+                       "start a new run") from None
+    return state
+
+
+def checkpoint_path(run: Run, checkpoint: str | os.PathLike | None = None) -> Path:
+    """``checkpoint`` as given (a path, or a file name in the run's checkpoints/), else last.pt."""
+    if checkpoint is None:
+        return run.last_checkpoint
+    path = Path(checkpoint)
+    if not path.exists() and (run.checkpoint_dir / path).exists():
+        return run.checkpoint_dir / path
+    return path
+
+
+def model_from_state(state: dict[str, Any], cfg: TrainConfig | None = None) -> torch.nn.Module:
+    """Rebuild the model recorded in a checkpoint and load its weights (CPU, eval mode)."""
+    from engine.models import build_model
+
+    arch = state.get("arch") or (cfg.architecture if cfg else "H")
+    z_dim = int(state.get("z_dim") or (cfg.z_dim if cfg else 10))
+    channels = int(state.get("channels") or 1)
+    model = build_model(arch, channels, z_dim)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunError(f"checkpoint weights do not fit a {arch} model with z_dim {z_dim} "
+                       f"({first[:100]}); the checkpoint is corrupt") from None
+    return model.eval()
+
+
+def load_model(run: Run, checkpoint: str | os.PathLike | None = None,
+               device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig, int]:
+    """The run's trained model (eval mode, on ``device``), its config and its iteration."""
+    cfg = run.config
+    state = load_checkpoint(checkpoint_path(run, checkpoint))
+    model = model_from_state(state, cfg)
+    return model.to(device), cfg, int(state["iteration"])

@@ -1,0 +1,407 @@
+"""The training loop: one plain function over a run directory.
+
+The whole dataset sits on the training device as one uint8 tensor; each step draws a batch by
+index (a seeded ``torch.Generator`` walks through shuffled epochs) and converts it to float on the
+device. Per-step statistics stay on the device in a small buffer, so a GPU step never waits for
+the host; every ``log_every`` steps one transfer turns them into a ``metrics.jsonl`` row averaged
+over the interval. Checkpoints hold everything needed to continue exactly: model, optimiser,
+iteration, the torch / CUDA / NumPy / Python RNG states and the batch sampler's state, so a run
+stopped and resumed on the CPU reproduces the uninterrupted run.
+
+Outcomes end up in ``status.json``: ``finished``, ``stopped`` (``should_stop`` said so; a
+checkpoint is written first) or ``failed`` with a one-line reason (missing data, non-finite loss
+with its iteration, out of memory with a hint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from datasets.errors import UserError
+from engine.errors import ConfigError, DeviceError, RunError
+from engine.runs import Run, process_start_time
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.config import TrainConfig
+
+HEARTBEAT_S = 1.0  # status.json refresh while training
+PROGRESS_S = 0.2  # on_progress callback rate (the foreground progress bar)
+
+
+class NonFiniteLoss(Exception):
+    def __init__(self, iteration: int, value: float):
+        super().__init__(f"loss became non-finite ({value}) at iteration {iteration}; "
+                         "try a lower --lr or a smaller --gamma / --beta")
+        self.iteration = iteration
+
+
+class BatchSampler:
+    """Batch indices from shuffled epochs of ``range(n)``, driven by its own seeded generator.
+
+    Its state is the generator state at the start of the current epoch plus the position in it,
+    so a resumed run draws exactly the batches the uninterrupted run would have drawn.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: str = "cpu"):
+        import torch
+
+        self.n, self.batch_size, self.device = n, batch_size, device
+        self.generator = torch.Generator().manual_seed(seed)  # CPU: the same order on any device
+        self._new_epoch()
+
+    def _new_epoch(self) -> None:
+        import torch
+
+        self.epoch_state = self.generator.get_state()
+        # One host-to-device copy an epoch; slicing it per step needs no transfer and no sync.
+        self.perm = torch.randperm(self.n, generator=self.generator).to(self.device)
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        import torch
+
+        parts, need = [], self.batch_size
+        while need:
+            if self.pos == self.n:
+                self._new_epoch()
+            take = self.perm[self.pos : self.pos + need]
+            parts.append(take)
+            self.pos += len(take)
+            need -= len(take)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch_state": self.epoch_state.clone(), "pos": self.pos, "n": self.n}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if int(state["n"]) != self.n:
+            raise RunError(f"the dataset now has {self.n} images but the checkpoint was trained "
+                           f"on {state['n']}; start a new run")
+        self.generator.set_state(state["epoch_state"])
+        self._new_epoch()
+        self.pos = int(state["pos"])
+
+
+# --------------------------------------------------------------------------------------------
+# RNG state as plain tensors and lists (what torch.load(weights_only=True) accepts)
+
+
+def _rng_state(device: str, sampler: BatchSampler) -> dict[str, Any]:
+    import torch
+
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": version, "state": list(py_state), "gauss": gauss},
+        "batches": sampler.state_dict(),
+    }
+    if device.startswith("cuda"):
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: str, sampler: BatchSampler) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    npy = state["numpy"]
+    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"],
+                         npy["has_gauss"], npy["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    sampler.load_state_dict(state["batches"])
+    if device.startswith("cuda") and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _truncate_metrics(run: Run, iteration: int) -> None:
+    """Drop rows after ``iteration`` (written after the checkpoint a resume starts from).
+
+    The file is replaced atomically; readers (MetricsTail) notice the new inode and re-read.
+    """
+    if not run.metrics_path.exists():
+        return
+    keep = [r for r in run.metrics() if int(r.get("iter", 0)) <= iteration]
+    tmp = run.metrics_path.with_name(f".{run.metrics_path.name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, run.metrics_path)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def train(run: Run, resume: bool = False,
+          on_row: Callable[[dict[str, Any]], None] | None = None,
+          should_stop: Callable[[], bool] | None = None,
+          on_progress: Callable[[int], None] | None = None) -> str:
+    """Train ``run`` (from its last checkpoint when ``resume``); return the final state.
+
+    ``on_row(row)`` sees every metrics row, ``on_progress(iteration)`` is called a few times a
+    second, and ``should_stop()`` is polled between steps (the worker's SIGTERM handler and the
+    foreground Ctrl-C handler set it). Unexpected exceptions mark the run failed and propagate.
+    """
+    import torch
+
+    pid = os.getpid()
+    now = time.time()
+    run.write_status(state="running", pid=pid, pid_start=process_start_time(pid), started=now,
+                     heartbeat=now, error=None, phase="starting")
+    try:
+        return _train(run, resume, on_row, should_stop or (lambda: False), on_progress)
+    except NonFiniteLoss as exc:
+        return _fail(run, str(exc), iteration=exc.iteration)
+    except UserError as exc:
+        return _fail(run, str(exc))
+    except KeyboardInterrupt:
+        run.write_status(state="stopped", phase=None,
+                         error="interrupted mid-step; resume continues from the last checkpoint")
+        return "stopped"
+    except Exception as exc:
+        if _is_oom(exc):
+            cfg = run.config
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # let the next run on this GPU start clean
+            return _fail(run, f"out of memory on {run.raw_status().get('device', 'the device')} "
+                              f"at batch size {cfg.batch_size}; try a smaller --batch-size, "
+                              "--device cpu, or a GPU with more free memory (--gpu auto)")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _fail(run, f"internal error: {type(exc).__name__}: {first[:200]} (see worker.log)")
+        raise
+
+
+def _fail(run: Run, reason: str, **fields: Any) -> str:
+    run.write_status(state="failed", error=reason, phase=None, **fields)
+    _warn(f"run failed: {reason}")
+    return "failed"
+
+
+def _train(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | None,
+           should_stop: Callable[[], bool], on_progress: Callable[[int], None] | None) -> str:
+    import torch
+
+    from datasets.loader import open_dataset
+    from datasets.tensors import DeviceImages
+    from engine import fastpath
+    from engine.checkpoint import load_checkpoint, save_checkpoint
+    from engine.devices import resolve_device
+    from engine.models import build_model
+    from engine.objectives import compute_loss, recon_distribution
+
+    cfg: TrainConfig = run.config.validate()
+    # -- device --------------------------------------------------------------------------------
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # cuda:N == NVML's GPU N
+    device = resolve_device(cfg.device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"{device} was requested but this PyTorch build cannot use CUDA; "
+                          "use --device cpu or install a CUDA build of torch")
+    run.write_status(device=device, total=cfg.iterations, phase="loading data")
+    fastpath.configure_process(device)
+
+    # -- data ----------------------------------------------------------------------------------
+    dataset = open_dataset(cfg.dataset, run.data_dir)
+    if cfg.batch_size > dataset.n:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the dataset "
+                          f"({dataset.n} images); choose at most {dataset.n}")
+    dist = recon_distribution(cfg)
+    data = DeviceImages(dataset, device)
+
+    # -- model, optimiser, RNG (seeded first so the init is reproducible) -----------------------
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    model = build_model(cfg.architecture, data.channels, cfg.z_dim)
+    sampler = BatchSampler(data.n, cfg.batch_size, cfg.seed, device)
+    iteration, elapsed, state = 0, 0.0, None
+    if resume and run.last_checkpoint.exists():
+        state = load_checkpoint(run.last_checkpoint)
+        model.load_state_dict(state["model"])
+        iteration, elapsed = int(state["iteration"]), float(state.get("elapsed", 0.0))
+    model.to(device)
+    net = fastpath.prepare_model(model, cfg, device)  # may be channels-last / compiled
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr,
+                                 betas=(cfg.adam_beta1, cfg.adam_beta2))
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], device, sampler)
+    _truncate_metrics(run, iteration)  # a fresh start, or rows past the checkpoint, go
+
+    fixed = None
+    if cfg.preview_every:
+        from engine.visualise import fixed_images, to_tensor
+
+        fixed = to_tensor(fixed_images(dataset, n=3), device)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    z = cfg.z_dim
+    buf_len = max(1, min(cfg.log_every, cfg.iterations))
+    scalars = torch.zeros(buf_len, 3, device=device)  # loss, recon, kl of each step
+    vectors = torch.zeros(3, z, device=device)  # sums of kl per latent, mean mu, mean variance
+    n_in, c_sum = 0, 0.0
+    t_last = time.time()
+    overhead = 0.0  # seconds spent on checkpoints / previews in this interval (not img/s)
+    last_kl: list[float] | None = None
+    start_iteration = iteration
+
+    def check_finite() -> None:
+        values = scalars[:n_in, 0].cpu()
+        bad = (~torch.isfinite(values)).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise NonFiniteLoss(iteration - n_in + 1 + i, float(values[i]))
+
+    def flush(fh) -> dict[str, Any]:
+        nonlocal n_in, c_sum, t_last, overhead, elapsed, last_kl
+        check_finite()
+        means = scalars[:n_in].mean(0).tolist()
+        vec = (vectors / n_in).tolist()
+        now = time.time()
+        dt = now - t_last
+        elapsed += dt
+        row = {
+            "iter": iteration, "time": now, "elapsed": elapsed,
+            "loss": means[0], "recon": means[1], "kl": means[2],
+            "kl_per_latent": vec[0], "mu_mean": vec[1], "var_mean": vec[2],
+            "c": c_sum / n_in if cfg.objective == "B" else None,
+            "img_per_s": n_in * cfg.batch_size / max(dt - overhead, 1e-9),
+        }
+        fh.write(json.dumps(row) + "\n")
+        fh.flush()
+        last_kl = vec[0]
+        vectors.zero_()
+        n_in, c_sum, t_last, overhead = 0, 0.0, now, 0.0
+        return row
+
+    def checkpoint() -> None:
+        check_finite()  # never save weights that a NaN step has already spoilt
+        save_checkpoint(run.last_checkpoint, {
+            "format": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "iteration": iteration, "elapsed": elapsed + time.time() - t_last,
+            "arch": cfg.architecture, "channels": data.channels, "z_dim": z,
+            "config": cfg.to_dict(), "rng": _rng_state(device, sampler),
+        })
+
+    def previews() -> None:
+        from engine.visualise import write_previews
+
+        try:
+            # Previews must not shift the training RNG, or resumed runs would diverge.
+            devices = [torch.device(device)] if device.startswith("cuda") else []
+            with torch.random.fork_rng(devices=devices):
+                write_previews(model, fixed, run.previews_dir, last_kl)
+        except Exception as exc:  # a preview is never worth a training run
+            if _is_oom(exc):
+                raise
+            _warn(f"previews failed at iteration {iteration}: {type(exc).__name__}: {exc}")
+
+    # -- the loop ------------------------------------------------------------------------------
+    run.write_status(state="running", iteration=iteration, phase="training",
+                     heartbeat=time.time())
+    final = "finished"
+    last_beat = last_progress = time.time()
+    model.train()
+    with open(run.metrics_path, "a") as metrics_file:
+        while iteration < cfg.iterations:
+            if should_stop():
+                final = "stopped"
+                break
+            idx = sampler.next()
+            x = fastpath.to_memory_format(data.batch(idx), cfg, device)
+            iteration += 1
+            with fastpath.autocast(cfg, device):
+                logits, mu, logvar = net(x)
+            out = compute_loss(cfg, logits, x, mu, logvar, iteration, dist)
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            optimizer.step()
+
+            with torch.no_grad():  # statistics stay on the device until the row is due
+                scalars[n_in] = torch.stack((out["loss"], out["recon"], out["kl"])).detach()
+                vectors[0] += out["kl_per_latent"]
+                vectors[1] += mu.float().mean(0)
+                vectors[2] += logvar.float().exp().mean(0)
+            if out["c"] is not None:
+                c_sum += out["c"]
+            n_in += 1
+
+            # Rows fall on multiples of log_every (also after a resume from a stop mid-interval),
+            # so a resumed run's rows line up with an uninterrupted run's.
+            if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
+                row = flush(metrics_file)
+                if on_row:
+                    on_row(row)
+            if iteration % cfg.checkpoint_every == 0 and iteration < cfg.iterations:
+                t0 = time.time()
+                checkpoint()
+                overhead += time.time() - t0
+            if cfg.preview_every and iteration % cfg.preview_every == 0:
+                t0 = time.time()
+                previews()
+                overhead += time.time() - t0
+            now = time.time()
+            if now - last_progress >= PROGRESS_S:
+                last_progress = now
+                if on_progress:
+                    on_progress(iteration)
+                if now - last_beat >= HEARTBEAT_S:
+                    last_beat = now
+                    run.write_status(iteration=iteration, heartbeat=now)
+
+        if final == "stopped" and n_in:
+            row = flush(metrics_file)  # keep the partial interval's numbers
+            if on_row:
+                on_row(row)
+
+    # -- the end: checkpoint first, so nothing below can lose the training --------------------
+    if iteration > start_iteration or state is None:
+        checkpoint()
+    if on_progress:
+        on_progress(iteration)
+    if final == "stopped":
+        run.write_status(state="stopped", iteration=iteration, heartbeat=time.time(),
+                         phase=None, error=None)
+        return final
+    if cfg.preview_every and iteration % cfg.preview_every != 0:
+        previews()
+    if cfg.eval_at_end:
+        run.write_status(iteration=iteration, heartbeat=time.time(), phase="evaluating")
+        try:
+            from engine.evaluate import evaluate_run
+
+            evaluate_run(run)
+        except Exception as exc:  # the training is done and saved: report, do not fail it
+            if not isinstance(exc, UserError):
+                traceback.print_exc()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _warn(f"evaluation failed: {first}")
+            run.write_status(eval_error=first)
+    run.write_status(state="finished", iteration=iteration, heartbeat=time.time(),
+                     phase=None, error=None)
+    return final

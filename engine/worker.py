@@ -1,0 +1,189 @@
+"""The detached training worker: ``python -m engine.worker RUN_DIR [--resume]``.
+
+:func:`launch` starts it in a new process session (stdin from /dev/null, stdout and stderr
+appended to the run's ``worker.log``), so closing the launching terminal or dropping SSH does not
+stop it. SIGTERM or SIGINT asks it to stop: it finishes the current step, writes a checkpoint and
+marks the run ``stopped``. SIGHUP is ignored. ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` makes ``cuda:N``
+the GPU that NVML (and the device picker) calls N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.errors import ConfigError, RunError
+from engine.runs import ACTIVE_STATES, Run, create_run, process_start_time, read_json, runs_root
+
+if TYPE_CHECKING:
+    from engine.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def check_resumable(run: Run) -> None:
+    """A :class:`RunError` unless ``run`` can be resumed (stopped, failed or lost)."""
+    state = run.status()["state"]
+    if state == "finished":
+        raise RunError(f"run {run.id} already finished; start a new run with 'bvae train'")
+    if state in ACTIVE_STATES:
+        raise RunError(f"run {run.id} is {state}; stop it first with 'bvae stop {run.id}'")
+    run.config.validate()  # a damaged config.json is reported before anything starts
+    _check_checkpoint_file(run.last_checkpoint)
+    from engine.devices import resolve_device
+
+    resolve_device(run.config.device)  # the GPU it trained on may be gone
+
+
+def _check_checkpoint_file(path: Path) -> None:
+    """A torch-free integrity check: torch.save writes a zip archive with CRCs per member."""
+    if not path.exists():
+        return  # resume then starts from iteration 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        bad = path.name
+    if bad is not None:
+        raise RunError(f"checkpoint {path} is corrupt; delete it to restart the run from "
+                       "iteration 0, or start a new run")
+
+
+def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) -> str:
+    """Validate everything a new run needs BEFORE its directory exists; return the device.
+
+    Raises a one-line :class:`UserError`: bad option values, an unknown dataset, a batch larger
+    than the dataset (when its size is known without preparing it), a GPU that does not exist or
+    no NVIDIA driver for one. Preparing or finding the data itself is the worker's job.
+    """
+    from datasets.loader import dataset_status
+    from datasets.registry import get_spec
+    from engine.devices import resolve_device
+
+    cfg.validate()
+    spec = get_spec(cfg.dataset)
+    count = dataset_status(cfg.dataset, data_dir)["count"]
+    if count is None and spec.has_factors:  # a full factor grid: its size is its product
+        count = math.prod(spec.factor_sizes)
+    if count is not None and cfg.batch_size > count:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is larger than dataset "
+                          f"'{cfg.dataset}' ({count} images); choose at most {count}")
+    return resolve_device(cfg.device)
+
+
+def start_run(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None,
+              data_dir: str | os.PathLike | None = None, name: str | None = None,
+              detach: bool = True) -> Run:
+    """Validate, create the run directory, and (``detach``) launch its worker.
+
+    Nothing is created when validation fails. Without ``detach`` the caller trains in its own
+    process with :func:`engine.trainer.train`.
+    """
+    from datasets.registry import data_root
+
+    check_launch(cfg, data_dir)
+    run = create_run(runs_root(runs_dir), cfg, data_root(data_dir), name=name)
+    if detach:
+        try:
+            launch(run)
+        except OSError as exc:  # e.g. the interpreter vanished: leave a clear failed run
+            run.write_status(state="failed", error=f"could not start the worker ({exc})")
+            raise RunError(f"could not start the worker for {run.id} ({exc})") from None
+    return run
+
+
+def worker_command(run: Run, resume: bool = False) -> list[str]:
+    cmd = [sys.executable, "-m", "engine.worker", str(run.path)]
+    return [*cmd, "--resume"] if resume else cmd
+
+
+def launch(run: Run, resume: bool = False) -> int:
+    """Start the worker for ``run`` detached from this process; return its pid at once."""
+    from engine import fastpath
+
+    env = dict(os.environ)
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    env["PYTHONUNBUFFERED"] = "1"  # worker.log shows progress as it happens
+    # The worker must import this checkout even when it is not installed.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env.update(fastpath.worker_env(run.config.device))
+    with open(run.log_path, "ab") as log:
+        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                  f"{'resume' if resume else 'start'}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(worker_command(run, resume), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, close_fds=True)
+    # Record the pid at once so the run reads 'queued' (not 'lost') while the worker imports
+    # torch; the worker overwrites it with 'running'. Skip if it already has (a fast start).
+    current = read_json(run.status_path) or {}
+    if current.get("pid") != proc.pid:
+        run.write_status(state="queued", pid=proc.pid, pid_start=process_start_time(proc.pid),
+                         error=None, launched=time.time())
+    return proc.pid
+
+
+def stop(run: Run, wait: float = 0) -> None:
+    """Ask the run's worker to stop (SIGTERM); wait up to ``wait`` seconds for it to finish."""
+    status = run.status()
+    if status["state"] not in ACTIVE_STATES:
+        raise RunError(f"run {run.id} is not running (it is {status['state']})")
+    pid = int(status["pid"])
+    if pid == os.getpid():
+        raise RunError(f"run {run.id} is trained by this process; press Ctrl-C to stop it")
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        raise RunError(f"run {run.id} is not running (its worker is gone)") from None
+    except PermissionError:
+        raise RunError(f"not allowed to signal the worker of run {run.id} (pid {pid}); "
+                       "it belongs to another user") from None
+    deadline = time.monotonic() + wait
+    while wait > 0 and time.monotonic() < deadline:
+        if run.status()["state"] not in ACTIVE_STATES:
+            return
+        time.sleep(0.1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Handlers first: a SIGTERM that arrives while torch is still importing must stop cleanly too.
+    stop_requested = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    parser = argparse.ArgumentParser(prog="python -m engine.worker",
+                                     description="train one run directory (detached worker)")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the run's last checkpoint")
+    args = parser.parse_args(argv)
+    run = Run(args.run_dir.resolve())
+    if not run.config_path.exists():
+        print(f"error: {run.path} is not a run directory", file=sys.stderr)
+        return 2
+
+    from engine.trainer import train
+
+    print(f"worker pid {os.getpid()} training {run.id}"
+          f"{' (resume)' if args.resume else ''}", flush=True)
+    state = train(run, resume=args.resume, should_stop=lambda: stop_requested)
+    print(f"worker done: {state}", flush=True)
+    return 0 if state in ("finished", "stopped") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""TrainConfig: defaults, presets from REFERENCE.md, one validation path, the schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config import (
+    PRESETS,
+    TrainConfig,
+    make_config,
+    parse_value,
+    preset,
+    schema,
+)
+from engine.errors import ConfigError
+
+
+def test_defaults_are_valid_and_paper_like():
+    cfg = TrainConfig().validate()
+    assert (cfg.objective, cfg.beta, cfg.z_dim, cfg.batch_size, cfg.lr) == ("H", 4.0, 10, 64, 1e-4)
+    assert (cfg.adam_beta1, cfg.adam_beta2) == (0.9, 0.999)
+    assert cfg.architecture == "H"
+    assert cfg.replace(objective="B").architecture == "B"
+    assert cfg.replace(objective="B", arch="H").architecture == "H"
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("dsprites-H", {"objective": "H", "beta": 4.0}),
+    ("dsprites-B", {"objective": "B", "gamma": 100.0, "c_max": 20.0, "c_stop_iter": 100_000,
+                    "lr": 5e-4}),
+    ("dsprites-B-paper", {"objective": "B", "gamma": 1000.0, "c_max": 25.0}),
+    ("celeba-H", {"dataset": "celeba", "objective": "H", "beta": 10.0}),
+    ("chairs-H", {"dataset": "chairs", "objective": "H", "beta": 4.0}),
+])
+def test_presets_match_the_papers(name, expected):
+    cfg = make_config(name)
+    for key, value in expected.items():
+        assert getattr(cfg, key) == value, key
+
+
+def test_explicit_options_override_the_preset_and_none_means_not_given():
+    cfg = make_config("dsprites-B", gamma=50.0, lr=None)
+    assert cfg.gamma == 50.0 and cfg.lr == 5e-4
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"beta": -1.0}, "--beta must be at least 0"),
+    ({"z_dim": 0}, "--z-dim must be at least 1"),
+    ({"batch_size": 0}, "--batch-size must be at least 1"),
+    ({"lr": 0.0}, "--lr must be greater than 0"),
+    ({"adam_beta2": 1.0}, "--adam-beta2 must be less than 1"),
+    ({"objective": "C"}, "--objective must be one of H, B"),
+    ({"recon": "poisson"}, "--recon must be one of"),
+    ({"iterations": 2.5}, "--iterations must be a whole number"),
+    ({"beta": float("nan")}, "finite"),
+    ({"device": "gpu"}, "--device must be cpu, cuda:N or auto"),
+    ({"dataset": ""}, "--dataset must not be empty"),
+])
+def test_validation_names_the_option_in_one_line(changes, fragment):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**changes).validate()
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_preset_and_unknown_field():
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; choose one of"):
+        preset("nope")
+    with pytest.raises(ConfigError, match="unknown config field"):
+        TrainConfig.from_dict({"betta": 1})
+
+
+def test_schema_covers_every_field_with_help_and_group():
+    fields = schema()
+    assert [f.name for f in fields] == list(TrainConfig().to_dict())
+    for f in fields:
+        assert f.help and f.group and f.option.startswith("--")
+        assert f.type in (str, int, float, bool)
+    z = next(f for f in fields if f.name == "z_dim")
+    assert (z.type, z.min, z.max, z.default) == (int, 1, 512, 10)
+    assert all(name in PRESETS for name in ("dsprites-H", "dsprites-B", "dsprites-B-paper"))
+
+
+def test_parse_value_for_the_tui_form():
+    info = {f.name: f for f in schema()}
+    assert parse_value(info["c_stop_iter"], "1e5") == 100_000
+    assert parse_value(info["compile"], "yes") is True
+    assert parse_value(info["beta"], " 2.5 ") == 2.5
+    with pytest.raises(ConfigError, match="--z-dim must be a whole number"):
+        parse_value(info["z_dim"], "3.5")

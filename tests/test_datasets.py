@@ -1,0 +1,110 @@
+"""The Dataset API on the prepared dsprites-mini grid (procedural, 4,608 images)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from datasets import dsprites
+from datasets.errors import DataError
+from datasets.loader import dataset_status, open_dataset
+from datasets.prepare import prepare
+
+
+def test_mini_is_prepared_with_meta(mini_data_dir):
+    ds = open_dataset("dsprites-mini", mini_data_dir, prepare_missing=False)
+    assert ds.n == 4608 == len(ds)
+    assert ds.source == "procedural"
+    assert ds.packed and ds.binary and ds.channels == 1
+    assert ds.images.shape == (4608, 512) and ds.images.dtype == np.uint8
+    assert isinstance(ds.images, np.memmap)
+    assert ds.factor_names == ("color", "shape", "scale", "orientation", "posX", "posY")
+    assert ds.factor_sizes == (1, 3, 3, 8, 8, 8)
+    assert ds.classes.shape == (4608, 6) and ds.classes.dtype == np.int64
+    assert ds.values.shape == (4608, 6) and ds.values.dtype == np.float64
+    meta = json.loads((mini_data_dir / "dsprites-mini" / "meta.json").read_text())
+    assert meta["count"] == 4608 and meta["source"] == "procedural"
+    assert len(meta["checksum"]["images_sha1"]) == 40
+
+
+def test_status(mini_data_dir):
+    st = dataset_status("dsprites-mini", mini_data_dir)
+    assert st["prepared"] is True and st["source"] == "procedural" and st["count"] == 4608
+    assert st["size_bytes"] > 4608 * 512
+    assert st["location"].endswith("dsprites-mini")
+    st = dataset_status("dsprites", mini_data_dir)
+    assert st["prepared"] is False and st["source"] is None and st["count"] is None
+
+
+def test_index_classes_roundtrip(mini_data_dir):
+    ds = open_dataset("dsprites-mini", mini_data_dir)
+    rng = np.random.RandomState(3)
+    classes = ds.sample_factors(200, rng)
+    assert classes.shape == (200, 6) and classes.dtype == np.int64
+    assert (classes.max(axis=0) < np.array(ds.factor_sizes)).all()
+    idx = ds.index_of(classes)
+    np.testing.assert_array_equal(ds.classes[idx], classes)
+    # storage order: the last factor (posY) varies fastest
+    np.testing.assert_array_equal(ds.index_of([[0, 0, 0, 0, 0, 1]]), [1])
+    np.testing.assert_array_equal(ds.index_of([[0, 0, 0, 0, 1, 0]]), [8])
+    np.testing.assert_array_equal(ds.index_of(ds.classes[:]), np.arange(ds.n))
+    with pytest.raises(IndexError):
+        ds.index_of([[0, 3, 0, 0, 0, 0]])
+
+
+def test_images_match_reference_renderer(mini_data_dir):
+    ds = open_dataset("dsprites-mini", mini_data_dir)
+    idx = np.array([0, 77, 1000, 2222, 3001, 4607])
+    imgs = ds.images_at(idx)
+    assert imgs.shape == (6, 1, 64, 64) and imgs.dtype == np.uint8
+    assert set(np.unique(imgs)) <= {0, 1}
+    for k, i in enumerate(idx):
+        _, shape, scale, theta, px, py = ds.values[i]
+        ref = dsprites.render(int(shape) - 1, scale, theta, px, py)
+        np.testing.assert_array_equal(imgs[k, 0], ref)
+    f = ds.float_images_at(idx)
+    assert f.dtype == np.float32 and f.max() == 1.0
+    np.testing.assert_array_equal(ds.images_for(ds.classes[idx]), imgs)
+
+
+def test_device_images_batch(mini_data_dir):
+    torch = pytest.importorskip("torch")
+    from datasets.tensors import DeviceImages
+
+    ds = open_dataset("dsprites-mini", mini_data_dir)
+    dev = DeviceImages(ds, "cpu")
+    assert dev.n == ds.n and dev.channels == 1 and dev.nbytes == ds.n * 512
+    idx = torch.tensor([5, 4000, 17])
+    batch = dev.batch(idx)
+    assert batch.dtype == torch.float32 and batch.shape == (3, 1, 64, 64)
+    np.testing.assert_array_equal(batch.numpy(), ds.float_images_at(idx.numpy()))
+
+
+def test_prepare_is_idempotent_and_deterministic(tmp_path, mini_data_dir):
+    ds = prepare("dsprites-mini", tmp_path)
+    again = prepare("dsprites-mini", tmp_path, force=True)
+    ref = open_dataset("dsprites-mini", mini_data_dir)
+    assert ds.meta["checksum"] == again.meta["checksum"] == ref.meta["checksum"]
+    assert (tmp_path / "dsprites-mini" / "images.npy").read_bytes() == \
+        (mini_data_dir / "dsprites-mini" / "images.npy").read_bytes()
+    # nothing temporary left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["dsprites-mini"]
+
+
+def test_open_missing_without_prepare(tmp_path):
+    with pytest.raises(DataError, match="bvae data prepare dsprites-mini"):
+        open_dataset("dsprites-mini", tmp_path, prepare_missing=False)
+
+
+def test_open_missing_prepares(tmp_path):
+    ds = open_dataset("dsprites-mini", tmp_path)
+    assert ds.n == 4608
+
+
+def test_no_factors_error_message():
+    from datasets.registry import get_spec
+
+    with pytest.raises(DataError, match="unknown dataset 'nope'"):
+        get_spec("nope")

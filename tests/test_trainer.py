@@ -1,0 +1,187 @@
+"""The training loop in-process on the CPU: metrics rows, checkpoints, exact resume, failures."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+import torch
+
+from engine.checkpoint import load_checkpoint, load_model, save_checkpoint
+from engine.config import make_config
+from engine.errors import RunError
+from engine.runs import create_run
+from engine.trainer import BatchSampler, train
+
+ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "mu_mean",
+            "var_mean", "c", "img_per_s"}
+
+
+def _run(runs_dir, data_dir, **overrides):
+    values = dict(dataset="dsprites-mini", device="cpu", z_dim=3, batch_size=16, iterations=30,
+                  log_every=10, checkpoint_every=10, preview_every=0, seed=3)
+    values.update(overrides)
+    return create_run(runs_dir, make_config(**values), data_dir)
+
+
+def test_training_writes_rows_checkpoint_and_status(runs_dir, mini_data_dir):
+    run = _run(runs_dir, mini_data_dir, objective="B", c_max=10.0, c_stop_iter=20,
+               preview_every=20)
+    seen = []
+    assert train(run, on_row=seen.append) == "finished"
+    rows = run.metrics()
+    assert [r["iter"] for r in rows] == [10, 20, 30] and seen == rows
+    for row in rows:
+        assert set(row) == ROW_KEYS
+        assert all(len(row[k]) == 3 for k in ("kl_per_latent", "mu_mean", "var_mean"))
+        assert all(v > 0 for v in row["var_mean"]) and row["img_per_s"] > 0
+    # C is averaged over each interval: iterations 1..10 of a ramp to 10 over 20 steps
+    assert rows[0]["c"] == pytest.approx(sum(10 * i / 20 for i in range(1, 11)) / 10)
+    assert rows[2]["c"] == pytest.approx(10.0)
+    assert rows[0]["loss"] > rows[-1]["loss"]
+    status = run.status()
+    assert status["state"] == "finished" and status["iteration"] == 30
+    assert status["device"] == "cpu" and status["error"] is None
+    assert (run.previews_dir / "traversal.png").exists()
+
+    # The checkpoint opens with the safe loader, holds everything, and rebuilds the model.
+    raw = torch.load(run.last_checkpoint, map_location="cpu", weights_only=True)
+    assert raw["iteration"] == 30 and raw["config"]["objective"] == "B"
+    assert {"torch", "numpy", "python", "batches"} <= set(raw["rng"])
+    assert raw["optimizer"]["state"]
+    model, cfg, iteration = load_model(run)
+    assert iteration == 30 and cfg.z_dim == 3 and not model.training
+    assert all(t.device.type == "cpu" for t in model.state_dict().values())
+
+
+def test_stopped_and_resumed_run_reproduces_the_uninterrupted_one(runs_dir, mini_data_dir):
+    settings = dict(objective="B", gamma=10.0, c_max=5.0, c_stop_iter=25, iterations=40)
+    full = _run(runs_dir, mini_data_dir, name="full", **settings)
+    assert train(full) == "finished"
+
+    split = _run(runs_dir, mini_data_dir, name="split", **settings)
+    calls = {"n": 0}
+
+    def stop_after_15() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 15
+
+    assert train(split, should_stop=stop_after_15) == "stopped"
+    assert split.status()["state"] == "stopped" and split.status()["iteration"] == 15
+    assert load_checkpoint(split.last_checkpoint)["iteration"] == 15
+    assert train(split, resume=True) == "finished"
+
+    a = {r["iter"]: r for r in full.metrics()}
+    b = {r["iter"]: r for r in split.metrics()}
+    assert sorted(b) == [10, 15, 20, 30, 40]  # a partial row at the stop, then aligned rows
+    for it in (10, 30, 40):
+        for key in ("loss", "recon", "kl", "c"):
+            assert b[it][key] == pytest.approx(a[it][key], rel=1e-6, abs=1e-9), (it, key)
+        assert b[it]["kl_per_latent"] == pytest.approx(a[it]["kl_per_latent"], rel=1e-5)
+    wa = load_checkpoint(full.last_checkpoint)["model"]
+    wb = load_checkpoint(split.last_checkpoint)["model"]
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=1e-5, atol=1e-7)
+
+
+def test_resume_after_a_crash_drops_rows_past_the_checkpoint(runs_dir, mini_data_dir):
+    run = _run(runs_dir, mini_data_dir, iterations=20, checkpoint_every=10)
+    state_at_10 = {}
+
+    def grab(row):
+        if row["iter"] == 10:
+            state_at_10.update(load_checkpoint(run.last_checkpoint))
+
+    assert train(run, on_row=grab) == "finished"
+    # Pretend the worker died after writing row 20 but before its final checkpoint.
+    save_checkpoint(run.last_checkpoint, state_at_10)
+    run.write_status(state="running", pid=999_999_999, pid_start=1)
+    assert run.status()["state"] == "lost"
+    assert train(run, resume=True) == "finished"
+    assert [r["iter"] for r in run.metrics()] == [10, 20]
+
+
+def test_non_finite_loss_fails_with_its_iteration(runs_dir, mini_data_dir, monkeypatch):
+    import engine.objectives as objectives
+
+    real = objectives.compute_loss
+
+    def poisoned(cfg, logits, x, mu, logvar, iteration, dist=None):
+        out = real(cfg, logits, x, mu, logvar, iteration, dist)
+        if iteration == 7:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(objectives, "compute_loss", poisoned)
+    run = _run(runs_dir, mini_data_dir, iterations=20)
+    assert train(run) == "failed"
+    status = run.status()
+    assert status["state"] == "failed" and status["iteration"] == 7
+    assert "non-finite" in status["error"] and "iteration 7" in status["error"]
+    assert not run.last_checkpoint.exists()  # a spoilt model is never saved
+
+
+def test_out_of_memory_fails_with_a_hint(runs_dir, mini_data_dir, monkeypatch):
+    import engine.models as models
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(models, "build_model", no_memory)
+    run = _run(runs_dir, mini_data_dir)
+    assert train(run) == "failed"
+    error = run.status()["error"]
+    assert "out of memory" in error and "--batch-size" in error and "\n" not in error
+
+
+def test_missing_data_fails_with_the_reason(runs_dir, tmp_path):
+    run = _run(runs_dir, tmp_path / "empty-data", dataset="celeba")
+    assert train(run) == "failed"
+    status = run.status()
+    assert status["state"] == "failed" and "celeba" in status["error"].lower()
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(runs_dir, mini_data_dir, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(RunError, match="corrupt") as info:
+        load_checkpoint(bad)
+    assert "\n" not in str(info.value)
+    with pytest.raises(RunError, match="does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+    run = _run(runs_dir, mini_data_dir, iterations=10)
+    run.checkpoint_dir.mkdir()
+    run.last_checkpoint.write_bytes(b"garbage")
+    assert train(run, resume=True) == "failed"
+    assert "corrupt" in run.status()["error"]
+    assert not zipfile.is_zipfile(run.last_checkpoint)  # left as it was for inspection
+
+
+def test_eval_at_end_calls_the_evaluator(runs_dir, mini_data_dir, monkeypatch):
+    import engine.evaluate as evaluate
+
+    called = []
+    monkeypatch.setattr(evaluate, "evaluate_run", lambda run, **kw: called.append(run.id) or {})
+    run = _run(runs_dir, mini_data_dir, iterations=10, eval_at_end=True)
+    assert train(run) == "finished"
+    assert called == [run.id]
+
+
+def test_batch_sampler_walks_epochs_and_restores_exactly():
+    sampler = BatchSampler(10, 4, seed=0)
+    first_epoch = torch.cat([sampler.next() for _ in range(2)] + [sampler.next()[:2]])
+    assert sorted(first_epoch.tolist()) == list(range(10))
+    saved = sampler.state_dict()
+    ahead = [sampler.next() for _ in range(5)]
+    again = BatchSampler(10, 4, seed=0)
+    again.load_state_dict(saved)
+    assert all(torch.equal(a, b) for a, b in zip(ahead, [again.next() for _ in range(5)],
+                                                  strict=True))
+
+
+def test_metrics_file_is_valid_json_lines(runs_dir, mini_data_dir):
+    run = _run(runs_dir, mini_data_dir, iterations=10)
+    train(run)
+    lines = run.metrics_path.read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["iter"] == 10

@@ -1,0 +1,157 @@
+"""Runs screen: every state listed, filters, delete with confirmation, and robustness against
+missing or damaged run files (no traceback may reach the screen)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from bvae_tui.tui.app import BvaeApp
+from bvae_tui.tui.screens.confirm import ConfirmScreen
+from bvae_tui.tui.screens.monitor import MonitorScreen
+from bvae_tui.tui.screens.runs import RunsScreen
+from bvae_tui.tui.widgets.runs_table import RunsTable
+from tests.tui_helpers import make_run, metrics_row, sleeper, wait_for
+
+SIZE = (140, 30)
+
+
+def _cell(table: RunsTable, run_id: str, column: str) -> str:
+    return str(table.get_cell(run_id, column))
+
+
+async def test_runs_table_lists_every_state(runs_dir, tmp_path):
+    live = sleeper()
+    try:
+        runs = {
+            "queued": make_run(runs_dir, tmp_path, "q", "queued", pid=live.pid),
+            "running": make_run(runs_dir, tmp_path, "r", "running", pid=live.pid),
+            "finished": make_run(runs_dir, tmp_path, "f", "finished"),
+            "stopped": make_run(runs_dir, tmp_path, "s", "stopped", objective="B", gamma=100.0,
+                                c_max=20.0),
+            "failed": make_run(runs_dir, tmp_path, "x", "failed",
+                               error="loss became NaN at iteration 20; lower --lr"),
+            # 'running' on disk, but its worker is gone: shown as lost.
+            "lost": make_run(runs_dir, tmp_path, "l", "running", pid=2**22 + 12345),
+        }
+        (runs["finished"].eval_path).write_text(json.dumps(
+            {"scores": {"betavae": 0.81, "factorvae": 0.7, "mig": 0.2}}))
+        app = BvaeApp(runs_dir)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            assert isinstance(screen, RunsScreen)
+            await wait_for(pilot, lambda: screen.loaded and len(screen.rows) == 6, 10,
+                           "six runs")
+            table = screen.query_one(RunsTable)
+            assert table.row_count == 6
+            for state, run in runs.items():
+                assert _cell(table, run.id, "state") == state
+                assert _cell(table, run.id, "iter").startswith("30/100")
+            assert "NaN at iteration 20" in _cell(table, runs["failed"].id, "note")
+            assert "is gone" in _cell(table, runs["lost"].id, "note")
+            assert _cell(table, runs["finished"].id, "scores") == "BV 0.81 FV 0.70 MIG 0.20"
+            assert _cell(table, runs["stopped"].id, "objective") == "B γ100 C20"
+            assert _cell(table, runs["running"].id, "objective") == "H β4"
+            assert _cell(table, runs["running"].id, "loss") == "33.33"
+
+            # Filter by state (f cycles: all -> queued -> running ...), then by text.
+            await pilot.press("f", "f")
+            assert [r.state for r in screen.visible_rows()] == ["running"]
+            assert table.row_count == 1
+            await pilot.press("f", "f", "f", "f", "f")  # ... lost -> all
+            assert screen.state_filter == "all" and table.row_count == 6
+            await pilot.press("slash", *"fail", "enter")
+            assert [r.state for r in screen.visible_rows()] == ["failed"]
+            await pilot.press("slash", "ctrl+u", "enter")
+            assert table.row_count == 6
+
+            # A run that finishes elsewhere updates in place.
+            runs["running"].write_status(state="finished", iteration=100)
+            await wait_for(pilot, lambda: _cell(table, runs["running"].id, "state")
+                           == "finished", 10, "the table to refresh")
+    finally:
+        live.kill()
+        live.wait()
+
+
+async def test_delete_asks_first(runs_dir, tmp_path):
+    run = make_run(runs_dir, tmp_path, "doomed", "finished")
+    app = BvaeApp(runs_dir)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.rows, 10, "the run")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the modal")
+        await pilot.press("n")  # no: nothing happens
+        await pilot.pause()
+        assert run.path.exists() and isinstance(app.screen, RunsScreen)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the modal")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not run.path.exists(), 5, "the run to go")
+        await wait_for(pilot, lambda: not screen.rows, 10, "the table to empty")
+
+
+async def test_delete_refused_while_running(runs_dir, tmp_path):
+    live = sleeper()
+    try:
+        run = make_run(runs_dir, tmp_path, "busy", "running", pid=live.pid)
+        app = BvaeApp(runs_dir)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.screen.rows, 10, "the run")
+            await pilot.press("d")
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmScreen)
+            assert run.path.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+async def test_missing_runs_dir_is_just_empty(tmp_path):
+    app = BvaeApp(tmp_path / "nowhere" / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.loaded, 10, "a poll")
+        assert screen.rows == []
+        assert "no runs yet" in str(screen.query_one("#runs-title").render())
+        await pilot.press("enter", "s", "e", "d")  # nothing selected: warnings only
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_damaged_files_and_run_deleted_while_shown(runs_dir, tmp_path):
+    bad_status = make_run(runs_dir, tmp_path, "badstatus", "finished")
+    bad_status.status_path.write_text("{not json")
+    bad_config = make_run(runs_dir, tmp_path, "badconfig", "stopped")
+    bad_config.config_path.write_text("[]")
+    torn = make_run(runs_dir, tmp_path, "torn", "stopped")
+    with open(torn.metrics_path, "a") as fh:
+        fh.write("garbage line\n" + json.dumps(metrics_row(40)) + "\n" + '{"iter": 5')
+    app = BvaeApp(runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: len(screen.rows) == 3, 10, "three runs")
+        rows = {r.id: r for r in screen.rows}
+        assert rows[bad_status.id].state == "failed"
+        assert "corrupt" in rows[bad_status.id].error
+        assert "corrupt" in rows[bad_config.id].error
+        assert rows[torn.id].loss == 25.0  # the valid row after the garbage one
+
+        # Open the monitor on each damaged run: it shows what it can.
+        for run in (bad_status, bad_config, torn):
+            app.open_monitor(run.path)
+            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
+            mon = app.screen
+            await wait_for(pilot, lambda m=mon: m.status, 5, "a status")  # type: ignore[misc]
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), 5, "runs")
+        app.open_monitor(torn.path)
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
+        mon = app.screen
+        await wait_for(pilot, lambda: mon.history.rows_seen == 4, 5, "four valid rows")
+        shutil.rmtree(torn.path)  # deleted from another terminal while shown
+        await wait_for(pilot, lambda: mon.gone, 5, "the monitor to notice")
+        assert "deleted" in str(mon.query_one("#mon-header").render())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: len(screen.rows) == 2, 10, "the table to drop it")
