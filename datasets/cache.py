@@ -177,6 +177,13 @@ def building(root: Path, cache_name: str, force: bool = False) -> Iterator[Path]
                 raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        # Disk full, permissions, a file vanishing mid-read: one line, nothing half-written.
+        shutil.rmtree(tmp, ignore_errors=True)
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise DataError(f"preparing {cache_name} in {root} failed: "
+                        f"{exc.strerror or exc}{where}; free space or fix permissions and "
+                        "run it again") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

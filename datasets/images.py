@@ -138,7 +138,8 @@ def prepare_images(spec: DatasetSpec, root: Path, progress: Progress | None, for
     skipped_other = 0
     if spec.folder is not None or src.is_dir():
         if not src.is_dir():
-            raise DataError(f"folder {src} does not exist; give a folder of jpg/png images")
+            what = "is not a folder" if src.exists() else "does not exist"
+            raise DataError(f"{src} {what}; give a folder of jpg/png images")
         files, skipped_other = _folder_items(src)
         if spec.name == "chairs":
             files = [f for f in files if _is_chair_render(str(f.relative_to(src)))]

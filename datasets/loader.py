@@ -60,11 +60,34 @@ class Dataset:
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n):
             raise IndexError(f"image index out of range 0..{self.n - 1}")
-        rows = self.images[idx]
+        return self.unpack_rows(np.asarray(self.images[idx]))
+
+    def read_rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Stored rows ``start:stop`` (packed or not) read with plain file reads.
+
+        For whole-dataset passes (device tensor, export): reading through the memory map would
+        leave every touched page counted in this process's resident memory. ``out`` (uint8,
+        C-contiguous, the rows' shape) is filled in place, e.g. a slice of a CPU tensor, so no
+        temporary chunk adds to the peak.
+        """
+        stop = min(stop, self.n)
+        if out is None:
+            out = np.empty((max(0, stop - start), *self.images.shape[1:]), dtype=np.uint8)
+        filename = getattr(self.images, "filename", None)
+        if filename is None or out.size == 0:
+            out[...] = self.images[start:stop]
+            return out
+        with open(filename, "rb") as fh:
+            fh.seek(int(self.images.offset) + start * out[0].nbytes)
+            if fh.readinto(memoryview(out).cast("B")) != out.nbytes:
+                raise _damaged(self.name, self.cache_dir, "images.npy is truncated")
+        return out
+
+    def unpack_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Stored rows -> uint8 (M, C, 64, 64)."""
         if self.packed:
-            bits = np.unpackbits(rows, axis=1)
-            return bits.reshape(len(idx), 1, IMAGE_SIZE, IMAGE_SIZE)
-        return np.asarray(rows)
+            return np.unpackbits(rows, axis=1).reshape(len(rows), 1, IMAGE_SIZE, IMAGE_SIZE)
+        return rows
 
     def float_images_at(self, idx) -> np.ndarray:
         """float32 (M, C, 64, 64) images in [0, 1]."""
@@ -134,6 +157,11 @@ def open_dataset(name: str, data_dir: str | os.PathLike | None = None,
         from datasets.prepare import prepare
 
         return prepare(name, data_dir)
+    if prepare_missing and spec.name == "dsprites" and meta.get("source") == "procedural":
+        from datasets.prepare import find_real_dsprites, prepare
+
+        if find_real_dsprites(cdir.parent) is not None:
+            return prepare(name, data_dir)  # the real file arrived: it replaces the procedural
     if int(meta.get("format_version", 0)) != cache.FORMAT_VERSION:
         raise DataError(f"prepared data for '{spec.name}' has an old format; run: "
                         f"bvae data prepare {name} --force")

@@ -142,16 +142,17 @@ def export_npz(dataset, out: Path, compress: bool = True,
     )
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     try:
-        with zipfile.ZipFile(tmp, "w", compression=method, compresslevel=1 if compress else None,
+        # Level 6 is zlib's default, what np.savez_compressed (and so the original) uses.
+        with zipfile.ZipFile(tmp, "w", compression=method, compresslevel=6 if compress else None,
                              allowZip64=True) as zf:
             with zf.open("imgs.npy", "w", force_zip64=True) as fh:
                 np.lib.format.write_array_header_1_0(
                     fh, _npy_header((dataset.n, 64, 64), np.uint8))
                 for start in range(0, dataset.n, chunk):
-                    idx = np.arange(start, min(dataset.n, start + chunk))
-                    fh.write(np.ascontiguousarray(dataset.images_at(idx)[:, 0]).data)
+                    rows = dataset.read_rows(start, start + chunk)
+                    fh.write(np.ascontiguousarray(dataset.unpack_rows(rows)[:, 0]).data)
                     if progress:
-                        progress("export", int(idx[-1]) + 1, dataset.n)
+                        progress("export", start + len(rows), dataset.n)
             for key, arr in (("latents_values", np.asarray(dataset.values, dtype=np.float64)),
                              ("latents_classes", np.asarray(dataset.classes, dtype=np.int64))):
                 with zf.open(f"{key}.npy", "w", force_zip64=True) as fh:

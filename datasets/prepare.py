@@ -4,6 +4,7 @@
   there), else the procedural generator. meta.json's ``source`` says which ("real"/"procedural").
 * ``dsprites-mini``: always procedural, a (1, 3, 3, 8, 8, 8) sub-grid.
 * ``celeba`` / ``chairs`` / ``folder:PATH``: decoded from their files (source "files").
+* ``shapes3d``: imported from ``3dshapes.h5`` (source "files"), with its factor grid.
 """
 
 from __future__ import annotations
@@ -53,6 +54,18 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None,
             _prepare_procedural(spec, root, dsprites.full_grid(), progress, force)
     elif spec.name == "dsprites-mini":
         _prepare_procedural(spec, root, dsprites.mini_grid(), progress, force)
+    elif spec.name == "shapes3d":
+        from datasets import shapes3d
+
+        src = shapes3d.find_source(root)
+        if src is None and download:
+            from datasets.download import download_dataset
+
+            src = download_dataset("shapes3d", root, progress=progress)
+        if src is None:
+            raise DataError(f"shapes3d is not in {root}: {spec.source_hint} {root}, or run: "
+                            "bvae data download shapes3d")
+        shapes3d.prepare_shapes3d(spec, root, src, progress, force)
     else:
         from datasets import images
 

@@ -1,7 +1,8 @@
 """Dataset registry: name -> what the dataset is and how it is obtained.
 
 Names: ``dsprites``, ``dsprites-mini`` (a small sub-grid of procedural dSprites for quick looks and
-tests), ``celeba``, ``chairs`` (3D Chairs), ``folder:PATH`` (any folder of jpg/png images).
+tests), ``celeba``, ``chairs`` (3D Chairs), ``shapes3d`` (DeepMind's 3dshapes), ``folder:PATH`` (any
+folder of jpg/png images).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ DSPRITES_GIT_BLOB = "d98996d3f8ee1550e06b9d4ed78d0beb478910d5"
 CELEBA_URL = "https://s3-us-west-1.amazonaws.com/udacity-dlnfd/datasets/celeba.zip"
 CELEBA_MD5 = "00d2c5bc6d35e252742224ab0c1e8fcb"
 CHAIRS_URL = "https://www.di.ens.fr/willow/research/seeing3Dchairs/data/rendered_chairs.tar"
+SHAPES3D_FILE = "3dshapes.h5"
+SHAPES3D_URL = "https://storage.googleapis.com/3d-shapes/3dshapes.h5"
+SHAPES3D_SIZE = 267_573_662  # bytes; no published checksum, so the size is the integrity check
+SHAPES3D_FACTORS = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
 
 DSPRITES_FACTORS = ("color", "shape", "scale", "orientation", "posX", "posY")
 
@@ -95,6 +100,16 @@ _SPECS: dict[str, DatasetSpec] = {
         recon="gaussian",
         url=CHAIRS_URL,
         source_hint="put rendered_chairs.tar (or the extracted rendered_chairs/ folder) in",
+    ),
+    "shapes3d": DatasetSpec(
+        name="shapes3d",
+        title="3dshapes (480,000 64x64 RGB renders, 6 ground-truth factors)",
+        channels=3,
+        recon="gaussian",
+        factor_names=SHAPES3D_FACTORS,
+        factor_sizes=(10, 10, 10, 8, 4, 15),
+        url=SHAPES3D_URL,
+        source_hint=f"put {SHAPES3D_FILE} (from storage.googleapis.com/3d-shapes) in",
     ),
 }
 

@@ -23,13 +23,18 @@ class DeviceImages:
         self.channels = dataset.channels
         self.packed = dataset.packed
         self.binary = dataset.binary
-        # Copy the memory-mapped file chunk by chunk into one tensor on the device, so the host
-        # never holds a second full copy (and the tensor does not alias the read-only file).
-        src = dataset.images
-        self.data = torch.empty(tuple(src.shape), dtype=torch.uint8, device=self.device)
-        step = max(1, (64 << 20) // max(1, int(np.prod(src.shape[1:]))))  # ~64 MB a chunk
+        # Fill one tensor on the device chunk by chunk with plain file reads (not through the
+        # memory map, whose touched pages would count in this process's RSS on top of the
+        # tensor), so the host never holds a second full copy.
+        shape = tuple(dataset.images.shape)
+        self.data = torch.empty(shape, dtype=torch.uint8, device=self.device)
+        step = max(1, (64 << 20) // max(1, int(np.prod(shape[1:]))))  # ~64 MB a chunk
+        on_cpu = self.device.type == "cpu"
         for start in range(0, self.n, step):
-            chunk = torch.from_numpy(np.array(src[start : start + step]))
+            if on_cpu:  # read straight into the tensor: no temporary chunk (BENCH)
+                dataset.read_rows(start, start + step, out=self.data[start : start + step].numpy())
+                continue
+            chunk = torch.from_numpy(dataset.read_rows(start, start + step))
             self.data[start : start + len(chunk)].copy_(chunk)
         if self.packed:
             # Bit 7 of byte 0 is pixel 0 (np.packbits' big-endian bit order).

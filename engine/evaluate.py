@@ -49,20 +49,22 @@ ENCODE_BATCH = 512  # images per encoder call: large enough to keep a GPU busy, 
 
 
 def encode_table(model: torch.nn.Module, dataset: Any, indices: np.ndarray, device: str,
-                 batch_size: int = ENCODE_BATCH, progress: Progress | None = None) -> CodeTable:
+                 batch_size: int | None = None, progress: Progress | None = None,
+                 device_images: bool | None = None) -> CodeTable:
     """Encoder means of ``dataset[indices]`` (sorted, unique) as a :class:`CodeTable`.
 
-    Sorted indices read the memory-mapped images mostly in order. On a GPU the packed images are
-    uploaded once and unpacked there (``DeviceImages``); on the CPU each batch is unpacked by
-    the dataset.
+    Sorted indices read the memory-mapped images mostly in order. On a GPU (``device_images``
+    defaults to it) the packed images are uploaded once and unpacked there (``DeviceImages``);
+    on the CPU each batch is unpacked by the dataset.
     """
     import torch
 
     indices = np.asarray(indices, dtype=np.int64)
     codes = np.empty((len(indices), int(model.z_dim)), dtype=np.float32)
     on_gpu = str(device).startswith("cuda")
+    batch_size = batch_size or (4 * ENCODE_BATCH if on_gpu else ENCODE_BATCH)
     source = None
-    if on_gpu:
+    if on_gpu if device_images is None else device_images:
         from datasets.tensors import DeviceImages
 
         source = DeviceImages(dataset, device)
@@ -176,8 +178,26 @@ def evaluate_run(run: Run, metrics: Any = None, fast: bool = False, seed: int = 
     if write:
         from engine.runs import write_json_atomic
 
-        write_json_atomic(run.eval_path, result)
+        write_json_atomic(run.eval_path, _merged(run.eval_results(), result))
     return result
+
+
+def _merged(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``new``, keeping scores of other metrics from ``old`` when they describe the same thing.
+
+    ``bvae eval RUN --metrics mig`` after a full evaluation of the same checkpoint (same seed and
+    sample counts) keeps the BetaVAE and FactorVAE scores; anything else replaces the file.
+    """
+    same = old is not None and all(old.get(k) == new.get(k) for k in
+                                   ("iteration", "checkpoint", "seed", "fast", "dataset"))
+    if not same or not isinstance(old.get("scores"), dict):
+        return new
+    out = dict(new)
+    for key in ("scores", "details", "params", "timings"):
+        kept = {m: v for m, v in (old.get(key) or {}).items()
+                if m in METRICS and m not in new["scores"]}
+        out[key] = {**kept, **new.get(key, {})}
+    return out
 
 
 def evaluate_baseline(name: str, dataset: str = "dsprites", data_dir: str | None = None,

@@ -173,7 +173,7 @@ def train(run: Run, resume: bool = False,
     pid = os.getpid()
     now = time.time()
     run.write_status(state="running", pid=pid, pid_start=process_start_time(pid), started=now,
-                     heartbeat=now, error=None, phase="starting")
+                     heartbeat=now, error=None, eval_error=None, phase="starting")
     try:
         return _train(run, resume, on_row, should_stop or (lambda: False), on_progress)
     except NonFiniteLoss as exc:
@@ -189,7 +189,7 @@ def train(run: Run, resume: bool = False,
             cfg = run.config
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()  # let the next run on this GPU start clean
-            return _fail(run, f"out of memory on {run.raw_status().get('device', 'the device')} "
+            return _fail(run, f"out of memory on {run.raw_status().get('device') or 'the device'} "
                               f"at batch size {cfg.batch_size}; try a smaller --batch-size, "
                               "--device cpu, or a GPU with more free memory (--gpu auto)")
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -246,8 +246,9 @@ def _train(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | No
         iteration, elapsed = int(state["iteration"]), float(state.get("elapsed", 0.0))
     model.to(device)
     net = fastpath.prepare_model(model, cfg, device)  # may be channels-last / compiled
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr,
-                                 betas=(cfg.adam_beta1, cfg.adam_beta2))
+    # torch.optim.Adam(fused=True)'s arithmetic without its ~150 MB / 1-2 s import of
+    # torch._dynamo; same state-dict format (engine/fastpath.py, BENCH)
+    optimizer = fastpath.make_optimizer(model.parameters(), cfg, device)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], device, sampler)

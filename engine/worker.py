@@ -180,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"worker pid {os.getpid()} training {run.id}"
           f"{' (resume)' if args.resume else ''}", flush=True)
-    state = train(run, resume=args.resume, should_stop=lambda: stop_requested)
+    def log_row(row: dict) -> None:  # a readable line per metrics row for worker.log
+        c = "" if row["c"] is None else f" C {row['c']:.2f}"
+        print(f"iter {row['iter']} loss {row['loss']:.3f} recon {row['recon']:.3f} "
+              f"kl {row['kl']:.3f}{c} {row['img_per_s']:.0f} img/s", flush=True)
+
+    state = train(run, resume=args.resume, should_stop=lambda: stop_requested, on_row=log_row)
     print(f"worker done: {state}", flush=True)
     return 0 if state in ("finished", "stopped") else 1
 

@@ -71,7 +71,7 @@ def test_prepare_dsprites_offline_says_procedural(tmp_path, monkeypatch):
     (["data", "prepare", "folder:{tmp}/empty"], "no jpg/png images"),
     (["data", "export", "dsprites-mini", "{tmp}/x.png", "--format", "png"], "format"),
     (["data", "download", "dsprites-mini"], "nothing to download"),
-    (["data", "prepare", "celeba"], "celeba.zip"),
+    (["data", "prepare", "celeba", "--no-download"], "celeba.zip"),
 ])
 def test_user_errors_are_one_line(tmp_path, args, needle):
     (tmp_path / "empty").mkdir()

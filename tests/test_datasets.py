@@ -108,3 +108,12 @@ def test_no_factors_error_message():
 
     with pytest.raises(DataError, match="unknown dataset 'nope'"):
         get_spec("nope")
+
+
+def test_checksum_covers_the_image_bytes(mini_data_dir):
+    import hashlib
+
+    ds = open_dataset("dsprites-mini", mini_data_dir)
+    raw = (mini_data_dir / "dsprites-mini" / "images.npy").read_bytes()
+    assert hashlib.sha1(raw[ds.images.offset:]).hexdigest() == ds.meta["checksum"]["images_sha1"]
+    np.testing.assert_array_equal(ds.read_rows(100, 200), ds.images[100:200])

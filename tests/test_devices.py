@@ -59,7 +59,9 @@ def test_list_gpus(two_gpus):
     gpus, reason = list_gpus()
     assert reason is None
     assert [(g.index, g.name, g.memory_free, g.memory_total, g.utilization) for g in gpus] == [
-        (0, "NVIDIA A100", 10 * GIB, 40 * GIB, 55), (1, "NVIDIA RTX 4090", 20 * GIB, 24 * GIB, None)]
+        (0, "NVIDIA A100", 10 * GIB, 40 * GIB, 55),
+        (1, "NVIDIA RTX 4090", 20 * GIB, 24 * GIB, None),
+    ]
 
 
 def test_auto_picks_most_free_memory(two_gpus):

@@ -58,6 +58,9 @@ def test_encode_table_matches_the_encoder(mini):
     with torch.no_grad():
         mu, _ = model.encode(torch.from_numpy(mini.float_images_at(idx)))
     np.testing.assert_allclose(table(idx[::-1]), mu.numpy()[::-1], rtol=1e-5, atol=1e-6)
+    # The GPU path (whole dataset as one packed tensor, unpacked per batch) gives the same codes.
+    same = encode_table(model, mini, idx, "cpu", batch_size=3, device_images=True)
+    np.testing.assert_allclose(same(idx), table(idx), rtol=1e-5, atol=1e-6)
 
 
 def test_evaluate_run_writes_eval_json(runs_dir, mini_data_dir):
@@ -75,6 +78,13 @@ def test_evaluate_run_writes_eval_json(runs_dir, mini_data_dir):
     again = evaluate_run(run, metrics="mig", params=TINY, seed=3, write=False)
     assert again["scores"]["mig"] == first["scores"]["mig"]
     assert json.loads(run.eval_path.read_text()) == saved  # write=False left it alone
+    # Re-scoring one metric of the same checkpoint keeps the others in eval.json ...
+    evaluate_run(run, metrics="mig", params=TINY, seed=3)
+    merged = json.loads(run.eval_path.read_text())
+    assert merged["scores"] == saved["scores"] and set(merged["params"]) == set(M.METRICS)
+    # ... but another seed (or checkpoint, or sample counts) replaces the file.
+    evaluate_run(run, metrics="mig", params=TINY, seed=4)
+    assert set(json.loads(run.eval_path.read_text())["scores"]) == {"mig"}
 
 
 def test_run_without_factors_is_a_one_line_error(runs_dir, tmp_path):

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 
+from textual.widgets import DataTable
+
 from bvae_tui.tui.app import BvaeApp
 from bvae_tui.tui.screens.confirm import ConfirmScreen
 from bvae_tui.tui.screens.monitor import MonitorScreen
 from bvae_tui.tui.screens.runs import RunsScreen
+from bvae_tui.tui.screens.scores import ScoresScreen
 from bvae_tui.tui.widgets.runs_table import RunsTable
 from tests.tui_helpers import make_run, metrics_row, sleeper, wait_for
 
@@ -64,6 +67,15 @@ async def test_runs_table_lists_every_state(runs_dir, tmp_path):
             assert [r.state for r in screen.visible_rows()] == ["failed"]
             await pilot.press("slash", "ctrl+u", "enter")
             assert table.row_count == 6
+
+            # Scores of the runs in view beside the paper's numbers.
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, ScoresScreen), 5, "scores")
+            scores = app.screen.query_one(DataTable)
+            rows = [[str(c) for c in scores.get_row_at(i)] for i in range(scores.row_count)]
+            assert ["f", "H β4", "dsprites-mini", "-", "0.810", "0.700", "0.200", ""] in rows
+            assert any(r[0] == "paper: beta-VAE" and r[-1] == "0.992" for r in rows)
+            await pilot.press("escape")
 
             # A run that finishes elsewhere updates in place.
             runs["running"].write_status(state="finished", iteration=100)

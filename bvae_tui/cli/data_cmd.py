@@ -22,7 +22,8 @@ data_app = typer.Typer(help="List, prepare, download and export datasets.", no_a
 app.add_typer(data_app, name="data", rich_help_panel="Data")
 
 NameArg = Annotated[str, typer.Argument(
-    help="dsprites, dsprites-mini, celeba, chairs or folder:PATH", show_default=False)]
+    help="dsprites, dsprites-mini, celeba, chairs, shapes3d or folder:PATH",
+    show_default=False)]
 
 _STAGES = {"generate": "generating", "import": "importing", "decode": "decoding",
            "download": "downloading", "verify": "verifying", "export": "exporting"}
@@ -108,16 +109,20 @@ def list_cmd(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
         return
     from rich.table import Table
 
-    table = Table(title=f"datasets in {data_root(data_dir)}", title_justify="left")
+    root = data_root(data_dir)
+    table = Table(title=f"datasets in {root}", title_justify="left")
     for col in ("name", "prepared", "source", "images", "size", "location"):
-        table.add_column(col, justify="right" if col in ("images", "size") else "left")
+        table.add_column(col, justify="right" if col in ("images", "size") else "left",
+                         overflow="fold", no_wrap=col not in ("name", "location"))
     for r in rows:
         source = r["source"] or "-"
         if r["real_file"] and r["source"] != "real":
             source += " (real file present: bvae data prepare dsprites)"
+        loc = Path(r["location"])
         table.add_row(r["name"], "yes" if r["prepared"] else "no", source,
                       f"{r['count']:,}" if r["count"] is not None else "-",
-                      human_bytes(r["size_bytes"]) if r["prepared"] else "-", r["location"])
+                      human_bytes(r["size_bytes"]) if r["prepared"] else "-",
+                      f"{loc.name}/" if loc.parent == root else str(loc))
     console().print(table)
 
 
@@ -129,7 +134,8 @@ def prepare_cmd(
     = False,
     download: Annotated[bool | None, typer.Option(
         "--download/--no-download",
-        help="fetch missing source files first [default: yes for celeba/chairs, no for dsprites "
+        help="fetch missing source files first [default: yes for celeba/chairs/shapes3d, no for "
+             "dsprites "
              "(the procedural set needs no download)]", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
     json_out: JsonOpt = False,
@@ -141,7 +147,7 @@ def prepare_cmd(
 
     spec = get_spec(name)
     if download is None:
-        download = spec.name in ("celeba", "chairs")
+        download = spec.name in ("celeba", "chairs", "shapes3d")
     before = dataset_status(name, data_dir)
     t0 = time.perf_counter()
     with progress_display(spec.name, quiet or json_out) as cb:
@@ -155,18 +161,20 @@ def prepare_cmd(
         return
     out = console()
     if before["prepared"] and not force and before["source"] == ds.source:
-        out.print(f"{spec.name}: already prepared ({ds.source}, {ds.n:,} images) in "
-                  f"{status['location']}")
+        say = f"{spec.name}: already prepared ({ds.source}, {ds.n:,} images) in " \
+              f"{status['location']}"
     else:
-        out.print(f"prepared {spec.name}: {ds.n:,} images, {human_bytes(status['size_bytes'])} "
-                  f"in {status['location']} ({seconds:.1f} s)")
+        say = f"prepared {spec.name}: {ds.n:,} images, {human_bytes(status['size_bytes'])} " \
+              f"in {status['location']} ({seconds:.1f} s)"
+    out.print(say, soft_wrap=True)
     if ds.source == "procedural" and spec.name == "dsprites":
         out.print(f"source: procedural (no {Path(spec.url or '').name} in "
-                  f"{data_root(data_dir)}; `bvae data download dsprites` fetches the real file)")
+                  f"{data_root(data_dir)}; `bvae data download dsprites` fetches the real file)",
+                  soft_wrap=True)
     elif ds.source == "real":
-        out.print(f"source: real ({find_real_dsprites(data_root(data_dir))})")
+        out.print(f"source: real ({find_real_dsprites(data_root(data_dir))})", soft_wrap=True)
     elif ds.meta.get("skipped"):
-        out.print(f"skipped {ds.meta['skipped']} unreadable file(s)")
+        out.print(f"skipped {ds.meta['skipped']} unreadable file(s)", soft_wrap=True)
 
 
 @data_app.command("download")
@@ -189,12 +197,12 @@ def download_cmd(
     with progress_display(spec.name, quiet) as cb:
         path = download_dataset(name, data_dir, progress=cb, url=url)
     out = console()
-    out.print(f"{spec.name}: {path} ({human_bytes(path.stat().st_size)})")
+    out.print(f"{spec.name}: {path} ({human_bytes(path.stat().st_size)})", soft_wrap=True)
     if no_prepare:
         return
     with progress_display(spec.name, quiet) as cb:
         ds = prepare(name, data_dir, progress=cb)
-    out.print(f"prepared {spec.name}: {ds.n:,} images, source {ds.source}")
+    out.print(f"prepared {spec.name}: {ds.n:,} images, source {ds.source}", soft_wrap=True)
 
 
 @data_app.command("export")
@@ -219,4 +227,4 @@ def export_cmd(
     with progress_display(ds.name, quiet) as cb:
         path = export_npz(ds, output, compress=compress, progress=cb)
     console().print(f"wrote {path} ({ds.n:,} images, source {ds.source}, "
-                    f"{human_bytes(path.stat().st_size)})")
+                    f"{human_bytes(path.stat().st_size)})", soft_wrap=True)

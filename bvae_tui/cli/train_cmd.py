@@ -38,9 +38,15 @@ def _train_foreground(run: Any, resume: bool) -> None:
 
     from engine.trainer import train
 
+    from datasets.errors import UserError
+
     out = console()
     cfg = run.config
-    _prepare_data_visibly(cfg.dataset, run.data_dir)
+    try:
+        _prepare_data_visibly(cfg.dataset, run.data_dir)
+    except UserError as exc:  # the run must not stay 'queued' behind a one-line error
+        run.write_status(state="failed", error=str(exc), pid=None)
+        raise
     stop = {"requested": False}
 
     def on_sigint(signum: int, frame: object) -> None:
@@ -67,7 +73,11 @@ def _train_foreground(run: Any, resume: bool) -> None:
     def on_progress(iteration: int) -> None:
         progress.update(task, completed=iteration)
 
+    def on_sigterm(signum: int, frame: object) -> None:  # `bvae stop` from another terminal
+        stop["requested"] = True
+
     previous = signal.signal(signal.SIGINT, on_sigint)
+    previous_term = signal.signal(signal.SIGTERM, on_sigterm)
     out.print(f"run [bold]{run.id}[/] in {run.path}")
     try:
         with progress:
@@ -75,6 +85,7 @@ def _train_foreground(run: Any, resume: bool) -> None:
                           should_stop=lambda: stop["requested"])
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
     _report_end(run, state)
 
 
@@ -88,6 +99,9 @@ def _prepare_data_visibly(dataset: str, data_dir: str | None) -> None:
 
     from datasets.prepare import prepare
 
+    if not console().is_terminal:
+        prepare(dataset, data_dir)
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                   console=console(), transient=True) as bar:
         task = bar.add_task(f"preparing {dataset}", total=None)
@@ -124,7 +138,7 @@ def _train(**values: Any) -> None:
     from engine.config import make_config
     from engine.devices import gpu_spec
     from engine.errors import ConfigError
-    from engine.worker import start_run
+    from engine.worker import check_launch, start_run
 
     preset, name, detach, gpu = (values.pop(k) for k in ("preset", "name", "detach", "gpu"))
     runs_dir, data_dir = values.pop("runs_dir"), values.pop("data_dir")
@@ -135,6 +149,11 @@ def _train(**values: Any) -> None:
             raise ConfigError("give either --gpu or --device, not both")
         overrides["device"] = device
     cfg = make_config(preset, **overrides)
+    if not detach:
+        # Validate, then get the data ready (with a progress bar) before any run exists, so a
+        # missing dataset is an error, not a failed run. Detached, the worker prepares it.
+        check_launch(cfg, data_dir)
+        _prepare_data_visibly(cfg.dataset, data_dir)
     run = start_run(cfg, runs_dir=runs_dir, data_dir=data_dir, name=name, detach=detach)
     if detach:
         typer.echo(run.id)

@@ -183,6 +183,9 @@ class BvaeApp(App):
         yield from super().get_system_commands(screen)
         yield SystemCommand("New run", "Open the new-run form", self.action_new_run)
         yield SystemCommand("Help", "Keys of this screen", self.action_help)
+        if isinstance(screen, RunsScreen):
+            yield SystemCommand("Compare scores", "Scores of the runs in view beside the "
+                                "paper's", screen.action_scores)
         target = self._palette_target(screen)
         if target is not None:
             label = target.name

@@ -190,7 +190,7 @@ class MonitorScreen(Screen):
             self.config.get("iterations", 0) or 0)
         it = self.iteration
         last = self.history.last or {}
-        width = max(10, min(30, self.size.width - 60))
+        width = max(8, min(30, self.size.width - 64))
         frac = it / total if total else 0.0
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(f"{state} ", style=STATE_STYLES.get(state, "bold red"))
@@ -218,7 +218,9 @@ class MonitorScreen(Screen):
         elif error and state in ("failed", "lost", "stopped"):
             line2 = Text(str(error), style=STATE_STYLES.get(state, ""), no_wrap=True,
                          overflow="ellipsis")
-        self.query_one("#mon-header", Static).update(Text("\n").join([line, line2]))
+        header = Text("\n").join([line, line2])
+        header.no_wrap, header.overflow = True, "ellipsis"
+        self.query_one("#mon-header", Static).update(header)
 
     def _update_preview(self) -> None:
         kind = self.preview_kind

@@ -35,6 +35,7 @@ Every run under the runs dir, refreshed every second; runs started from the CLI 
 | `r` | resume a stopped, failed or lost run from its last checkpoint |
 | `e` | export a traversal GIF |
 | `d` | delete the run (asks first) |
+| `c` | compare the scores of the runs in view with the paper's |
 | `/` | filter by text (esc returns to the table) |
 | `f` / `g` | cycle the state / dataset filter |
 | `o` / `O` | cycle the sort column / reverse it |
@@ -68,6 +69,7 @@ class RunsScreen(Screen):
         Binding("r", "resume", "Resume"),
         Binding("e", "export", "Export"),
         Binding("d", "delete", "Delete"),
+        Binding("c", "scores", "Scores"),
         Binding("slash", "focus_filter", "Filter"),
         Binding("f", "cycle_state", "State", show=False),
         Binding("g", "cycle_dataset", "Dataset", show=False),
@@ -191,6 +193,9 @@ class RunsScreen(Screen):
         if row.error:
             text.append("\n")
             text.append(row.error, style=STATE_STYLES.get(row.state, ""))
+        exported = getattr(self.app, "exports", {}).get(row.id)
+        if exported:
+            text.append(f"\nexported: {exported}", style="green")
         details.update(text)
 
     def selected_row(self) -> RunRow | None:
@@ -249,6 +254,12 @@ class RunsScreen(Screen):
 
     def action_new_run(self) -> None:
         self.app.action_new_run()
+
+    def action_scores(self) -> None:
+        from bvae_tui.tui.screens.scores import ScoresScreen
+
+        self.app.push_screen(ScoresScreen([(r.name, Path(r.path), r.objective, r.dataset)
+                                           for r in self.visible_rows()]))
 
     def action_open_monitor(self) -> None:
         if row := self._selected_or_warn():

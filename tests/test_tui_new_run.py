@@ -1,0 +1,162 @@
+"""New-run form: fields from the schema, inline validation, launch refused while invalid, the
+equivalent command, and the device picker with a stand-in NVML and with none."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import engine.devices
+from bvae_tui.tui.app import BvaeApp
+from bvae_tui.tui.screens.new_run import NewRunScreen
+from bvae_tui.tui.widgets.device_picker import DevicePicker
+from engine.config import PRESETS, schema
+from tests.tui_helpers import wait_for
+
+GIB = 1024**3
+
+
+class FakeNvml:
+    """Just the pynvml calls engine.devices makes, for two GPUs with different free memory."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self) -> None:
+        self.gpus = [("Fake A100", 10 * GIB, 40 * GIB, 97), ("Fake H100", 70 * GIB, 80 * GIB, 3)]
+
+    def nvmlInit(self) -> None:  # noqa: N802 - pynvml's names
+        pass
+
+    def nvmlShutdown(self) -> None:  # noqa: N802
+        pass
+
+    def nvmlDeviceGetCount(self) -> int:  # noqa: N802
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:  # noqa: N802
+        return i
+
+    def nvmlDeviceGetName(self, h: int) -> bytes:  # noqa: N802
+        return self.gpus[h][0].encode()
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> SimpleNamespace:  # noqa: N802
+        _, free, total, _ = self.gpus[h]
+        return SimpleNamespace(free=free, total=total, used=total - free)
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> SimpleNamespace:  # noqa: N802
+        return SimpleNamespace(gpu=self.gpus[h][3], memory=0)
+
+
+def _no_nvml():
+    raise ImportError("No module named 'pynvml'")
+
+
+async def _open_form(app, pilot) -> NewRunScreen:
+    await pilot.press("n")
+    await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen), 5, "the form")
+    form = app.screen
+    await wait_for(pilot, lambda: form.query_one(DevicePicker).loaded, 10, "the devices")
+    return form
+
+
+async def test_form_is_the_schema_and_validation_is_inline(runs_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine.devices, "_nvml", _no_nvml)
+    app = BvaeApp(runs_dir, tmp_path / "data")
+    async with app.run_test(size=(100, 40)) as pilot:
+        form = await _open_form(app, pilot)
+        # One widget per schema field, nothing more, nothing less.
+        names = {w.id[2:] for w in form.query("*") if w.id and w.id.startswith("f-")
+                 and w.id != "f-folder"}
+        assert names == {f.name for f in schema()}
+        assert form.revalidate()
+
+        form.set_field("beta", "-1")
+        form.set_field("z_dim", "ten")
+        form.set_field("lr", "0")
+        await pilot.pause()
+        assert not form.revalidate()
+        assert set(form.errors) == {"beta", "z_dim", "lr"}
+        err = form.query_one("#err-beta")
+        assert err.display and "--beta must be at least 0" in str(err.render())
+        assert "--z-dim must be a whole number" in str(form.query_one("#err-z_dim").render())
+        assert not form.query_one("#err-gamma").display
+
+        await pilot.press("ctrl+r")  # refused: nothing is created
+        await pilot.pause()
+        assert isinstance(app.screen, NewRunScreen)
+        assert not any(runs_dir.iterdir())
+
+        form.set_field("beta", "6")
+        form.set_field("z_dim", "6")
+        form.set_field("lr", "0.0005")
+        form.set_field("dataset", "dsprites-mini")
+        form.set_field("iterations", "1e4")
+        await pilot.pause()
+        assert form.revalidate(), form.errors
+        command = str(form.query_one("#form-command").render())
+        assert command.startswith("bvae train --detach")
+        for part in ("--dataset dsprites-mini", "--beta 6", "--z-dim 6", "--lr 0.0005",
+                     "--iterations 10000", "--device cpu"):
+            assert part in command
+        assert form.config().beta == 6.0
+
+        # A preset fills its values in; the command names it instead of repeating them.
+        form.set_field("beta", "4")
+        form.query_one("#preset").value = "dsprites-B"
+        await pilot.pause()
+        await pilot.pause()
+        assert form.revalidate()
+        assert form.values["objective"] == "B"
+        assert form.values["gamma"] == PRESETS["dsprites-B"]["gamma"]
+        command = str(form.query_one("#form-command").render())
+        assert "--preset dsprites-B" in command and "--gamma" not in command
+
+        form.set_field("dataset", "folder:")  # a folder dataset without its path
+        await pilot.pause()
+        assert form.query_one("#row-folder").display
+        assert not form.revalidate()
+        assert "needs a path" in form.errors["dataset"]
+
+
+async def test_device_picker_lists_gpus_from_nvml(runs_dir, tmp_path, monkeypatch):
+    fake = FakeNvml()
+    monkeypatch.setattr(engine.devices, "_nvml", lambda: fake)
+    app = BvaeApp(runs_dir, tmp_path / "data")
+    async with app.run_test(size=(110, 40)) as pilot:
+        form = await _open_form(app, pilot)
+        picker = form.query_one(DevicePicker)
+        assert picker.options() == ["auto", "cuda:0", "cuda:1", "cpu"]
+        labels = dict(picker._shown)
+        assert "Fake A100" in labels["cuda:0"] and "10.0/40.0 GB free" in labels["cuda:0"]
+        assert "util 97%" in labels["cuda:0"]
+        assert "Fake H100" in labels["cuda:1"] and "70.0/80.0 GB free" in labels["cuda:1"]
+        assert "(GPU 1)" in labels["auto"]  # auto names the GPU with most free memory
+        assert picker.query_one(".reason").display is False
+
+        # Picking a GPU with the keyboard puts it into the config and the command.
+        picker.query_one("OptionList").focus()
+        await pilot.press("down")
+        await pilot.pause()
+        assert picker.value == "cuda:0"
+        assert form.revalidate() and form.values["device"] == "cuda:0"
+        assert "--device cuda:0" in str(form.query_one("#form-command").render())
+
+        # The list refreshes: memory frees up on GPU 0 and the label follows.
+        fake.gpus[0] = ("Fake A100", 39 * GIB, 40 * GIB, 0)
+        picker.refresh_devices()
+        await wait_for(pilot, lambda: "39.0/40.0" in dict(picker._shown)["cuda:0"], 10,
+                       "the refreshed memory")
+        assert picker.value == "cuda:0"
+
+
+async def test_device_picker_without_nvml(runs_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine.devices, "_nvml", _no_nvml)
+    app = BvaeApp(runs_dir, tmp_path / "data")
+    async with app.run_test(size=(100, 40)) as pilot:
+        form = await _open_form(app, pilot)
+        picker = form.query_one(DevicePicker)
+        assert picker.options() == ["cpu"]
+        reason = str(picker.query_one(".reason").render())
+        assert reason.startswith("no GPU:") and "nvidia-ml-py" in reason
+        assert "\n" not in reason
+        assert form.revalidate() and form.values["device"] == "cpu"

@@ -1,0 +1,116 @@
+"""The detached worker as real processes: survives its terminal, SIGKILL -> lost -> resume,
+SIGTERM -> stopped with a checkpoint -> resume -> finished."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.runs import Run
+from tests.conftest import bvae_command
+
+ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "mu_mean",
+            "var_mean", "c", "img_per_s"}
+TINY = ["--dataset", "dsprites-mini", "--device", "cpu", "--batch-size", "16", "--z-dim", "3",
+        "--preview-every", "0"]
+
+
+@pytest.fixture
+def env(runs_dir, env_data):
+    e = dict(os.environ)
+    e.update(BVAE_RUNS_DIR=str(runs_dir), BVAE_DATA_DIR=str(env_data), OMP_NUM_THREADS="1",
+             CUDA_VISIBLE_DEVICES="")
+    return e
+
+
+def bvae(env, *args, timeout=120):
+    return subprocess.run([*bvae_command(), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def listed(env) -> dict[str, dict]:
+    out = bvae(env, "runs", "--json")
+    assert out.returncode == 0, out.stderr
+    return {r["id"]: r for r in json.loads(out.stdout)}
+
+
+def wait_for(predicate, timeout=120.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_detached_run_survives_its_terminal_and_finishes(env, runs_dir):
+    # The launching "terminal": a shell that is its own session leader, like a login shell.
+    shell = subprocess.Popen(
+        ["bash", "-c", " ".join([*bvae_command(), "train", *TINY, "--iterations", "150",
+                                 "--log-every", "25", "--detach"]) + "; exec sleep 300"],
+        env=env, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        run_id = shell.stdout.readline().strip()
+        run = Run(runs_dir / run_id)
+        assert run.path.is_dir(), run_id
+        states = [listed(env)[run_id]["state"]]
+        assert states[0] in ("queued", "running")
+        pid = wait_for(lambda: run.raw_status().get("state") == "running"
+                       and run.raw_status()["pid"], what="the worker to start")
+        assert os.getsid(pid) != os.getsid(shell.pid)  # its own session, not the terminal's
+        states.append(listed(env)[run_id]["state"])
+        # Close the terminal: hang up its whole session, then kill it outright.
+        os.killpg(shell.pid, signal.SIGHUP)
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait(timeout=10)
+        wait_for(lambda: run.status()["state"] != "running", what="the run to end")
+        states.append(listed(env)[run_id]["state"])
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+    assert "running" in states and states[-1] == "finished", states
+    rows = run.metrics()
+    assert [r["iter"] for r in rows] == [25, 50, 75, 100, 125, 150]
+    assert all(set(r) == ROW_KEYS for r in rows)
+    assert "worker done: finished" in run.log_path.read_text()
+
+
+def test_kill_lost_resume_stop_resume(env, runs_dir):
+    out = bvae(env, "train", *TINY, "--iterations", "300", "--log-every", "20",
+               "--checkpoint-every", "20", "--detach")
+    assert out.returncode == 0, out.stderr
+    run = Run(runs_dir / out.stdout.strip())
+    ckpt: Path = run.last_checkpoint
+    wait_for(ckpt.exists, what="the first checkpoint")
+    pid = run.raw_status()["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: run.status()["state"] == "lost", timeout=10, what="lost")
+    assert listed(env)[run.id]["state"] == "lost"
+
+    out = bvae(env, "resume", run.id[:12], "--detach")
+    assert out.returncode == 0, out.stderr
+    wait_for(lambda: run.raw_status().get("pid") not in (None, pid)
+             and run.raw_status().get("state") == "running"
+             and run.raw_status().get("iteration", 0) > 0, what="the resumed worker")
+    out = bvae(env, "stop", run.id)
+    assert out.returncode == 0, out.stderr
+    status = run.status()
+    assert status["state"] == "stopped", status
+    assert f"stopped at iteration {status['iteration']}" in out.stdout
+    from engine.checkpoint import load_checkpoint
+
+    assert load_checkpoint(ckpt)["iteration"] == status["iteration"] < 300
+
+    out = bvae(env, "resume", run.id)  # in the foreground this time
+    assert out.returncode == 0, out.stderr
+    assert run.status()["state"] == "finished" and run.status()["iteration"] == 300
+    iters = [r["iter"] for r in run.metrics()]
+    assert iters == sorted(set(iters)) and iters[-1] == 300  # no duplicates after the crash
+    assert all(set(r) == ROW_KEYS for r in run.metrics())
