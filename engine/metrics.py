@@ -285,7 +285,7 @@ def plan_mig(gt: GroundTruth, seed: int = 0, num_train: int = 10_000,
 
 
 def _chunks(num_points: int, per_point_floats: int) -> range:
-    step = max(1, _CHUNK_BYTES // max(1, 8 * per_point_floats))
+    step = max(1, _CHUNK_BYTES // max(1, 4 * per_point_floats))
     return range(0, num_points, step)
 
 
@@ -294,10 +294,16 @@ def _beta_vae_features(table: Table, a: np.ndarray, b: np.ndarray) -> np.ndarray
     out = np.empty((a.shape[0], table.dim), dtype=np.float64)
     step = _chunks(a.shape[0], a.shape[1] * table.dim).step
     for s in range(0, a.shape[0], step):
-        ra = np.asarray(table(a[s:s + step]), dtype=np.float64)
-        rb = np.asarray(table(b[s:s + step]), dtype=np.float64)
-        out[s:s + step] = np.abs(ra - rb).mean(axis=1)
+        # Keep the table's float precision for the differences (float32 for network codes and
+        # pixels: half the memory traffic), and average in float64.
+        ra, rb = _floats(table(a[s:s + step])), _floats(table(b[s:s + step]))
+        out[s:s + step] = np.abs(ra - rb).mean(axis=1, dtype=np.float64)
     return out
+
+
+def _floats(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
 
 
 def score_beta_vae(plan: BetaVAEPlan, table: Table, seed: int = 0) -> dict[str, Any]:
@@ -329,8 +335,8 @@ def _votes(table: Table, idx: np.ndarray, labels: np.ndarray, global_var: np.nda
     active_ids = np.flatnonzero(active)
     step = _chunks(idx.shape[0], idx.shape[1] * table.dim).step
     for s in range(0, idx.shape[0], step):
-        reps = np.asarray(table(idx[s:s + step]), dtype=np.float64)  # (p, B, dim)
-        local = reps.var(axis=1, ddof=1)
+        reps = _floats(table(idx[s:s + step]))  # (p, B, dim)
+        local = reps.var(axis=1, ddof=1, dtype=np.float64)
         ratio = local[:, active_ids] / global_var[active_ids]
         chosen = active_ids[np.argmin(ratio, axis=1)]
         np.add.at(votes, (labels[s:s + step], chosen), 1)

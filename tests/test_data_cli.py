@@ -94,8 +94,9 @@ def test_download_then_prepare_celeba_from_local_server(tmp_path, monkeypatch):
     server = _Server()
     try:
         server.files["/celeba.zip"] = payload
+        # no --quiet: the rich progress display (bytes, then decoded images) runs too
         r = _run("data", "download", "celeba", "--url", server.url + "/celeba.zip",
-                 "--data-dir", str(tmp_path), "-q")
+                 "--data-dir", str(tmp_path))
     finally:
         server.close()
     assert r.exit_code == 0, r.output

@@ -34,9 +34,9 @@ async def test_launch_from_form_monitor_follows_worker_then_export(runs_dir, env
         await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen), 5, "the form")
         form = app.screen
         await wait_for(pilot, lambda: form.query_one(DevicePicker).loaded, 10, "devices")
-        for name, value in {"dataset": "dsprites-mini", "iterations": "40", "z_dim": "4",
-                            "batch_size": "16", "log_every": "2", "checkpoint_every": "20",
-                            "preview_every": "10"}.items():
+        for name, value in {"dataset": "dsprites-mini", "iterations": "24", "z_dim": "4",
+                            "batch_size": "16", "log_every": "2", "checkpoint_every": "12",
+                            "preview_every": "12"}.items():
             form.set_field(name, value)
         form.query_one("#run-name").value = "tui-live"
         await pilot.pause()
@@ -46,19 +46,19 @@ async def test_launch_from_form_monitor_follows_worker_then_export(runs_dir, env
         monitor = app.screen
         [run] = list_runs(runs_dir)
         assert monitor.run.path == run.path and run.name == "tui-live"
-        assert run.config.iterations == 40 and run.config.device == "cpu"
+        assert run.config.iterations == 24 and run.config.device == "cpu"
 
         # The monitor follows the worker's writes: several distinct row counts go by.
         seen: set[int] = set()
 
         def finished() -> bool:
             seen.add(monitor.history.rows_seen)
-            return monitor.status.get("state") == "finished" and monitor.history.rows_seen == 20
+            return monitor.status.get("state") == "finished" and monitor.history.rows_seen == 12
 
         await wait_for(pilot, finished, 90, "the run to finish in the monitor")
         assert len(seen - {0}) >= 2, f"monitor jumped straight to the end: {seen}"
-        assert monitor.iteration == 40
-        assert monitor.query_one("#plot-loss", CurvePlot)._xs.size == 20
+        assert monitor.iteration == 24
+        assert monitor.query_one("#plot-loss", CurvePlot)._xs.size == 12
         assert len(monitor.query_one(KLBars).kl) == 4
         await wait_for(pilot, lambda: monitor.query_one(HalfBlockImage).image is not None, 10,
                        "the traversal preview")

@@ -157,6 +157,6 @@ async def test_device_picker_without_nvml(runs_dir, tmp_path, monkeypatch):
         picker = form.query_one(DevicePicker)
         assert picker.options() == ["cpu"]
         reason = str(picker.query_one(".reason").render())
-        assert reason.startswith("no GPU:") and "nvidia-ml-py" in reason
+        assert "nvidia-ml-py" in reason
         assert "\n" not in reason
         assert form.revalidate() and form.values["device"] == "cpu"

@@ -140,10 +140,14 @@ async def test_damaged_files_and_run_deleted_while_shown(runs_dir, tmp_path):
     torn = make_run(runs_dir, tmp_path, "torn", "stopped")
     with open(torn.metrics_path, "a") as fh:
         fh.write("garbage line\n" + json.dumps(metrics_row(40)) + "\n" + '{"iter": 5')
+    odd = make_run(runs_dir, tmp_path, "odd", "stopped")
+    odd.status_path.write_text(json.dumps({"state": "running", "pid": "abc"}))
+    with open(odd.metrics_path, "a") as fh:  # valid JSON, wrong shapes
+        fh.write(json.dumps({"iter": 50, "loss": "x", "kl_per_latent": 5, "mu_mean": 1}) + "\n")
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
-        await wait_for(pilot, lambda: len(screen.rows) == 3, 10, "three runs")
+        await wait_for(pilot, lambda: len(screen.rows) == 4, 10, "four runs")
         rows = {r.id: r for r in screen.rows}
         assert rows[bad_status.id].state == "failed"
         assert "corrupt" in rows[bad_status.id].error
@@ -151,7 +155,8 @@ async def test_damaged_files_and_run_deleted_while_shown(runs_dir, tmp_path):
         assert rows[torn.id].loss == 25.0  # the valid row after the garbage one
 
         # Open the monitor on each damaged run: it shows what it can.
-        for run in (bad_status, bad_config, torn):
+        assert rows[odd.id].state in ("failed", "lost")
+        for run in (bad_status, bad_config, torn, odd):
             app.open_monitor(run.path)
             await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
             mon = app.screen
@@ -166,4 +171,4 @@ async def test_damaged_files_and_run_deleted_while_shown(runs_dir, tmp_path):
         await wait_for(pilot, lambda: mon.gone, 5, "the monitor to notice")
         assert "deleted" in str(mon.query_one("#mon-header").render())
         await pilot.press("escape")
-        await wait_for(pilot, lambda: len(screen.rows) == 2, 10, "the table to drop it")
+        await wait_for(pilot, lambda: len(screen.rows) == 3, 10, "the table to drop it")

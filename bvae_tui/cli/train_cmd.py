@@ -36,9 +36,8 @@ def _train_foreground(run: Any, resume: bool) -> None:
         TimeRemainingColumn,
     )
 
-    from engine.trainer import train
-
     from datasets.errors import UserError
+    from engine.trainer import train
 
     out = console()
     cfg = run.config

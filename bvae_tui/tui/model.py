@@ -197,6 +197,8 @@ class RunsPoller:
                 rows.append(self._row(run))
             except FileNotFoundError:  # deleted between listing and reading
                 continue
+            except Exception as exc:  # noqa: BLE001 - one damaged run must not hide the others
+                rows.append(broken_row(run, f"cannot read this run ({exc})"))
         return rows
 
     def _row(self, run: Run) -> RunRow:
@@ -261,6 +263,13 @@ class RunsPoller:
             duration=duration,
             device=str(status.get("device") or cfg.get("device") or ""),
         )
+
+
+def broken_row(run: Run, error: str) -> RunRow:
+    """A table row for a run whose files cannot be made sense of."""
+    return RunRow(id=run.id, path=str(run.path), name=run.id, state="failed", error=error,
+                  dataset="?", source="", objective="?", iteration=0, total=0, loss=None,
+                  kl=None, scores="", started=None, duration=None, device="")
 
 
 def _num(value: Any) -> float | None:
@@ -395,7 +404,10 @@ class RunWatcher:
             skey = None
         now = time.monotonic()
         if skey != self._status_key or now - self._status_at >= self.status_every:
-            status = self.run.status()
+            try:
+                status = self.run.status()
+            except Exception as exc:  # noqa: BLE001 - e.g. a pid that is not a number
+                status = {"state": "failed", "error": f"status.json is unreadable ({exc})"}
             if status != self._last_status:
                 ev.status = self._last_status = status
             self._status_key, self._status_at = skey, now

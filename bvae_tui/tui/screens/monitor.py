@@ -116,12 +116,15 @@ class MonitorScreen(Screen):
         worker = get_current_worker()
         watcher = RunWatcher(self.run)
         source = self.run.id
+        last_error = ""
         while not worker.is_cancelled:
             try:
                 ev = watcher.poll()
-            except Exception as exc:  # noqa: BLE001 - show it, keep watching
-                self.app.call_from_thread(self.notify, f"reading {self.run.id}: {exc}",
-                                          severity="error")
+            except Exception as exc:  # noqa: BLE001 - show it (once), keep watching
+                if str(exc) != last_error:
+                    last_error = str(exc)
+                    self.app.call_from_thread(self.notify, f"reading {self.run.id}: {exc}",
+                                              severity="error")
                 time.sleep(1.0)
                 continue
             if ev.gone:

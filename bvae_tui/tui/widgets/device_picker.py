@@ -48,7 +48,8 @@ class DevicePicker(Vertical):
     DEFAULT_CSS = """
     DevicePicker { height: auto; }
     DevicePicker > OptionList { height: auto; max-height: 8; border: none; padding: 0; }
-    DevicePicker > .reason { color: $warning; height: auto; }
+    DevicePicker > .reason { color: $warning; height: 1; text-wrap: nowrap;
+                             text-overflow: ellipsis; }
     """
 
     class Changed(Message):
@@ -111,7 +112,7 @@ class DevicePicker(Vertical):
             reason.display = False
         else:
             reason.display = True
-            reason.update(f"no GPU: {self.reason or 'NVML reports none'}")
+            reason.update(self.reason or "NVML reports no GPU")
         ids = [i for i, _ in options]
         if self.value not in ids:
             self.value = "auto" if "auto" in ids else "cpu"

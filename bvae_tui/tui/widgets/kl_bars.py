@@ -62,10 +62,14 @@ class KLBars(Widget):
 
     def set_latents(self, kl: Sequence[float] | None, mu: Sequence[float] | None,
                     var: Sequence[float] | None) -> None:
+        # Rows come from a file another process wrote: take lists of numbers, nothing else.
+        kl = kl if isinstance(kl, (list, tuple)) else []
         values = [float(v) if isinstance(v, (int, float)) and math.isfinite(v) else 0.0
-                  for v in (kl or [])]
+                  for v in kl]
         resized = len(values) != len(self.kl)
-        self.kl, self.mu, self.var = values, list(mu or []) or None, list(var or []) or None
+        self.kl = values
+        self.mu = list(mu) if isinstance(mu, (list, tuple)) and mu else None
+        self.var = list(var) if isinstance(var, (list, tuple)) and var else None
         if values:
             self.scale = max(self.scale, nice_ceiling(max(values)))
         if resized:
