@@ -147,8 +147,7 @@ class _Side:
         if self.fast:
             # The trainer's step (engine/trainer.py): device-side batches and statistics.
             net = fastpath.prepare_model(model, cfg, device)
-            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr,
-                                   **fastpath.optimizer_options(device))
+            opt = fastpath.make_optimizer(model.parameters(), cfg, device)
             gen = torch.Generator().manual_seed(0)
             perm = torch.randperm(self.n, generator=gen).to(device)
             stats = torch.zeros(log_every, 3, device=device)
@@ -251,7 +250,13 @@ def _serve(side: str, device: str, dataset: str, data_dir: str | None,
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing else may write to the answer channel
     bench = _Side(side == "fast", device, dataset, data_dir, baseline_images)
-    out.write(json.dumps({"ready": True, "n": bench.n}) + "\n")
+    import torch
+
+    from engine import fastpath
+
+    out.write(json.dumps({"ready": True, "n": bench.n, "threads": torch.get_num_threads(),
+                          "threads_default": fastpath.cpu_threads(), "torch": torch.__version__,
+                          "device_name": device_name(device)}) + "\n")
     out.flush()
     for line in sys.stdin:
         req = json.loads(line)
@@ -277,7 +282,13 @@ class _Child:
         self.side = side
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-        self.n = int(self._read()["n"])
+        self.n = 0
+
+    def wait_ready(self) -> dict[str, Any]:
+        """Block until the child has loaded its data (both children start side by side)."""
+        self.info = self._read()
+        self.n = int(self.info["n"])
+        return self.info
 
     def _read(self) -> dict[str, Any]:
         line = self.proc.stdout.readline() if self.proc.stdout else ""
@@ -486,10 +497,7 @@ def _available_memory() -> int | None:
 def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = None,
               progress: Progress | None = None, end_to_end: bool = True) -> dict[str, Any]:
     """Measure everything; return the JSON record described in the module docstring."""
-    import torch
-
     from datasets.loader import dataset_status, open_dataset
-    from engine import fastpath
 
     say = progress or (lambda message: None)
     p = plan(device, quick)
@@ -499,9 +507,9 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
         say(f"preparing {name} (once)")
     ds = open_dataset(name, data_dir)  # prepares it when missing (procedural dSprites)
     record: dict[str, Any] = {
-        "schema": SCHEMA, "device": device, "device_name": device_name(device),
-        "host": platform.node(), "torch": torch.__version__, "threads": fastpath.cpu_threads(),
-        "cpus": os.cpu_count(), "quick": quick, "dataset": name, "dataset_source": ds.source,
+        "schema": SCHEMA, "device": device, "device_name": None, "host": platform.node(),
+        "torch": None, "threads": None, "cpus": os.cpu_count(), "quick": quick,
+        "dataset": name, "dataset_source": ds.source,
         "baseline_images": min(p["baseline_images"], ds.n), "figures": [], "targets": [],
     }
     figures: list[dict[str, Any]] = record["figures"]
@@ -511,6 +519,10 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
     base = _Child("baseline", device, name, data_dir, p["baseline_images"])
     fast = _Child("fast", device, name, data_dir, p["baseline_images"])
     try:
+        base.wait_ready()
+        info = fast.wait_ready()
+        record.update(device_name=info["device_name"], torch=info["torch"],
+                      threads=info["threads"])
         def interleaved(op: str, **kw: Any) -> tuple[float, float]:
             b = f = 0.0
             for _ in range(p["rounds"]):

@@ -99,6 +99,10 @@ async def test_stop_from_tui(runs_dir, env_data):
 
             await wait_for(pilot, lambda: state() == "running"
                            and screen.rows[0].iteration > 0, 60, "the worker to train")
+            # The dataset column says where the images come from (procedural dSprites here).
+            assert screen.rows[0].source == "procedural"
+            assert "dsprites-mini (proc)" in str(screen.query_one("#runs-table").get_cell(
+                run.id, "dataset"))
             await pilot.press("s")
             await wait_for(pilot, lambda: state() == "stopped", 60, "the run to stop")
             assert Run(run.path).status()["state"] == "stopped"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from textual.app import App, ComposeResult
 
-from bvae_tui.tui.model import MetricsHistory, fmt_duration, fmt_num
+from bvae_tui.tui.messages import MetricsChanged, ScoresChanged
+from bvae_tui.tui.model import MetricsHistory, fmt_duration, fmt_num, last_row
 from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
 from bvae_tui.tui.widgets.halfblock_image import UPPER_HALF, HalfBlockImage, area_resize, to_strips
 from bvae_tui.tui.widgets.kl_bars import KLBars, bar, nice_ceiling
@@ -70,3 +73,36 @@ async def test_widgets_render():
         assert lines[1].startswith("z0 ●") and lines[2].startswith("z1 ·")
         assert image.size.height == 15  # 128x64 px fitted to 60 columns: 60x30 px, 15 rows
         assert image.render_line(0).text.startswith(UPPER_HALF * 60)
+
+
+class _Counter(App):
+    def __init__(self) -> None:
+        super().__init__()
+        self.handled: list[int] = []
+
+    def on_metrics_changed(self, message: MetricsChanged) -> None:
+        self.handled.append(message.history.rows_seen)
+
+
+async def test_fast_metric_stream_is_coalesced():
+    app = _Counter()
+    async with app.run_test() as pilot:
+        history = MetricsHistory()
+        for i in range(1, 101):  # a burst faster than the UI handles messages
+            history.extend([{"iter": i, "loss": 1.0}])
+            app.post_message(MetricsChanged("run", history.snapshot()))
+        app.post_message(ScoresChanged("run", {}))  # another kind is never merged away
+        await pilot.pause()
+        assert app.handled[-1] == 100  # the newest state always arrives
+        assert len(app.handled) < 100  # ... without one repaint per row
+
+
+def test_last_row_reads_only_the_end(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    assert last_row(path) is None  # missing
+    rows = "".join(json.dumps({"iter": i, "pad": "x" * 100}) + "\n" for i in range(500))
+    path.write_text(rows + '{"iter": 50')  # the writer is mid-line
+    assert last_row(path)["iter"] == 499
+    assert last_row(path, chunk=64)["iter"] == 499  # rows longer than the first read
+    path.write_text(json.dumps({"iter": 7}) + "\nnot json\n")
+    assert last_row(path) == {"iter": 7}

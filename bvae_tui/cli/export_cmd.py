@@ -25,10 +25,10 @@ _TRAV = "Traversal"
 RunArg = Annotated[str, typer.Argument(help="run id, unique id prefix, name, or path",
                                        show_default=False)]
 OutputOpt = Annotated[str | None, typer.Option(
-    "--output", "-o", help="output file (or folder) [default: RUN/exports/]", show_default=False)]
+    "--output", "-o", help="output file or folder (default: RUN/exports/)", show_default=False)]
 ImagesOpt = Annotated[str | None, typer.Option(
     "--images", help="dataset indices of the fixed images, e.g. 0,500,9000 "
-    "[default: dSprites one square, ellipse, heart; else seeded choices]",
+    "(default: dSprites one square, ellipse, heart; else seeded choices)",
     show_default=False, rich_help_panel=_TRAV)]
 LimitOpt = Annotated[float, typer.Option(
     "--limit", help="sweep each latent over [-limit, limit]", rich_help_panel=_TRAV)]
@@ -43,7 +43,7 @@ RandomOpt = Annotated[bool, typer.Option(
 SeedOpt = Annotated[int, typer.Option(
     "--seed", help="seed for image choice and random codes", rich_help_panel=_TRAV)]
 CheckpointOpt = Annotated[str | None, typer.Option(
-    "--checkpoint", help="checkpoint file (name in RUN/checkpoints/ or a path) [default: last]",
+    "--checkpoint", help="checkpoint file: a name in RUN/checkpoints/ or a path (default: last.pt)",
     show_default=False, rich_help_panel=_SRC)]
 DeviceOpt = Annotated[str, typer.Option(
     "--device", help="cpu, cuda:N or auto (cpu works for runs trained on a GPU)",

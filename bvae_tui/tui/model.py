@@ -7,6 +7,7 @@ runs table every second stays cheap even with long metrics files.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -137,7 +138,7 @@ class _RunCache:
     name: str = ""
     data_dir: str | None = None
     created: float | None = None
-    tail: MetricsTail | None = None
+    metrics_key: Any = None
     last_row: dict[str, Any] | None = None
     eval_mtime: float = -1.0
     scores: str = ""
@@ -148,6 +149,37 @@ def _mtime(path: Path) -> float | None:
         return os.stat(path).st_mtime_ns / 1e9
     except OSError:
         return None
+
+
+def last_row(path: Path, chunk: int = 65_536) -> dict[str, Any] | None:
+    """The last complete, valid row of a JSON-lines file, reading only its end.
+
+    The runs table needs one row per run; parsing whole metrics files of long runs every
+    second would not scale to many runs. A torn last line (the writer is mid-write) is skipped.
+    """
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            start = size
+            while start > 0:
+                start = max(0, start - chunk)
+                fh.seek(start)
+                data = fh.read(size - start)
+                lines = data.split(b"\n")
+                complete = lines[:-1]  # after the last newline: torn or empty
+                if start > 0:
+                    complete = complete[1:]  # the first piece may be a partial line
+                for line in reversed(complete):
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(row, dict):
+                        return row
+                chunk *= 4  # very long rows (many latents): look further back
+    except OSError:
+        return None
+    return None
 
 
 class DatasetSources:
@@ -216,11 +248,10 @@ class RunsPoller:
                 cache.data_dir = record.get("data_dir")
                 created = record.get("created")
                 cache.created = created if isinstance(created, (int, float)) else None
-        if cache.tail is None:
-            cache.tail = MetricsTail(run.metrics_path)
-        new_rows = cache.tail.read_new()
-        if new_rows:
-            cache.last_row = new_rows[-1]
+        mkey = _stat_key(run.metrics_path)
+        if mkey != cache.metrics_key:
+            cache.metrics_key = mkey
+            cache.last_row = last_row(run.metrics_path) if mkey else None
         emtime = _mtime(run.eval_path)
         if emtime != cache.eval_mtime:
             cache.eval_mtime = emtime if emtime is not None else -1.0

@@ -1,0 +1,100 @@
+"""Where a CPU training process's time goes: user vs kernel time, page faults, memory syscalls.
+
+    .venv/bin/python benchmarks/kernel_time.py [--steps 40] [--batch 64] [--rounds 2] [--strace]
+
+Runs the same training loop (arch H, the trainer's step, channels-last) in fresh processes with
+glibc's default allocator behaviour and with engine.fastpath's allocator settings, interleaved,
+and prints img/s, user and system CPU seconds and minor page faults per step for each. With
+--strace (needs strace) it also counts the mmap/munmap/brk calls of one plain run: the cause of
+the kernel time (see engine/fastpath.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = """
+import json, resource, sys, time, torch
+from engine import fastpath
+from engine.config import TrainConfig
+from engine.models import build_model
+from engine.objectives import compute_loss
+steps, batch = int(sys.argv[1]), int(sys.argv[2])
+tuned = fastpath.tune_allocator()
+cfg = TrainConfig(dataset="dsprites", batch_size=batch)
+torch.manual_seed(0)
+model = build_model("H", 1, 10)
+net = fastpath.prepare_model(model, cfg, "cpu")
+opt = fastpath.make_optimizer(model.parameters(), cfg, "cpu")
+data = (torch.rand(4096, 1, 64, 64) < 0.05).to(torch.uint8)
+def step(i):
+    idx = torch.randint(0, len(data), (batch,))
+    x = fastpath.to_memory_format(data[idx].float(), cfg, "cpu")
+    logits, mu, logvar = net(x)
+    out = compute_loss(cfg, logits, x, mu, logvar, i + 1, "bernoulli")
+    opt.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    opt.step()
+for i in range(3):
+    step(i)
+r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+for i in range(steps):
+    step(i)
+dt, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"tuned": tuned, "img_per_s": steps * batch / dt,
+                  "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
+                  "faults_per_step": (r1.ru_minflt - r0.ru_minflt) / steps}))
+"""
+
+
+def run(plain: bool, steps: int, batch: int, prefix: list[str] | None = None) -> dict:
+    from engine import fastpath
+
+    env = {k: v for k, v in os.environ.items() if k not in fastpath.MALLOC_ENV}
+    env[fastpath.PLAIN_ALLOCATOR_ENV] = "1" if plain else "0"
+    env["PYTHONPATH"] = str(ROOT)
+    cmd = [*(prefix or []), sys.executable, "-c", CHILD, str(steps), str(batch)]
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["stderr"] = proc.stderr
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--strace", action="store_true")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    print(f"{'allocator':10} {'img/s':>8} {'user s':>7} {'sys s':>7} {'sys share':>9} "
+          f"{'faults/step':>11}")
+    for _ in range(args.rounds):
+        for plain in (True, False):
+            r = run(plain, args.steps, args.batch)
+            share = r["sys_s"] / max(1e-9, r["user_s"] + r["sys_s"])
+            print(f"{'glibc' if plain else 'tuned':10} {r['img_per_s']:8.0f} {r['user_s']:7.2f} "
+                  f"{r['sys_s']:7.2f} {share:9.0%} {r['faults_per_step']:11.0f}")
+    if args.strace:
+        if not shutil.which("strace"):
+            sys.exit("strace is not installed")
+        for plain in (True, False):
+            r = run(plain, args.steps, args.batch,
+                    prefix=["strace", "-f", "-c", "-e", "trace=mmap,munmap,brk,madvise"])
+            summary = [ln for ln in r["stderr"].splitlines() if ln.strip()][-8:]
+            print(f"\nstrace -c, {'glibc' if plain else 'tuned'} allocator, "
+                  f"{args.steps + 3} steps:")
+            print("\n".join(summary))
+
+
+if __name__ == "__main__":
+    main()

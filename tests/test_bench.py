@@ -1,0 +1,64 @@
+"""`bvae bench --json --quick` measures every figure against the baseline and documents its keys.
+
+Only the machinery and the record's shape are checked: timings belong in benchmarks/, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from engine import bench
+from tests.conftest import ROOT, bvae_command
+
+
+@pytest.fixture(scope="module")
+def quick_record(mini_data_dir) -> dict:
+    env = dict(os.environ, BVAE_DATA_DIR=str(mini_data_dir))
+    proc = subprocess.run([*bvae_command(), "bench", "--json", "--quick", "--device", "cpu"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def test_quick_bench_emits_the_documented_keys(quick_record):
+    record = quick_record
+    assert set(bench.RECORD_KEYS) <= set(record)
+    assert record["schema"] == bench.SCHEMA
+    assert record["device"] == "cpu" and record["device_name"]
+    assert record["quick"] is True and record["dataset"] == "dsprites-mini"
+    assert record["threads"] >= 1 and record["torch"]
+    keys = {fig["key"] for fig in record["figures"]}
+    assert keys == {"train.H.b8", "train.B.b8", "draw.b8", "eval.b64", "first_step",
+                    "peak_rss"}
+    for fig in record["figures"]:
+        assert set(fig) == set(bench.FIGURE_KEYS)
+        assert fig["fast"] > 0 and fig["baseline"] > 0, fig
+        expected = (fig["fast"] / fig["baseline"] if fig["higher_is_better"]
+                    else fig["baseline"] / fig["fast"])
+        assert fig["gain"] == pytest.approx(expected)
+    by_key = {fig["key"]: fig for fig in record["figures"]}
+    assert by_key["peak_rss"]["unit"] == "bytes" and not by_key["peak_rss"]["higher_is_better"]
+    # A training process holds at least the interpreter and torch: tens of MB, not bytes.
+    assert by_key["peak_rss"]["fast"] > 20e6
+    assert by_key["first_step"]["unit"] == "s"
+    assert record["targets"] == []  # the dSprites targets only apply to the full benchmark
+
+
+def test_targets_follow_the_figures():
+    record = {"dataset": "dsprites", "figures": [
+        bench._figure("train.H.b64", "t", "img/s", 300.0, 100.0),
+        bench._figure("train.B.b64", "t", "img/s", 120.0, 100.0),
+        bench._figure("first_step", "f", "s", 2.0, 30.0, higher_is_better=False),
+        bench._figure("peak_rss", "r", "bytes", 2e9, 15e9, higher_is_better=False),
+    ]}
+    targets = {t["key"]: t for t in bench._targets(record, "cpu")}
+    assert targets["train.H.b64"]["ok"] and targets["train.H.b64"]["value"] == 3.0
+    assert not targets["train.B.b64"]["ok"]
+    assert targets["first_step"]["ok"] and targets["first_step"]["value"] == 2.0
+    assert not targets["peak_rss"]["ok"]
+    assert bench.format_value(2**30, "bytes") == "1,024 MB"
+    assert bench.format_gain(None) == "-" and bench.format_gain(1.5) == "1.50x"

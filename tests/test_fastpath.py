@@ -1,0 +1,210 @@
+"""The fast paths give the same numbers as the plain PyTorch path (within float tolerance)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from engine import fastpath  # noqa: E402
+from engine.config import TrainConfig  # noqa: E402
+from engine.models import build_model  # noqa: E402
+from engine.objectives import compute_loss  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: tiny steps on a shared 2-core machine run faster without a team."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _batches(n: int, batch: int = 4) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    return [(torch.rand(batch, 1, 64, 64, generator=g) < 0.1).float() for _ in range(n)]
+
+
+def _train(cfg: TrainConfig, fast: bool, optimizer: str = "fast", arch: str = "H",
+           steps: int = 3) -> tuple[list[float], torch.nn.Module, object]:
+    """A few training steps as the trainer takes them; returns the losses."""
+    torch.manual_seed(0)
+    model = build_model(arch, 1, cfg.z_dim)
+    net = fastpath.prepare_model(model, cfg, "cpu") if fast else model
+    if optimizer == "fast":
+        opt = fastpath.make_optimizer(model.parameters(), cfg, "cpu")
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=optimizer == "fused")
+    losses = []
+    torch.manual_seed(1)  # the reparameterisation noise
+    for i, x in enumerate(_batches(steps)):
+        if fast:
+            x = fastpath.to_memory_format(x, cfg, "cpu")
+        with fastpath.autocast(cfg, "cpu"):
+            logits, mu, logvar = net(x)
+        out = compute_loss(cfg, logits, x, mu, logvar, i + 1, "bernoulli")
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        opt.step()
+        losses.append(out["loss"].item())
+    return losses, model, opt
+
+
+@pytest.mark.parametrize("arch", ["H", "B"])
+def test_channels_last_matches_plain_path(arch):
+    cfg = TrainConfig(dataset="dsprites-mini", lr=1e-3, channels_last="on")
+    fast, _, _ = _train(cfg, fast=True, arch=arch)
+    plain, _, _ = _train(cfg.replace(channels_last="off"), fast=False, arch=arch)
+    assert fast == pytest.approx(plain, rel=1e-4)
+    assert fastpath.use_channels_last(cfg.replace(channels_last="auto"), "cpu")
+    assert not fastpath.use_channels_last(cfg.replace(channels_last="off"), "cpu")
+
+
+def test_lean_adam_equals_torch_adam():
+    cfg = TrainConfig(dataset="dsprites-mini", lr=1e-3, channels_last="off")
+    lean, m_lean, opt = _train(cfg, fast=False, optimizer="fast")
+    fused, m_fused, _ = _train(cfg, fast=False, optimizer="fused")
+    default, m_default, _ = _train(cfg, fast=False, optimizer="default")
+    assert lean == fused  # the same fused kernel: bit for bit
+    assert lean == pytest.approx(default, rel=1e-5)
+    for a, b in zip(m_lean.parameters(), m_default.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    # Checkpoints interoperate with torch.optim.Adam in both directions.
+    state = opt.state_dict()
+    assert set(state["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
+    theirs = torch.optim.Adam(m_lean.parameters(), lr=cfg.lr)
+    theirs.load_state_dict(state)
+    ours = fastpath.Adam(m_lean.parameters(), lr=0.5)
+    ours.load_state_dict(theirs.state_dict())
+    assert ours.param_groups[0]["lr"] == cfg.lr
+    assert float(ours.state[next(iter(m_lean.parameters()))]["step"]) == 3.0
+
+
+def test_lean_adam_resumes_like_an_uninterrupted_run():
+    cfg = TrainConfig(dataset="dsprites-mini", lr=1e-3, channels_last="off")
+    batches = _batches(4)
+
+    def run(split: int | None) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = build_model("B", 1, 4)
+        opt = fastpath.Adam(model.parameters(), lr=cfg.lr)
+        for i, x in enumerate(batches):
+            if split is not None and i == split:  # "checkpoint" and reload into fresh objects
+                saved = {"m": {k: v.clone() for k, v in model.state_dict().items()},
+                         "o": opt.state_dict()}
+                model = build_model("B", 1, 4)
+                model.load_state_dict(saved["m"])
+                opt = fastpath.Adam(model.parameters(), lr=99.0)
+                opt.load_state_dict(saved["o"])
+            torch.manual_seed(100 + i)
+            logits, mu, logvar = model(x)
+            loss = compute_loss(cfg, logits, x, mu, logvar, i + 1, "bernoulli")["loss"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    torch.testing.assert_close(run(2), run(None), rtol=0, atol=0)
+
+
+def test_autocast_is_a_null_context_off_cuda():
+    cfg = TrainConfig(amp="bf16")
+    with fastpath.autocast(cfg, "cpu"):
+        y = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert y.dtype == torch.float32
+    assert fastpath.optimizer_options("cpu") == {}
+    assert fastpath.optimizer_options("cuda:0") == {"fused": True}
+
+
+def test_worker_env_carries_the_allocator_settings(monkeypatch):
+    for key in fastpath.MALLOC_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.delenv(fastpath.PLAIN_ALLOCATOR_ENV, raising=False)
+    env = fastpath.worker_env("cpu")
+    assert env == fastpath.MALLOC_ENV
+    assert int(env["MALLOC_MMAP_THRESHOLD_"]) >= 32 << 20
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "1")  # a user's own choice wins
+    assert "MALLOC_TOP_PAD_" not in fastpath.worker_env("cpu")
+    monkeypatch.setenv(fastpath.PLAIN_ALLOCATOR_ENV, "1")
+    assert fastpath.worker_env("cpu") == {}
+
+
+_FAULTS = textwrap.dedent("""
+    import json, resource, sys, torch
+    from engine import fastpath
+    from engine.models import build_model
+    tuned = fastpath.tune_allocator()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model("H", 1, 10)
+    opt = fastpath.Adam(model.parameters(), lr=1e-4)
+    x = (torch.rand(32, 1, 64, 64) < 0.1).float()
+    def step():
+        logits, mu, logvar = model(x)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, x)
+        opt.zero_grad(); loss.backward(); opt.step()
+        return loss.item()
+    for _ in range(2):
+        step()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    losses = [step() for _ in range(3)]
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    print(json.dumps({"tuned": tuned, "faults": faults, "losses": losses}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator")
+def test_allocator_tuning_stops_per_step_page_faults_and_keeps_results():
+    """The reason for the allocator settings: without them each step maps fresh pages."""
+    def child(plain: bool) -> dict:
+        env = {k: v for k, v in os.environ.items() if k not in fastpath.MALLOC_ENV}
+        env[fastpath.PLAIN_ALLOCATOR_ENV] = "1" if plain else "0"
+        env["PYTHONPATH"] = ROOT
+        out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, cwd=ROOT, check=True,
+                             capture_output=True, text=True, timeout=120).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    plain, tuned = child(True), child(False)
+    if not tuned["tuned"]:
+        pytest.skip("no glibc mallopt here")
+    assert not plain["tuned"]
+    assert tuned["losses"] == plain["losses"]  # the allocator never changes a number
+    assert tuned["faults"] * 5 < plain["faults"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_fast_paths_match_plain_path():
+    device = "cuda:0"
+    cfg = TrainConfig(dataset="dsprites-mini", lr=1e-3, device=device)
+    results = {}
+    for name, changes in {"plain": {"channels_last": "off"}, "fast": {},
+                          "bf16": {"amp": "bf16"}}.items():
+        c = cfg.replace(**changes)
+        torch.manual_seed(0)
+        model = build_model("H", 1, 10).to(device)
+        net = fastpath.prepare_model(model, c, device)
+        opt = (fastpath.make_optimizer(model.parameters(), c, device) if name != "plain"
+               else torch.optim.Adam(model.parameters(), lr=c.lr))
+        losses = []
+        torch.manual_seed(1)
+        for i, x in enumerate(_batches(4)):
+            x = fastpath.to_memory_format(x.to(device), c, device)
+            with fastpath.autocast(c, device):
+                logits, mu, logvar = net(x)
+            out = compute_loss(c, logits, x, mu, logvar, i + 1, "bernoulli")
+            opt.zero_grad()
+            out["loss"].backward()
+            opt.step()
+            losses.append(out["loss"].item())
+        results[name] = losses
+    assert results["fast"] == pytest.approx(results["plain"], rel=1e-3)  # TF32 convolutions
+    assert results["bf16"] == pytest.approx(results["plain"], rel=2e-2)
