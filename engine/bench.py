@@ -23,6 +23,7 @@ Figures (``figures`` in the JSON record; each has the keys below):
 Record keys: ``schema`` (1), ``device`` ("cpu" / "cuda:N"), ``device_name`` (CPU model or GPU
 name), ``host``, ``torch``, ``threads``, ``cpus``, ``quick``, ``dataset``, ``dataset_source``,
 ``baseline_images`` (images in the textbook loop's TensorDataset), ``seconds`` (total),
+``load`` (the 1-minute load average at the start and at the end: other work on the machine),
 ``figures`` (list of {``key``, ``what``, ``unit``, ``higher_is_better``, ``fast``, ``baseline``,
 ``gain`` (how many times better the fast path is: fast/baseline, or baseline/fast where lower is
 better), ``note``}), ``targets`` (list of {``what``, ``key``, ``target``, ``value``, ``ok``}).
@@ -45,7 +46,8 @@ SCHEMA = 1
 ROOT = Path(__file__).resolve().parents[1]
 FIGURE_KEYS = ("key", "what", "unit", "higher_is_better", "fast", "baseline", "gain", "note")
 RECORD_KEYS = ("schema", "device", "device_name", "host", "torch", "threads", "cpus", "quick",
-               "dataset", "dataset_source", "baseline_images", "seconds", "figures", "targets")
+               "dataset", "dataset_source", "baseline_images", "seconds", "load", "figures",
+               "targets")
 FIRST_STEP_MARK = "BVAE_BENCH_FIRST_STEP"
 Progress = Callable[[str], None]
 
@@ -125,11 +127,11 @@ class _Side:
         while True:
             step()
             steps += 1
-            if steps % 2 == 0 or steps == 1:
+            # No sync inside the loop: a GPU keeps its queue of steps; the clock is read on the
+            # host and the queue drained once at the end, so the time is the device's time.
+            if time.perf_counter() - start >= seconds:
                 self._sync()
-                elapsed = time.perf_counter() - start
-                if elapsed >= seconds:
-                    return steps * batch / elapsed
+                return steps * batch / (time.perf_counter() - start)
 
     def train(self, arch: str, batch: int, seconds: float, warmup: int, log_every: int) -> float:
         import torch
@@ -483,6 +485,13 @@ def _figure(key: str, what: str, unit: str, fast: float, baseline: float | None,
             "fast": fast, "baseline": baseline, "gain": gain, "note": note}
 
 
+def _load() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
 def _available_memory() -> int | None:
     try:
         with open("/proc/meminfo") as fh:
@@ -510,7 +519,8 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
         "schema": SCHEMA, "device": device, "device_name": None, "host": platform.node(),
         "torch": None, "threads": None, "cpus": os.cpu_count(), "quick": quick,
         "dataset": name, "dataset_source": ds.source,
-        "baseline_images": min(p["baseline_images"], ds.n), "figures": [], "targets": [],
+        "baseline_images": min(p["baseline_images"], ds.n), "load": [_load()],
+        "figures": [], "targets": [],
     }
     figures: list[dict[str, Any]] = record["figures"]
     del ds
@@ -570,6 +580,7 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
                                float(rss_fast), float(rss_base), higher_is_better=False,
                                note=note))
 
+    record["load"].append(_load())
     record["targets"] = _targets(record, device)
     record["seconds"] = time.perf_counter() - t_start
     return record

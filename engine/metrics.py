@@ -284,15 +284,15 @@ def plan_mig(gt: GroundTruth, seed: int = 0, num_train: int = 10_000,
 # Scores
 
 
-def _chunks(num_points: int, per_point_floats: int) -> range:
-    step = max(1, _CHUNK_BYTES // max(1, 4 * per_point_floats))
-    return range(0, num_points, step)
+def _chunk(per_point_floats: int) -> int:
+    """Points gathered at once so that their representations take about ``_CHUNK_BYTES``."""
+    return max(1, _CHUNK_BYTES // max(1, 4 * per_point_floats))
 
 
 def _beta_vae_features(table: Table, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``mean_batch |r(x1) - r(x2)|`` per point: ``(P, dim)`` float64."""
     out = np.empty((a.shape[0], table.dim), dtype=np.float64)
-    step = _chunks(a.shape[0], a.shape[1] * table.dim).step
+    step = _chunk(a.shape[1] * table.dim)
     for s in range(0, a.shape[0], step):
         # Keep the table's float precision for the differences (float32 for network codes and
         # pixels: half the memory traffic), and average in float64.
@@ -310,11 +310,10 @@ def score_beta_vae(plan: BetaVAEPlan, table: Table, seed: int = 0) -> dict[str, 
     """Accuracy of a logistic regression (scikit-learn defaults) predicting the fixed factor."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     x_train = _beta_vae_features(table, plan.train_a, plan.train_b)
     x_eval = _beta_vae_features(table, plan.eval_a, plan.eval_b)
-    from threadpoolctl import threadpool_limits
-
     model = LogisticRegression(random_state=seed)
     # One BLAS thread: the problem is small (features = latents), and threaded OpenBLAS spins
     # badly on a busy machine (40x slower measured on 2 shared cores).
@@ -333,7 +332,7 @@ def _votes(table: Table, idx: np.ndarray, labels: np.ndarray, global_var: np.nda
     """Votes ``(num_factors, dim)``: the latent with the least normalised variance per batch."""
     votes = np.zeros((num_factors, table.dim), dtype=np.int64)
     active_ids = np.flatnonzero(active)
-    step = _chunks(idx.shape[0], idx.shape[1] * table.dim).step
+    step = _chunk(idx.shape[1] * table.dim)
     for s in range(0, idx.shape[0], step):
         reps = _floats(table(idx[s:s + step]))  # (p, B, dim)
         local = reps.var(axis=1, ddof=1, dtype=np.float64)

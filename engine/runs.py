@@ -201,6 +201,12 @@ class Run:
                            f"delete the run with 'bvae runs rm {self.id}'")
         return data
 
+    def update_record(self, **fields: Any) -> None:
+        """Add facts learnt at start-up (e.g. which dSprites was used) to config.json, atomically."""
+        record = self.record()
+        record.update(fields)
+        write_json_atomic(self.config_path, record)
+
     @property
     def config(self) -> TrainConfig:
         try:

@@ -230,6 +230,8 @@ def _train(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | No
     if cfg.batch_size > dataset.n:
         raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the dataset "
                           f"({dataset.n} images); choose at most {dataset.n}")
+    # The run's config says which data it saw: real dSprites or the procedural stand-in.
+    run.update_record(dataset_source=dataset.source, dataset_count=dataset.n)
     dist = recon_distribution(cfg)
     data = DeviceImages(dataset, device)
 

@@ -1,5 +1,5 @@
 """End to end with the real detached worker: launch a tiny CPU run from the form, watch the
-monitor advance as the worker writes, export a GIF from the TUI; stop a run from the TUI."""
+monitor advance as the worker writes, export a GIF from the TUI; stop and resume from the TUI."""
 
 from __future__ import annotations
 
@@ -107,6 +107,14 @@ async def test_stop_from_tui(runs_dir, env_data):
             await wait_for(pilot, lambda: state() == "stopped", 60, "the run to stop")
             assert Run(run.path).status()["state"] == "stopped"
             assert run.last_checkpoint.exists()  # it checkpointed before stopping
+
+            # Resume from the TUI: the worker continues from the checkpoint's iteration.
+            stopped_at = Run(run.path).status()["iteration"]
+            await pilot.press("r")
+            await wait_for(pilot, lambda: state() == "running"
+                           and screen.rows[0].iteration > stopped_at, 60, "the resumed run")
+            await pilot.press("s")
+            await wait_for(pilot, lambda: state() == "stopped", 60, "the run to stop again")
     finally:
         if Run(run.path).status()["state"] in ("queued", "running"):
             from engine.worker import stop

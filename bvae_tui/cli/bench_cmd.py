@@ -64,7 +64,8 @@ def bench(
         out.print(f"note: {note}")
     out.print(f"dataset: {record['dataset']} ({record['dataset_source']}); the textbook loop "
               f"holds {record['baseline_images']:,} images as float32; best of the interleaved "
-              f"rounds; {record['seconds']:.0f} s in all")
+              f"rounds; {record['seconds']:.0f} s in all; load average "
+              f"{' -> '.join(str(v) for v in record['load'])} on {record['cpus']} CPUs")
     for target in record["targets"]:
         value = target["value"]
         shown = (format_gain(value) if target["key"].startswith("train")

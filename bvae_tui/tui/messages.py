@@ -62,6 +62,14 @@ class ScoresChanged(_Latest):
         self.scores = scores
 
 
+class WatchError(_Latest):
+    """Reading the run directory failed (shown once per distinct message)."""
+
+    def __init__(self, source: str, error: str) -> None:
+        super().__init__(source)
+        self.error = error
+
+
 class RunGone(_Latest):
     """The run directory disappeared (deleted from another terminal)."""
 

@@ -262,6 +262,11 @@ class RunsPoller:
         status = run.status()
         state = status.get("state", "failed")
         error = status.get("error") or cache.config_error or ""
+        phase = status.get("phase")
+        if state in ("queued", "running") and phase and phase != "training" and not error:
+            error = str(phase)  # e.g. 'loading data', 'evaluating': shown in the note column
+        if state == "finished" and status.get("eval_error"):
+            error = f"evaluation failed: {status['eval_error']}"
         cfg = cache.config
         dataset = str(cfg.get("dataset", "?"))
         source = self.sources.get(dataset, cache.data_dir) if cfg else ""
@@ -280,8 +285,8 @@ class RunsPoller:
             path=str(run.path),
             name=cache.name,
             state=state,
-            error=str(error) if state in ("failed", "lost", "stopped") or cache.config_error
-            else "",
+            error=str(error) if state != "finished" or cache.config_error
+            or status.get("eval_error") else "",
             dataset=dataset,
             source=source,
             objective=objective_text(cfg) if cfg else "?",

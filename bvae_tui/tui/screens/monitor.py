@@ -24,6 +24,7 @@ from bvae_tui.tui.messages import (
     RunGone,
     ScoresChanged,
     StatusChanged,
+    WatchError,
 )
 from bvae_tui.tui.model import (
     STATE_STYLES,
@@ -123,8 +124,7 @@ class MonitorScreen(Screen):
             except Exception as exc:  # noqa: BLE001 - show it (once), keep watching
                 if str(exc) != last_error:
                     last_error = str(exc)
-                    self.app.call_from_thread(self.notify, f"reading {self.run.id}: {exc}",
-                                              severity="error")
+                    self.post_message(WatchError(source, f"reading {self.run.id}: {exc}"))
                 time.sleep(1.0)
                 continue
             if ev.gone:
@@ -173,6 +173,9 @@ class MonitorScreen(Screen):
         self.previews = message.images
         self._update_preview()
 
+    def on_watch_error(self, message: WatchError) -> None:
+        self.notify(message.error, severity="error")
+
     def on_run_gone(self, message: RunGone) -> None:
         self.gone = True
         self._update_header()
@@ -202,6 +205,9 @@ class MonitorScreen(Screen):
         line.append(bar(frac, width), style="green" if state == "running" else "grey62")
         line.append("▏")
         line.append(f" {it}/{total} {100 * frac:.0f}%")
+        phase = st.get("phase")
+        if state in ("queued", "running") and phase and phase != "training":
+            line.append(f"  {phase}…", style="italic")  # e.g. loading data, evaluating
         ips = last.get("img_per_s")
         if isinstance(ips, (int, float)) and math.isfinite(ips) and state == "running":
             line.append(f"  {ips:,.0f} img/s")

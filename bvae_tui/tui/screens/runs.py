@@ -13,7 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
-from bvae_tui.tui.messages import RunsUpdated
+from bvae_tui.tui.messages import RunsUpdated, WatchError
 from bvae_tui.tui.model import STATE_STYLES, RunRow, RunsPoller, fmt_duration
 from bvae_tui.tui.widgets.runs_table import RunsTable
 from engine.runs import STATES
@@ -69,8 +69,8 @@ class RunsScreen(Screen):
         Binding("r", "resume", "Resume"),
         Binding("e", "export", "Export"),
         Binding("d", "delete", "Delete"),
-        Binding("c", "scores", "Scores"),
-        Binding("slash", "focus_filter", "Filter"),
+        Binding("c", "scores", "Scores", show=False),
+        Binding("slash", "focus_filter", "Filter", show=False),
         Binding("f", "cycle_state", "State", show=False),
         Binding("g", "cycle_dataset", "Dataset", show=False),
         Binding("o", "cycle_sort", "Sort", show=False),
@@ -110,13 +110,15 @@ class RunsScreen(Screen):
     def poll_runs(self) -> None:
         worker = get_current_worker()
         poller = RunsPoller(self.root)
+        last_error = ""
         while not worker.is_cancelled:
             try:
                 rows = poller.poll()
             except Exception as exc:  # noqa: BLE001 - keep polling; show why the list is stale
-                self.app.call_from_thread(self.notify, f"cannot list runs: {exc}",
-                                          severity="error")
                 rows = None
+                if str(exc) != last_error:
+                    last_error = str(exc)
+                    self.post_message(WatchError(str(self.root), f"cannot list runs: {exc}"))
             if rows is not None:
                 self.post_message(RunsUpdated(str(self.root), rows))
             deadline = time.monotonic() + (POLL_SECONDS if self.is_current
@@ -130,6 +132,9 @@ class RunsScreen(Screen):
     def refresh_now(self) -> None:
         """Poll again at once (after an action changed something)."""
         self._poll_now = True
+
+    def on_watch_error(self, message: WatchError) -> None:
+        self.notify(message.error, severity="error")
 
     def on_runs_updated(self, message: RunsUpdated) -> None:
         self.rows = message.rows
@@ -171,7 +176,8 @@ class RunsScreen(Screen):
         text = Text.assemble(
             ("state ", "dim"), (self.state_filter, "bold"), (" [f]  ", "dim"),
             ("dataset ", "dim"), (self.dataset_filter, "bold"), (" [g]  ", "dim"),
-            ("sort ", "dim"), (f"{self.sort} {arrow}", "bold"), (" [o/O]", "dim"),
+            ("sort ", "dim"), (f"{self.sort} {arrow}", "bold"), (" [o/O]  ", "dim"),
+            ("scores ", "dim"), ("[c]", "dim"),
         )
         self.query_one("#runs-bar", Static).update(text)
 
