@@ -108,8 +108,8 @@ def _pid_exists(pid: int) -> bool:
 
 def worker_alive(pid: int | None, start: int | None) -> bool:
     """Is the process that wrote this status still the one running under ``pid``?"""
-    if not pid:
-        return False
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False  # missing, or a hand-edited / corrupt status.json
     now = process_start_time(pid)
     if now is None:
         return False

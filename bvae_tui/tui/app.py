@@ -78,15 +78,15 @@ class BvaeApp(App):
     # Run actions (shared by screens and the command palette) --------------------------------------
     def launch_run(self, config: Any, name: str | None,
                    on_launched: Callable[[Path], None] | None = None) -> None:
-        from engine.runs import create_run
-        from engine.worker import launch
+        from engine.worker import start_run
 
         try:
-            run = create_run(self.runs_root, config, self.data_root, name)
-            pid = launch(run)
+            # start_run checks the device and data before a run directory exists
+            run = start_run(config, self.runs_root, self.data_root, name)
         except UserError as exc:
             self.notify(str(exc), severity="error")
             return
+        pid = run.raw_status().get("pid")
         self.notify(f"started {run.id} (worker pid {pid})")
         self._refresh_runs()
         if on_launched:
