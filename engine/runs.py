@@ -202,7 +202,7 @@ class Run:
         return data
 
     def update_record(self, **fields: Any) -> None:
-        """Add facts learnt at start-up (e.g. which dSprites was used) to config.json, atomically."""
+        """Add facts learnt at start-up (e.g. which dSprites was used) to config.json."""
         record = self.record()
         record.update(fields)
         write_json_atomic(self.config_path, record)

@@ -322,7 +322,8 @@ def runs_show(
     found = find_run(runs_root(runs_dir), run)
     record = found.record()
     data = {**_summary(found), "status": found.status(), "config": record["config"],
-            "data_dir": record.get("data_dir"), "host": record.get("host"),
+            "data_dir": record.get("data_dir"), "dataset_source": record.get("dataset_source"),
+            "host": record.get("host"),
             "versions": record.get("versions"), "last_metrics": found.last_metrics(),
             "eval": found.eval_results(),
             "checkpoint": str(found.last_checkpoint) if found.last_checkpoint.exists() else None}
@@ -337,6 +338,9 @@ def runs_show(
     if status.get("error"):
         out.print(f"[red]{status['error']}[/]")
     cfg = record["config"]
+    if data["dataset_source"]:
+        out.print(f"data: {record['config']['dataset']} ({data['dataset_source']}) "
+                  f"from {data['data_dir']}")
     out.print("config: " + " ".join(f"{k}={v}" for k, v in cfg.items()))
     last = data["last_metrics"]
     if last:

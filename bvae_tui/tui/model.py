@@ -137,6 +137,7 @@ class _RunCache:
     config_error: str = ""
     name: str = ""
     data_dir: str | None = None
+    dataset_source: str = ""
     created: float | None = None
     metrics_key: Any = None
     last_row: dict[str, Any] | None = None
@@ -246,6 +247,8 @@ class RunsPoller:
                 cache.config, cache.config_error = record["config"], ""
                 cache.name = str(record.get("name") or run.id)
                 cache.data_dir = record.get("data_dir")
+                # what the worker actually loaded (written at start-up), if it has started
+                cache.dataset_source = str(record.get("dataset_source") or "")
                 created = record.get("created")
                 cache.created = created if isinstance(created, (int, float)) else None
         mkey = _stat_key(run.metrics_path)
@@ -269,7 +272,8 @@ class RunsPoller:
             error = f"evaluation failed: {status['eval_error']}"
         cfg = cache.config
         dataset = str(cfg.get("dataset", "?"))
-        source = self.sources.get(dataset, cache.data_dir) if cfg else ""
+        source = cache.dataset_source or (
+            self.sources.get(dataset, cache.data_dir) if cfg else "")
         started = _num(status.get("started")) or cache.created
         end = time.time() if state == "running" else (_num(status.get("updated"))
                                                        or _num(status.get("heartbeat")))
