@@ -49,7 +49,8 @@ r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
 for i in range(steps):
     step(i)
 dt, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"tuned": tuned, "img_per_s": steps * batch / dt,
+steps = max(steps, 1e-9)  # a 0-step run (start-up only) divides by ~0: ignored
+print(json.dumps({"tuned": tuned, "img_per_s": steps * batch / max(dt, 1e-9),
                   "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
                   "faults_per_step": (r1.ru_minflt - r0.ru_minflt) / steps}))
 """
@@ -59,7 +60,7 @@ def run(plain: bool, steps: int, batch: int, prefix: list[str] | None = None) ->
     from engine import fastpath
 
     env = {k: v for k, v in os.environ.items() if k not in fastpath.MALLOC_ENV}
-    env[fastpath.PLAIN_ALLOCATOR_ENV] = "1" if plain else "0"
+    env[fastpath.PLAIN_ENV] = "1" if plain else "0"
     env["PYTHONPATH"] = str(ROOT)
     cmd = [*(prefix or []), sys.executable, "-c", CHILD, str(steps), str(batch)]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=True)
@@ -87,13 +88,27 @@ def main() -> None:
     if args.strace:
         if not shutil.which("strace"):
             sys.exit("strace is not installed")
+        # Start-up (loading torch's libraries) makes thousands of these calls too: count a run
+        # with no timed steps and one with --steps, and report the difference per step.
+        prefix = ["strace", "-f", "-c", "-e", "trace=mmap,munmap,brk,madvise"]
+        print(f"\nmemory syscalls per training step (strace -c, {args.steps} steps minus 0):")
         for plain in (True, False):
-            r = run(plain, args.steps, args.batch,
-                    prefix=["strace", "-f", "-c", "-e", "trace=mmap,munmap,brk,madvise"])
-            summary = [ln for ln in r["stderr"].splitlines() if ln.strip()][-8:]
-            print(f"\nstrace -c, {'glibc' if plain else 'tuned'} allocator, "
-                  f"{args.steps + 3} steps:")
-            print("\n".join(summary))
+            counts = [_syscalls(run(plain, n, args.batch, prefix=prefix)["stderr"])
+                      for n in (0, args.steps)]
+            per = {k: (counts[1].get(k, 0) - counts[0].get(k, 0)) / args.steps
+                   for k in ("mmap", "munmap", "brk", "madvise")}
+            print(f"  {'glibc' if plain else 'tuned':6} " + "  ".join(
+                f"{k} {v:5.1f}" for k, v in per.items()))
+
+
+def _syscalls(strace_summary: str) -> dict[str, int]:
+    """Call counts from the table `strace -c` prints."""
+    counts = {}
+    for line in strace_summary.splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[-1].isidentifier() and parts[3].isdigit():
+            counts[parts[-1]] = int(parts[3])
+    return counts
 
 
 if __name__ == "__main__":

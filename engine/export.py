@@ -93,6 +93,11 @@ def output_path(run: Run, output: str | os.PathLike | None, default_name: str) -
         if path.suffix.lower() != suffix:
             raise RunError(f"output {path} must end in {suffix}; "
                            f"e.g. -o {path.with_suffix(suffix)}")
+    blocker = next((p for p in (path.parent, *path.parent.parents)
+                    if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise RunError(f"cannot write {path}: {blocker} is a file, not a folder; "
+                       "choose another output with -o")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

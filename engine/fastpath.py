@@ -5,28 +5,33 @@ the same machine, and tests/test_fastpath.py checks that it gives the same losse
 within floating-point tolerance. What each one does and why:
 
 CPU
-- Allocator (the largest win, ~1.5x on a 2-core machine). glibc malloc serves every buffer above
-  its mmap threshold (128 KiB, adapting up to 32 MiB) with a fresh ``mmap`` and gives it back with
-  ``munmap`` when freed, and trims the top of the heap with ``brk`` as soon as 2x that threshold is
-  free. A training step allocates and frees the same few dozen activation/gradient buffers of
-  0.1-8 MiB each, so every step maps fresh pages and takes ~15,000 minor page faults for them:
-  about a third to a half of the process's CPU time was kernel time (strace: ~110 mmap/munmap/brk
-  calls per step). Raising the mmap threshold and the trim threshold (and padding heap growth)
-  keeps freed memory in the process for reuse: page faults per step drop to ~0, system time to
-  ~0. These are the settings PyTorch's CPU performance guidance gives for glibc
+- Allocator. glibc malloc serves big buffers with mmap (threshold 128 KiB, raised dynamically
+  to the largest freed mmapped chunk) and gives memory back to the kernel as soon as the free
+  top of the heap exceeds its trim threshold (2x that). A training step allocates and frees the
+  same few dozen activation/gradient buffers of 0.1-8 MiB, so glibc shrinks the heap with brk at
+  the end of every step and grows it again in the next, and every re-grown page is a fresh zero
+  page: measured with benchmarks/kernel_time.py (arch H, batch 64) ~6 brk calls and ~9,500 minor
+  page faults (~37 MB re-zeroed) per step, 20-25% of the process's CPU time in the kernel. Raising
+  the mmap threshold and the trim threshold (and padding heap growth) keeps freed memory in the
+  process for the next step: 0 brk calls and ~0 faults per step, kernel share ~5%, +15-30% img/s.
+  These are the settings PyTorch's CPU performance guidance gives for glibc
   (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_TOP_PAD_``). glibc reads
   those variables only at process start, so instead of re-executing the process we set the same
   three parameters at run time with ``mallopt(3)`` in :func:`configure_process`; that covers the
-  foreground ``bvae train`` process and the detached worker alike, and it changes nothing about
-  the numbers computed. :func:`worker_env` also passes the variables to the detached worker so
-  that allocations made before ``configure_process`` runs (imports, the dataset) follow them too.
-  The memory cost is bounded: freed blocks are reused by the next step, so peak RSS grows only by
-  the top pad (64 MiB) and fragmentation.
+  foreground ``bvae train`` process and the detached worker alike, and changes no number
+  computed. :func:`worker_env` also passes the variables to the detached worker so that they
+  hold from its first allocation. Peak RSS is unchanged (measured): freed blocks are reused by
+  the next step, and the top pad is address space, not touched memory.
 - Channels-last (NHWC) memory format: oneDNN's convolutions run without layout reorders; ~10-20%
   faster for these small conv nets, same results within float tolerance.
-- Threads: PyTorch's default (one per physical core) measured best; we only lower it when the
-  process's CPU affinity mask (a container's cpuset, ``taskset``) allows fewer CPUs, which
-  otherwise oversubscribes cores. ``OMP_NUM_THREADS`` set by the user always wins.
+- Threads: PyTorch's default (one per physical core) measured best on an idle machine (2 threads:
+  ~1.7x one thread); we only lower it when the process's CPU affinity mask (a container's cpuset,
+  ``taskset``) allows fewer CPUs. ``OMP_NUM_THREADS`` set by the user always wins.
+- OpenMP wait policy PASSIVE: by default libgomp's threads spin at every barrier; when the cores
+  are shared (other jobs, other users' training) a spinning thread burns the time slice its
+  descheduled partner needs, and a 2-thread step became 5-20x slower on this shared 2-core
+  machine (load ~7: 40-240 img/s spinning vs 220-440 passive, arch H batch 64). Sleeping waiters
+  cost little when the machine is idle.
 
 GPU (CUDA)
 - Fused Adam (one kernel for all parameters instead of several per parameter tensor).
@@ -41,8 +46,6 @@ values on the device, fetching them once per log interval, so the step never wai
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -71,8 +74,39 @@ MALLOC_ENV = {
     "MALLOC_TOP_PAD_": str(TOP_PAD),
 }
 
-# Set BVAE_PLAIN_ALLOCATOR=1 to measure or debug without the allocator tuning.
-PLAIN_ALLOCATOR_ENV = "BVAE_PLAIN_ALLOCATOR"
+# OpenMP threads that wait at a barrier sleep at once instead of spinning (libgomp reads this when
+# torch loads it, so it must be in the environment before ``import torch``: see early_env).
+OMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+# Set BVAE_PLAIN_PROCESS=1 to measure or debug without the allocator / OpenMP settings.
+PLAIN_ENV = "BVAE_PLAIN_PROCESS"
+PLAIN_ALLOCATOR_ENV = PLAIN_ENV  # older name
+
+_set_by_us: dict[str, str] = {}
+
+
+def plain_process() -> bool:
+    return os.environ.get(PLAIN_ENV, "") not in ("", "0")
+
+
+def early_env() -> None:
+    """Put the OpenMP settings into this process's environment before torch is imported.
+
+    Called when the ``engine`` package is imported (every `bvae` command imports engine modules
+    before torch), so the foreground ``bvae train`` and the TUI get them without a re-exec; the
+    detached worker also gets them from :func:`worker_env`. A value the user set wins.
+    """
+    if plain_process():
+        return
+    for key, value in OMP_ENV.items():
+        if key not in os.environ:
+            os.environ[key] = value
+            _set_by_us[key] = value
+
+
+def env_set_by_us() -> dict[str, str]:
+    """The variables :func:`early_env` added (a baseline child must not inherit them)."""
+    return dict(_set_by_us)
 
 _allocator_tuned: bool | None = None
 
@@ -92,12 +126,14 @@ def tune_allocator() -> bool:
     if _allocator_tuned is not None:
         return _allocator_tuned
     _allocator_tuned = False
-    if os.environ.get(PLAIN_ALLOCATOR_ENV, "") not in ("", "0"):
+    if plain_process():
         return False
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes  # here, not at the top: every `import engine` loads this module
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's soname; find_library would spawn ldconfig
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # musl and others: no mallopt, nothing to tune
         return False
@@ -290,10 +326,12 @@ def worker_env(device: str) -> dict[str, str]:
     """Extra environment for the detached worker process.
 
     The glibc allocator variables (see the module docstring) so that they hold from the first
-    allocation; ``configure_process`` applies the same values again with mallopt. Nothing is added
-    when the user disabled the tuning or already chose their own values.
+    allocation (``configure_process`` applies the same values again with mallopt) and the OpenMP
+    wait policy. Nothing is added when the user disabled the tuning (``BVAE_PLAIN_PROCESS=1``)
+    or already chose their own values.
     """
-    if os.environ.get(PLAIN_ALLOCATOR_ENV, "") not in ("", "0"):
+    if plain_process():
         return {}
-    return {k: v for k, v in MALLOC_ENV.items() if k not in os.environ}
+    wanted = {**MALLOC_ENV, **OMP_ENV}
+    return {k: v for k, v in wanted.items() if k not in os.environ or k in _set_by_us}
 

@@ -41,7 +41,7 @@ DECODE_BATCH = 256  # codes decoded per forward pass
 SEP_COLOUR = (96, 96, 96)
 LABEL_BG = (24, 24, 24)
 LABEL_FG = (235, 235, 235)
-KL_FG = (150, 200, 255)
+KL_FG = (165, 165, 165)  # grey, like the rest: a grey grid is saved as a 1-channel PNG
 
 PREVIEW_TRAVERSAL = "traversal.png"
 PREVIEW_RECON = "recon.png"
@@ -96,11 +96,12 @@ def fixed_indices(dataset: Any, indices: Sequence[int] | None = None, n: int = 3
         classes[:, k] = np.arange(len(classes))
         chosen = [int(i) for i in dataset.index_of(classes)]
     rng = np.random.RandomState(seed)
-    need = min(n, total) - len(chosen)
-    if need > 0:
-        pool = rng.permutation(total)
-        extra = [int(i) for i in pool if int(i) not in set(chosen)][:need]
-        chosen.extend(extra)
+    taken = set(chosen)
+    while len(chosen) < min(n, total):  # distinct seeded draws (no permutation of 737k items)
+        i = int(rng.randint(total))
+        if i not in taken:
+            chosen.append(i)
+            taken.add(i)
     return np.asarray(chosen, dtype=np.int64)
 
 
@@ -335,8 +336,9 @@ def gif_frames(traversals: np.ndarray, rows: Sequence[int], values: Sequence[flo
         draw = ImageDraw.Draw(header)
         draw.text((3, 1), f"z = {value:+.2f}", fill=LABEL_FG, font=font)
         # A progress tick, so the sweep's position shows even where the text is too small.
-        width = frame.shape[1] - LABEL_W
-        x = LABEL_W + int(round(s * (width - 6) / max(1, len(values) - 1)))
+        start = min(72, frame.shape[1] - 12)  # right of the value text
+        span = frame.shape[1] - start - 8
+        x = start + int(round(s * span / max(1, len(values) - 1)))
         draw.rectangle([x, HEADER_H - 4, x + 5, HEADER_H - 2], fill=KL_FG)
         frames.append(np.concatenate([np.asarray(header), frame], axis=0))
     return np.stack(frames)
@@ -369,12 +371,16 @@ def _atomic_path(path: Path):
 
 
 def write_png(path: Path, image: np.ndarray, compress_level: int = 6) -> Path:
-    """Write an (H, W, 3) uint8 image as PNG, atomically (temp file, then rename)."""
+    """Write an (H, W, 3) uint8 image as PNG, atomically (temp file, then rename); an all-grey
+    image is stored with one channel (read it back with :func:`read_png_rgb`)."""
     from PIL import Image
 
+    image = np.ascontiguousarray(image)
+    # Grey content (1-channel data, grey labels) loses nothing as 'L' and halves the file.
+    grey = bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
+    pil = Image.fromarray(image[..., 0].copy() if grey else image)  # mode from the shape
     with _atomic_path(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(image), "RGB").save(
-            tmp, format="PNG", compress_level=compress_level)
+        pil.save(tmp, format="PNG", compress_level=compress_level)
     return Path(path)
 
 
@@ -389,8 +395,11 @@ def write_gif(path: Path, frames: np.ndarray, fps: float = 5.0) -> Path:
     with the pillow plugin (duration in milliseconds there; no external programs)."""
     import imageio.v3 as iio
 
+    frames = np.ascontiguousarray(frames)
+    if (frames[..., 0] == frames[..., 1]).all() and (frames[..., 1] == frames[..., 2]).all():
+        frames = np.ascontiguousarray(frames[..., 0])  # grey: exact 'L' frames, no dithering
     with _atomic_path(path) as tmp:
-        iio.imwrite(tmp, np.ascontiguousarray(frames), plugin="pillow", extension=".gif",
+        iio.imwrite(tmp, frames, plugin="pillow", extension=".gif",
                     is_batch=True, duration=frame_duration_ms(fps), loop=0)
     return Path(path)
 

@@ -117,3 +117,15 @@ def test_error_bad_options(run):
     _one_line_error(bvae("export", "gif", run.id, "--fps", "0"), "--fps")
     _one_line_error(bvae("export", "png", run.id, "--order", "size"), "--order")
     _one_line_error(bvae("export", "png", "no-such-run"), "no run")
+
+
+def test_export_from_chosen_checkpoint(run, tmp_path):
+    import shutil
+
+    shutil.copy(run.last_checkpoint, run.checkpoint_dir / "early.pt")
+    run.last_checkpoint.write_bytes(b"damaged")  # proves the chosen file is the one read
+    out = _path(bvae("export", "gif", run.id, "--checkpoint", "early.pt", "--steps", "3",
+                     "-o", str(tmp_path / "early.gif")))
+    with Image.open(out) as gif:
+        assert gif.n_frames == 3
+    _one_line_error(bvae("export", "gif", run.id, "--checkpoint", "missing.pt"), "missing.pt")

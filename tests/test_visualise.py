@@ -147,3 +147,16 @@ def test_fixed_images_dsprites_one_of_each_shape(mini_data_dir):
 
     with pytest.raises(RunError, match="out of range"):
         vis.fixed_indices(ds, [ds.n])
+
+
+def test_colour_model_previews_are_rgb(tmp_path):
+    torch.manual_seed(1)
+    colour = build_model("B", 3, 3).eval()
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    vis.write_previews(colour, x, tmp_path, kl_per_latent=None, steps=4)
+    recon = vis.read_png_rgb(tmp_path / "recon.png")
+    assert recon.shape == (2 * 65 + 1, 2 * 65 + 1, 3)
+    # Colour survives: the input tile's channels match the input, not a grey copy.
+    expected = np.rint(x[0].numpy() * 255).astype(np.uint8).transpose(1, 2, 0)
+    assert np.array_equal(recon[1:65, 1:65], expected)
+    assert vis.read_png_rgb(tmp_path / "traversal.png").shape == (*vis.grid_size(3, 4, 1), 3)
