@@ -10,8 +10,3 @@ if not getattr(_datasets, "IS_BVAE_DATASETS", False):  # pragma: no cover - envi
         f"'import datasets' found {getattr(_datasets, '__file__', '?')}, not bvae-tui's datasets "
         "package; install bvae-tui into its own virtual environment (see README)"
     )
-
-# OpenMP settings must be in the environment before torch loads libgomp (BENCH, engine/fastpath).
-from engine.fastpath import early_env as _early_env  # noqa: E402
-
-_early_env()

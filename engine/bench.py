@@ -326,8 +326,7 @@ def _child_env(fast: bool, device: str) -> dict[str, str]:
     """Environment of a child: the fast side gets worker_env; the baseline the plain allocator."""
     from engine import fastpath
 
-    ours = {**fastpath.MALLOC_ENV, **fastpath.env_set_by_us()}
-    env = {k: v for k, v in os.environ.items() if k not in ours}
+    env = {k: v for k, v in os.environ.items() if k not in fastpath.MALLOC_ENV}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.pop(fastpath.PLAIN_ENV, None)
     if fast:

@@ -27,14 +27,16 @@ CPU
 - Threads: PyTorch's default (one per physical core) measured best on an idle machine (2 threads:
   ~1.7x one thread); we only lower it when the process's CPU affinity mask (a container's cpuset,
   ``taskset``) allows fewer CPUs. ``OMP_NUM_THREADS`` set by the user always wins.
-- OpenMP wait policy PASSIVE: by default libgomp's threads spin at every barrier; when the cores
-  are shared (other jobs, other users' training) a spinning thread burns the time slice its
-  descheduled partner needs, and a 2-thread step became 5-20x slower on this shared 2-core
-  machine (load ~7: 40-240 img/s spinning vs 220-440 passive, arch H batch 64). Sleeping waiters
-  cost little when the machine is idle.
+- Tried and dropped: OpenMP wait policy PASSIVE (waiting threads sleep instead of spinning).
+  On this shared machine it won 2-5x while the cores were heavily oversubscribed (load 7-10 on
+  2 cores) but lost ~20% whenever they were not (1,380 vs 1,670-1,790 img/s, arch H batch 64),
+  so libgomp's default stays. One thread instead of two: the same trade-off.
+- Adam without torch.optim (:class:`Adam`): see its docstring; ~1.5 s and ~150 MB less before
+  the first step, bit-for-bit the same updates as ``torch.optim.Adam(fused=True)``.
 
 GPU (CUDA)
-- Fused Adam (one kernel for all parameters instead of several per parameter tensor).
+- Fused Adam (:class:`Adam` calls the fused kernel on every device: one kernel for all
+  parameters instead of several per parameter tensor).
 - cuDNN autotuning (``cudnn.benchmark``): input shapes are fixed, so the search pays off.
 - Channels-last, optional bf16 autocast (``cfg.amp``) and ``torch.compile`` (``cfg.compile``).
   bf16 changes results beyond fp32 tolerance and compile costs start-up time (the time to the first
@@ -61,7 +63,7 @@ _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 
 # Buffers up to MMAP_THRESHOLD come from the reusable heap: every activation and gradient of a
-# 64x64 VAE up to batch ~2048. Bigger ones (the dataset tensor, allocated once) stay mmapped.
+# 64x64 VAE up to batch ~500. Bigger ones (the dataset tensor, read once) stay mmapped.
 # Older glibc releases refuse thresholds above 32 MiB (HEAP_MAX/2); we then fall back to that.
 MMAP_THRESHOLD = 64 * 1024 * 1024
 MMAP_THRESHOLD_FALLBACK = 32 * 1024 * 1024
@@ -74,41 +76,14 @@ MALLOC_ENV = {
     "MALLOC_TOP_PAD_": str(TOP_PAD),
 }
 
-# OpenMP threads that wait at a barrier sleep at once instead of spinning (libgomp reads this when
-# torch loads it, so it must be in the environment before ``import torch``: see early_env).
-OMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
-
-# Set BVAE_PLAIN_PROCESS=1 to measure or debug without the allocator / OpenMP settings.
+# Set BVAE_PLAIN_PROCESS=1 to measure or debug without the allocator settings.
 PLAIN_ENV = "BVAE_PLAIN_PROCESS"
-PLAIN_ALLOCATOR_ENV = PLAIN_ENV  # older name
 
-_set_by_us: dict[str, str] = {}
+_allocator_tuned: bool | None = None
 
 
 def plain_process() -> bool:
     return os.environ.get(PLAIN_ENV, "") not in ("", "0")
-
-
-def early_env() -> None:
-    """Put the OpenMP settings into this process's environment before torch is imported.
-
-    Called when the ``engine`` package is imported (every `bvae` command imports engine modules
-    before torch), so the foreground ``bvae train`` and the TUI get them without a re-exec; the
-    detached worker also gets them from :func:`worker_env`. A value the user set wins.
-    """
-    if plain_process():
-        return
-    for key, value in OMP_ENV.items():
-        if key not in os.environ:
-            os.environ[key] = value
-            _set_by_us[key] = value
-
-
-def env_set_by_us() -> dict[str, str]:
-    """The variables :func:`early_env` added (a baseline child must not inherit them)."""
-    return dict(_set_by_us)
-
-_allocator_tuned: bool | None = None
 
 
 def is_cuda(device: str | torch.device) -> bool:
@@ -119,7 +94,7 @@ def tune_allocator() -> bool:
     """Apply the glibc malloc settings above to this process (idempotent).
 
     Returns True when they are in effect, False where they do not apply (not glibc, or disabled
-    by ``BVAE_PLAIN_ALLOCATOR=1``). Safe to call at any time: it only changes how future frees
+    by ``BVAE_PLAIN_PROCESS=1``). Safe to call at any time: it only changes how future frees
     and allocations are served.
     """
     global _allocator_tuned
@@ -326,12 +301,11 @@ def worker_env(device: str) -> dict[str, str]:
     """Extra environment for the detached worker process.
 
     The glibc allocator variables (see the module docstring) so that they hold from the first
-    allocation (``configure_process`` applies the same values again with mallopt) and the OpenMP
-    wait policy. Nothing is added when the user disabled the tuning (``BVAE_PLAIN_PROCESS=1``)
-    or already chose their own values.
+    allocation (``configure_process`` applies the same values again with mallopt). Nothing is
+    added when the user disabled the tuning (``BVAE_PLAIN_PROCESS=1``) or already chose their
+    own values.
     """
     if plain_process():
         return {}
-    wanted = {**MALLOC_ENV, **OMP_ENV}
-    return {k: v for k, v in wanted.items() if k not in os.environ or k in _set_by_us}
+    return {k: v for k, v in MALLOC_ENV.items() if k not in os.environ}
 

@@ -7,7 +7,6 @@ It imports neither torch nor anything heavy, so listing runs is fast.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import atomic_path, share_like_open
 from engine.config import TrainConfig
 from engine.errors import ConfigError, RunError
 
@@ -45,23 +45,10 @@ def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file in the same directory, fsync it, then rename over ``path``.
-
-    Readers see either the old or the new file, never a half-written one, even after a crash.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write JSON so that readers see either the old or the new file, even after a crash."""
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -378,6 +365,7 @@ def create_run(root: Path, config: TrainConfig, data_dir: str | os.PathLike,
         run_id, n = f"{stamp}-{label}-{n}", n + 1
     tmp = Path(tempfile.mkdtemp(prefix=".creating-", dir=root))
     try:
+        share_like_open(tmp, directory=True)
         record = {
             "config": config.to_dict(),
             "name": name or default_name(config),

@@ -19,14 +19,14 @@ torch, PIL and imageio are imported inside the functions so importing this modul
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from engine.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -354,22 +354,6 @@ def recon_grid(inputs: np.ndarray, recons: np.ndarray) -> np.ndarray:
 # Files
 
 
-@contextlib.contextmanager
-def _atomic_path(path: Path):
-    """Yield a temp path next to ``path`` (same suffix); rename it over ``path`` on success."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; an image is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_png(path: Path, image: np.ndarray, compress_level: int = 6) -> Path:
     """Write an (H, W, 3) uint8 image as PNG, atomically (temp file, then rename); an all-grey
     image is stored with one channel (read it back with :func:`read_png_rgb`)."""
@@ -379,7 +363,7 @@ def write_png(path: Path, image: np.ndarray, compress_level: int = 6) -> Path:
     # Grey content (1-channel data, grey labels) loses nothing as 'L' and halves the file.
     grey = bool((image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all())
     pil = Image.fromarray(image[..., 0].copy() if grey else image)  # mode from the shape
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         pil.save(tmp, format="PNG", compress_level=compress_level)
     return Path(path)
 
@@ -398,7 +382,7 @@ def write_gif(path: Path, frames: np.ndarray, fps: float = 5.0) -> Path:
     frames = np.ascontiguousarray(frames)
     if (frames[..., 0] == frames[..., 1]).all() and (frames[..., 1] == frames[..., 2]).all():
         frames = np.ascontiguousarray(frames[..., 0])  # grey: exact 'L' frames, no dithering
-    with _atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         iio.imwrite(tmp, frames, plugin="pillow", extension=".gif",
                     is_batch=True, duration=frame_duration_ms(fps), loop=0)
     return Path(path)

@@ -130,26 +130,12 @@ def test_worker_env_carries_the_allocator_settings(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.delenv(fastpath.PLAIN_ENV, raising=False)
     env = fastpath.worker_env("cpu")
-    assert env == {**fastpath.MALLOC_ENV, **fastpath.OMP_ENV}
+    assert env == fastpath.MALLOC_ENV
     assert int(env["MALLOC_MMAP_THRESHOLD_"]) >= 32 << 20
     monkeypatch.setenv("MALLOC_TOP_PAD_", "1")  # a user's own choice wins
     assert "MALLOC_TOP_PAD_" not in fastpath.worker_env("cpu")
     monkeypatch.setenv(fastpath.PLAIN_ENV, "1")
     assert fastpath.worker_env("cpu") == {}
-
-
-def test_engine_import_sets_the_openmp_policy_before_torch_loads():
-    env = {k: v for k, v in os.environ.items()
-           if k not in fastpath.OMP_ENV and k != fastpath.PLAIN_ENV}
-    code = ("import os, sys; import engine; assert 'torch' not in sys.modules; "
-            "print(os.environ.get('OMP_WAIT_POLICY'))")
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": ROOT},
-                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    assert out.strip() == "PASSIVE"
-    plain = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, text=True,
-                           env={**env, "PYTHONPATH": ROOT, fastpath.PLAIN_ENV: "1"},
-                           capture_output=True).stdout
-    assert plain.strip() == "None"
 
 
 _FAULTS = textwrap.dedent("""

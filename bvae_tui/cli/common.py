@@ -10,13 +10,13 @@ import typer
 
 RunsDirOpt = Annotated[
     str | None,
-    typer.Option("--runs-dir", envvar="BVAE_RUNS_DIR", help="where runs live [default: ./runs]",
+    typer.Option("--runs-dir", envvar="BVAE_RUNS_DIR", help="where runs live (default: ./runs)",
                  show_default=False),
 ]
 DataDirOpt = Annotated[
     str | None,
     typer.Option("--data-dir", envvar="BVAE_DATA_DIR",
-                 help="where datasets are cached [default: ./data]", show_default=False),
+                 help="where datasets are cached (default: ./data)", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
 

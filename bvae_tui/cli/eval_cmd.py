@@ -139,8 +139,9 @@ def eval_command(
 ) -> None:
     """Score disentanglement (BetaVAE, FactorVAE, MIG; disentanglement_lib's settings).
 
-    With RUN: scores the run's checkpoint and writes RUN/eval.json. With --baseline: scores
-    ground truth, raw pixels, PCA or an untrained network on --dataset (printed, not saved).
+    With RUN: scores the run's checkpoint and writes RUN/eval.json.
+
+    With --baseline: scores ground truth, raw pixels, PCA or an untrained network (printed).
     """
     from engine.errors import ConfigError
 
