@@ -5,8 +5,9 @@ trainer's data path and fast paths, engine/fastpath.py) and once through the *te
 ``DataLoader`` over a float32 ``TensorDataset`` of the same images, NCHW, the default allocator,
 ``.item()`` for log values. The two sides run in two long-lived child processes (the allocator
 setting is per process) that the parent drives in turns - baseline, fast, baseline, fast - so
-load from other processes on a shared machine hits both alike; each side's best round is kept
-and the figures are quoted as ratios.
+load from other processes on a shared machine hits both alike. Each figure is the median over
+the rounds and ``gain`` the median of the per-round ratios (the two measurements of a round run
+back to back, in alternating order), which cancels most of a shared machine's drifting load.
 
 Figures (``figures`` in the JSON record; each has the keys below):
 
@@ -26,7 +27,8 @@ name), ``host``, ``torch``, ``threads``, ``cpus``, ``quick``, ``dataset``, ``dat
 ``load`` (the 1-minute load average at the start and at the end: other work on the machine),
 ``figures`` (list of {``key``, ``what``, ``unit``, ``higher_is_better``, ``fast``, ``baseline``,
 ``gain`` (how many times better the fast path is: fast/baseline, or baseline/fast where lower is
-better), ``note``}), ``targets`` (list of {``what``, ``key``, ``target``, ``value``, ``ok``}).
+better; for throughputs the median of the per-round ratios), ``note``}), ``targets`` (list of
+{``what``, ``key``, ``target``, ``value``, ``ok``}).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,12 +66,12 @@ def plan(device: str, quick: bool) -> dict[str, Any]:
         return {"dataset": "dsprites-mini", "archs": ("H", "B"), "batches": (8,),
                 "seconds": 0.15, "rounds": 1, "warmup": 1, "draw_batch": 8, "eval_batch": 64,
                 "eval_images": 128, "baseline_images": 256, "e2e_iterations": 2,
-                "log_every": 5}
+                "e2e_repeats": 1, "log_every": 5}
     return {"dataset": "dsprites", "archs": ("H", "B"),
             "batches": (64, 256, 1024, 4096) if cuda else (32, 64, 256),
-            "seconds": 2.0, "rounds": 3, "warmup": 3, "draw_batch": 64, "eval_batch": 512,
-            "eval_images": 16384 if cuda else 4096, "baseline_images": 20000,
-            "e2e_iterations": 20, "log_every": 100}
+            "seconds": 1.0, "rounds": 7, "warmup": 3, "draw_batch": 64, "eval_batch": 512,
+            "eval_images": 131072 if cuda else 4096, "baseline_images": 20000,
+            "e2e_iterations": 20, "e2e_repeats": 3, "log_every": 100}
 
 
 # --------------------------------------------------------------------------------------------
@@ -477,9 +480,9 @@ def device_name(device: str) -> str:
 
 
 def _figure(key: str, what: str, unit: str, fast: float, baseline: float | None,
-            higher_is_better: bool = True, note: str = "") -> dict[str, Any]:
-    gain = None
-    if baseline and fast:
+            higher_is_better: bool = True, note: str = "",
+            gain: float | None = None) -> dict[str, Any]:
+    if gain is None and baseline and fast:
         gain = fast / baseline if higher_is_better else baseline / fast
     return {"key": key, "what": what, "unit": unit, "higher_is_better": higher_is_better,
             "fast": fast, "baseline": baseline, "gain": gain, "note": note}
@@ -533,36 +536,48 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
         info = fast.wait_ready()
         record.update(device_name=info["device_name"], torch=info["torch"],
                       threads=info["threads"])
-        def interleaved(op: str, **kw: Any) -> tuple[float, float]:
-            b = f = 0.0
-            for _ in range(p["rounds"]):
-                b = max(b, base.ask(op, **kw))
-                f = max(f, fast.ask(op, **kw))
-            return f, b
+        def interleaved(op: str, **kw: Any) -> tuple[float, float, float]:
+            """Paired rounds, the order alternating (ABBA): medians and the median ratio."""
+            fs, bs = [], []
+            for i in range(p["rounds"]):
+                if i % 2 == 0:
+                    bs.append(base.ask(op, **kw))
+                    fs.append(fast.ask(op, **kw))
+                else:
+                    fs.append(fast.ask(op, **kw))
+                    bs.append(base.ask(op, **kw))
+            return (statistics.median(fs), statistics.median(bs),
+                    statistics.median(f / b for f, b in zip(fs, bs, strict=True)))
 
         for batch in p["batches"]:
             for arch in p["archs"]:
                 say(f"training throughput: arch {arch}, batch {batch}")
-                f, b = interleaved("train", arch=arch, batch=batch, seconds=p["seconds"],
-                                   warmup=p["warmup"], log_every=p["log_every"])
+                f, b, g = interleaved("train", arch=arch, batch=batch, seconds=p["seconds"],
+                                      warmup=p["warmup"], log_every=p["log_every"])
                 figures.append(_figure(f"train.{arch}.b{batch}",
-                                       f"training, arch {arch}, batch {batch}", "img/s", f, b))
+                                       f"training, arch {arch}, batch {batch}", "img/s", f, b,
+                                       gain=g))
         say("data draw rate")
-        f, b = interleaved("draw", batch=p["draw_batch"], seconds=p["seconds"] / 2,
-                           warmup=p["warmup"])
+        f, b, g = interleaved("draw", batch=p["draw_batch"], seconds=p["seconds"] / 2,
+                              warmup=p["warmup"])
         figures.append(_figure(f"draw.b{p['draw_batch']}",
-                               f"data draw, batch {p['draw_batch']}", "img/s", f, b))
+                               f"data draw, batch {p['draw_batch']}", "img/s", f, b, gain=g))
         say("eval throughput")
-        f, b = interleaved("eval", batch=p["eval_batch"], images=p["eval_images"])
+        f, b, g = interleaved("eval", batch=p["eval_batch"], images=p["eval_images"])
         figures.append(_figure(f"eval.b{p['eval_batch']}",
-                               f"encoder (eval), batch {p['eval_batch']}", "img/s", f, b))
+                               f"encoder (eval), batch {p['eval_batch']}", "img/s", f, b,
+                               gain=g))
     finally:
         base.close()
         fast.close()
 
     if end_to_end:
         say(f"time to first step: bvae train on {name}")
-        t_fast, rss_fast = first_step_fast(device, name, data_dir, p["e2e_iterations"])
+        runs = [first_step_fast(device, name, data_dir, p["e2e_iterations"])
+                for _ in range(p["e2e_repeats"])]
+        t_fast = statistics.median(t for t, _ in runs)
+        rss_fast = max(r for _, r in runs)
+        times = ", ".join(f"{t:.2f}" for t, _ in runs)
         n_all = open_dataset(name, data_dir).n
         need = n_all * 64 * 64 * 4 * 1.15  # float32 copy of every image, plus the process
         avail = _available_memory()
@@ -575,7 +590,9 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
         t_base, rss_base = first_step_baseline(device, name, data_dir, p["e2e_iterations"],
                                                images)
         figures.append(_figure("first_step", f"bvae train -> first step ({name})", "s",
-                               t_fast, t_base, higher_is_better=False, note=note))
+                               t_fast, t_base, higher_is_better=False,
+                               note="; ".join(x for x in (f"bvae: median of {times} s", note)
+                                              if x)))
         figures.append(_figure("peak_rss", f"peak RSS of training ({name})", "bytes",
                                float(rss_fast), float(rss_base), higher_is_better=False,
                                note=note))

@@ -63,7 +63,7 @@ def bench(
     for note in notes:
         out.print(f"note: {note}")
     out.print(f"dataset: {record['dataset']} ({record['dataset_source']}); the textbook loop "
-              f"holds {record['baseline_images']:,} images as float32; best of the interleaved "
+              f"holds {record['baseline_images']:,} images as float32; medians of the interleaved "
               f"rounds; {record['seconds']:.0f} s in all; load average "
               f"{' -> '.join(str(v) for v in record['load'])} on {record['cpus']} CPUs")
     for target in record["targets"]:
