@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 # The torch wheels this project is developed and tested with; override for another CUDA build.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 DEMO_ITERATIONS ?= 3000
+# A fresh name each time, so the export and eval steps find exactly this run.
+DEMO_NAME := demo-$(shell date +%Y%m%d-%H%M%S)
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup demo test lint bench clean-venv
@@ -22,9 +24,10 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/bvae data prepare dsprites
-	$(BIN)/bvae train --preset dsprites-H --iterations $(DEMO_ITERATIONS) --name demo-dsprites-H
-	$(BIN)/bvae export gif demo-dsprites-H
-	$(BIN)/bvae eval demo-dsprites-H --fast
+	$(BIN)/bvae train --preset dsprites-H --iterations $(DEMO_ITERATIONS) --name $(DEMO_NAME)
+	$(BIN)/bvae export gif $(DEMO_NAME)
+	$(BIN)/bvae export png $(DEMO_NAME)
+	$(BIN)/bvae eval $(DEMO_NAME) --fast
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
