@@ -5,7 +5,9 @@ Layout of ``<root>/<cache_name>/``::
     images.npy    uint8, (N, 512) bit-packed for binary data, else (N, C, 64, 64); memory-mapped
     classes.npy   int64 (N, F) factor classes (datasets with ground-truth factors only)
     values.npy    float64 (N, F) factor values (idem)
-    meta.json     source, counts, checksum, format version, ...
+    crops.npy        uint8 (N, 128) bit-packed 32x32 crop around each sprite (dSprites grids, when
+    crop_origin.npy  uint8 (N, 2) the crop's top-left (row, col); every sprite fits: datasets.crops)
+    meta.json     source, counts, checksum, format version, ``crops`` (stored or why not), ...
 
 A cache is built in a hidden temp directory next to its final place and renamed into place only
 when every file is complete, so a crash or Ctrl-C never leaves a half-written cache that looks
@@ -34,6 +36,8 @@ META = "meta.json"
 IMAGES = "images.npy"
 CLASSES = "classes.npy"
 VALUES = "values.npy"
+CROPS = "crops.npy"
+CROP_ORIGIN = "crop_origin.npy"
 _HEADER_LEN = 128  # fixed .npy header size, so the shape can be rewritten in place at the end
 
 

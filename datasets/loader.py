@@ -33,6 +33,17 @@ class Dataset:
         if self.images.dtype != np.uint8 or self.images.shape != expected \
                 or self.n != int(meta.get("count", -1)):
             raise _damaged(spec.name, cache_dir, "images.npy has the wrong shape")
+        # The 32x32 sprite crops (datasets.crops) when prepare stored them; caches made before
+        # crops existed, or whose sprites did not all fit, have none and train from ``images``.
+        self.crops: np.ndarray | None = None
+        self.crop_origin: np.ndarray | None = None
+        crop_meta = meta.get("crops")
+        if self.packed and isinstance(crop_meta, dict) and crop_meta.get("stored"):
+            self.crops = _load(cache_dir / cache.CROPS, spec.name)
+            self.crop_origin = _load(cache_dir / cache.CROP_ORIGIN, spec.name)
+            if self.crops.dtype != np.uint8 or self.crops.shape != (self.n, 128) \
+                    or self.crop_origin.dtype != np.uint8 or self.crop_origin.shape != (self.n, 2):
+                raise _damaged(spec.name, cache_dir, "crop files have the wrong shape")
         self.factor_names: tuple[str, ...] = tuple(meta.get("factor_names") or ())
         self.factor_sizes: tuple[int, ...] = tuple(int(s) for s in meta.get("factor_sizes") or ())
         self.classes: np.ndarray | None = None
@@ -70,17 +81,28 @@ class Dataset:
         C-contiguous, the rows' shape) is filled in place, e.g. a slice of a CPU tensor, so no
         temporary chunk adds to the peak.
         """
+        return self._read(self.images, cache.IMAGES, start, stop, out)
+
+    def read_crop_rows(self, start: int, stop: int,
+                       out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``start:stop`` of ``crops`` (N, 128), read like :meth:`read_rows`."""
+        if self.crops is None:
+            raise ValueError(f"dataset '{self.name}' has no stored crops")
+        return self._read(self.crops, cache.CROPS, start, stop, out)
+
+    def _read(self, arr: np.ndarray, fname: str, start: int, stop: int,
+              out: np.ndarray | None) -> np.ndarray:
         stop = min(stop, self.n)
         if out is None:
-            out = np.empty((max(0, stop - start), *self.images.shape[1:]), dtype=np.uint8)
-        filename = getattr(self.images, "filename", None)
+            out = np.empty((max(0, stop - start), *arr.shape[1:]), dtype=np.uint8)
+        filename = getattr(arr, "filename", None)
         if filename is None or out.size == 0:
-            out[...] = self.images[start:stop]
+            out[...] = arr[start:stop]
             return out
         with open(filename, "rb") as fh:
-            fh.seek(int(self.images.offset) + start * out[0].nbytes)
+            fh.seek(int(arr.offset) + start * out[0].nbytes)
             if fh.readinto(memoryview(out).cast("B")) != out.nbytes:
-                raise _damaged(self.name, self.cache_dir, "images.npy is truncated")
+                raise _damaged(self.name, self.cache_dir, f"{fname} is truncated")
         return out
 
     def unpack_rows(self, rows: np.ndarray) -> np.ndarray:
