@@ -249,24 +249,7 @@ class Run:
         return MetricsTail(self.metrics_path).read_new()
 
     def last_metrics(self) -> dict[str, Any] | None:
-        """The last complete row, read from the end of the file (cheap for long runs)."""
-        try:
-            with open(self.metrics_path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - 65_536))
-                tail = fh.read()
-        except OSError:
-            return None
-        # Only newline-terminated lines are complete; a torn last line is skipped.
-        for line in reversed(tail[: tail.rfind(b"\n") + 1].splitlines()):
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                return row
-        return None
+        return last_row(self.metrics_path)
 
     def eval_results(self) -> dict[str, Any] | None:
         return read_json(self.eval_path)
@@ -281,6 +264,37 @@ class Run:
         except OSError:
             return []
         return text.splitlines()[-lines:]
+
+
+def last_row(path: Path, chunk: int = 65_536) -> dict[str, Any] | None:
+    """The last complete, valid row of a JSON-lines file, reading only its end.
+
+    The runs table and `bvae runs` need one row per run; parsing the whole metrics file of
+    every long run every second would not scale. A torn last line (mid-write) is skipped.
+    """
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            start = size
+            while start > 0:
+                start = max(0, start - chunk)
+                fh.seek(start)
+                data = fh.read(size - start)
+                lines = data.split(b"\n")
+                complete = lines[:-1]  # after the last newline: torn or empty
+                if start > 0:
+                    complete = complete[1:]  # the first piece may be a partial line
+                for line in reversed(complete):
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        continue
+                    if isinstance(row, dict):
+                        return row
+                chunk *= 4  # very long rows (many latents): look further back
+    except OSError:
+        return None
+    return None
 
 
 class MetricsTail:

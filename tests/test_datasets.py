@@ -74,7 +74,7 @@ def test_device_images_batch(mini_data_dir):
     from datasets.tensors import DeviceImages
 
     ds = open_dataset("dsprites-mini", mini_data_dir)
-    dev = DeviceImages(ds, "cpu")
+    dev = DeviceImages(ds, "cpu", crops=False)  # the crop path: tests/test_datasets_crops.py
     assert dev.n == ds.n and dev.channels == 1 and dev.nbytes == ds.n * 512
     idx = torch.tensor([5, 4000, 17])
     batch = dev.batch(idx)

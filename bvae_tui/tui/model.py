@@ -7,7 +7,6 @@ runs table every second stays cheap even with long metrics files.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.runs import MetricsTail, Run, list_runs, read_json
+from engine.runs import MetricsTail, Run, last_row, list_runs, read_json
 
 STATE_STYLES = {
     "queued": "cyan",
@@ -150,37 +149,6 @@ def _mtime(path: Path) -> float | None:
         return os.stat(path).st_mtime_ns / 1e9
     except OSError:
         return None
-
-
-def last_row(path: Path, chunk: int = 65_536) -> dict[str, Any] | None:
-    """The last complete, valid row of a JSON-lines file, reading only its end.
-
-    The runs table needs one row per run; parsing whole metrics files of long runs every
-    second would not scale to many runs. A torn last line (the writer is mid-write) is skipped.
-    """
-    try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            start = size
-            while start > 0:
-                start = max(0, start - chunk)
-                fh.seek(start)
-                data = fh.read(size - start)
-                lines = data.split(b"\n")
-                complete = lines[:-1]  # after the last newline: torn or empty
-                if start > 0:
-                    complete = complete[1:]  # the first piece may be a partial line
-                for line in reversed(complete):
-                    try:
-                        row = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(row, dict):
-                        return row
-                chunk *= 4  # very long rows (many latents): look further back
-    except OSError:
-        return None
-    return None
 
 
 class DatasetSources:
