@@ -134,9 +134,8 @@ def prepare_cmd(
     = False,
     download: Annotated[bool | None, typer.Option(
         "--download/--no-download",
-        help="fetch missing source files first [default: yes for celeba/chairs/shapes3d, no for "
-             "dsprites "
-             "(the procedural set needs no download)]", show_default=False)] = None,
+        help="fetch missing source files first (default: yes for celeba/chairs/shapes3d; no "
+             "for dsprites, whose procedural set needs no download)", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
     json_out: JsonOpt = False,
 ) -> None:

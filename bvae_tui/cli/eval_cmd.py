@@ -31,10 +31,10 @@ SeedOpt = Annotated[int, typer.Option(
     "--seed", help="seed of the metrics' sampling (same seed, same scores)",
     rich_help_panel=_HOW)]
 CheckpointOpt = Annotated[str | None, typer.Option(
-    "--checkpoint", help="checkpoint file (name in RUN/checkpoints/ or a path) [default: last]",
+    "--checkpoint", help="checkpoint file (name in RUN/checkpoints/ or a path) (default: last)",
     show_default=False, rich_help_panel=_WHAT)]
 DeviceOpt = Annotated[str | None, typer.Option(
-    "--device", help="cpu, cuda:N or auto [default: the run's device; auto for baselines]",
+    "--device", help="cpu, cuda:N or auto (default: the run's device; auto for baselines)",
     show_default=False, rich_help_panel=_HOW)]
 BaselineOpt = Annotated[str | None, typer.Option(
     "--baseline", help="score a baseline instead of a run: ground-truth, pixels, pca, "
