@@ -84,7 +84,7 @@ class CropWriter:
     """Builds ``crops.npy`` and ``crop_origin.npy`` in a cache being built, chunk by chunk.
 
     ``append_packed`` takes the images in storage order. The first image whose sprite
-    does not fit in a 32x32 crop stops it: both files are removed and :meth:`meta` says why.
+    does not fit in a 32x32 crop stops it: both files are removed and :meth:`close` says why.
     """
 
     def __init__(self, cache_dir: Path):
