@@ -13,7 +13,7 @@ hold every on-pixel, which training uses instead of the full images (4x smaller)
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -97,15 +97,16 @@ def _write_factors(tmp: Path, grid: dsprites.Grid) -> None:
     cache.save_array(tmp / cache.VALUES, grid.latent_values())
 
 
-def _prepare_procedural(spec: DatasetSpec, root: Path, grid: dsprites.Grid,
-                        progress: Progress | None, force: bool) -> None:
+def _write_dsprites_cache(spec: DatasetSpec, root: Path, grid: dsprites.Grid, force: bool,
+                          packed_chunks: Iterator[np.ndarray], meta: dict) -> None:
+    """Build a dSprites-grid cache from chunks of bit-packed images (generated or imported):
+    the images, their verified 32x32 crops, the factor table and meta.json, all or nothing."""
     with cache.building(root, spec.cache_name, force) as tmp:
         writer = cache.NpyWriter(tmp / cache.IMAGES, (dsprites.PACKED_BYTES,))
         cropper = crops.CropWriter(tmp)
         ones = 0
         try:
-            cb = (lambda d, t: progress("generate", d, t)) if progress else None
-            for _start, packed in dsprites.iter_packed(grid, workers=_workers(), progress=cb):
+            for packed in packed_chunks:
                 writer.append(packed)
                 cropper.append_packed(packed)
                 ones += int(np.bitwise_count(packed).sum(dtype=np.int64))
@@ -117,14 +118,24 @@ def _prepare_procedural(spec: DatasetSpec, root: Path, grid: dsprites.Grid,
         crop_meta = cropper.close()
         _write_factors(tmp, grid)
         cache.write_meta(tmp, {
-            "name": spec.name, "title": spec.title, "source": "procedural",
-            "origin": f"bvae-tui procedural dSprites generator v{GENERATOR_VERSION}",
-            "generator_version": GENERATOR_VERSION,
+            "name": spec.name, "title": spec.title, **meta,
             "count": writer.rows, "channels": 1, "binary": True, "packed": True,
             "checksum": {"images_sha1": writer.sha1.hexdigest()},
             "pixel_mean": ones / (writer.rows * 4096), "crops": crop_meta,
             **_factor_meta(spec, grid),
         })
+
+
+def _prepare_procedural(spec: DatasetSpec, root: Path, grid: dsprites.Grid,
+                        progress: Progress | None, force: bool) -> None:
+    cb = (lambda d, t: progress("generate", d, t)) if progress else None
+    chunks = (packed for _start, packed in
+              dsprites.iter_packed(grid, workers=_workers(), progress=cb))
+    _write_dsprites_cache(spec, root, grid, force, chunks, {
+        "source": "procedural",
+        "origin": f"bvae-tui procedural dSprites generator v{GENERATOR_VERSION}",
+        "generator_version": GENERATOR_VERSION,
+    })
 
 
 def _workers() -> int:
@@ -140,34 +151,19 @@ def _prepare_real_dsprites(spec: DatasetSpec, root: Path, path: Path,
     from datasets import npz
 
     grid = grid or dsprites.full_grid()
-    with cache.building(root, spec.cache_name, force) as tmp:
-        writer = cache.NpyWriter(tmp / cache.IMAGES, (dsprites.PACKED_BYTES,))
-        cropper = crops.CropWriter(tmp)
-        ones = 0
-        try:
-            with npz.DspritesNpzReader(path) as reader:
-                reader.check_factors(grid)
-                for imgs in reader.iter_images(chunk=8192):
-                    packed = np.packbits(imgs.reshape(len(imgs), -1), axis=1)
-                    writer.append(packed)
-                    cropper.append_packed(packed)
-                    ones += int(np.bitwise_count(packed).sum(dtype=np.int64))
-                    if progress:
-                        progress("import", writer.rows, reader.n)
-        except BaseException:
-            writer.abort()
-            cropper.abort()
-            raise
-        writer.close()
-        crop_meta = cropper.close()
-        _write_factors(tmp, grid)
-        cache.write_meta(tmp, {
-            "name": spec.name, "title": spec.title, "source": "real",
-            "origin": str(path), "count": writer.rows, "channels": 1, "binary": True,
-            "packed": True, "checksum": {"images_sha1": writer.sha1.hexdigest()},
-            "pixel_mean": ones / (writer.rows * 4096), "crops": crop_meta,
-            **_factor_meta(spec, grid),
-        })
+
+    def chunks() -> Iterator[np.ndarray]:
+        with npz.DspritesNpzReader(path) as reader:
+            reader.check_factors(grid)
+            done = 0
+            for imgs in reader.iter_images(chunk=8192):
+                yield np.packbits(imgs.reshape(len(imgs), -1), axis=1)
+                done += len(imgs)
+                if progress:
+                    progress("import", done, reader.n)
+
+    _write_dsprites_cache(spec, root, grid, force, chunks(), {"source": "real",
+                                                               "origin": str(path)})
 
 
 __all__ = ["prepare", "find_real_dsprites", "DataError"]
