@@ -8,6 +8,7 @@ main thread and their bytes handed to the pool. Unreadable files are skipped and
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
@@ -73,6 +74,47 @@ def _folder_items(folder: Path) -> tuple[list[Path], int]:
     return images, others
 
 
+def folder_fingerprint(folder: Path) -> dict | None:
+    """A cheap fingerprint of the image files under ``folder`` (no decoding): their count and
+    a sha1 of the sorted (relative path, size, mtime_ns). None when ``folder`` is not a folder.
+
+    Walks like :func:`_folder_items` (hidden files skipped, symlinked folders not entered).
+    """
+    if not folder.is_dir():
+        return None
+    entries: list[tuple[str, int, int]] = []
+    stack = [folder]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    is_dir = e.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    if not e.is_symlink():
+                        stack.append(Path(e.path))
+                    continue
+                if e.name.startswith(".") or not e.name.lower().endswith(EXTENSIONS):
+                    continue
+                try:
+                    st = e.stat()
+                    size, mtime = st.st_size, st.st_mtime_ns
+                except OSError:
+                    size, mtime = -1, -1
+                entries.append((os.path.relpath(e.path, folder), size, mtime))
+    entries.sort()
+    sha1 = hashlib.sha1()
+    for rel, size, mtime in entries:
+        sha1.update(f"{rel}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
+    return {"count": len(entries), "sha1": sha1.hexdigest()}
+
+
 def _zip_items(path: Path) -> tuple[list[str], Callable[[str], bytes]]:
     try:
         zf = zipfile.ZipFile(path)
@@ -136,10 +178,14 @@ def prepare_images(spec: DatasetSpec, root: Path, progress: Progress | None, for
     crop = spec.name != "chairs"
     total: int | None
     skipped_other = 0
+    fingerprint = None
     if spec.folder is not None or src.is_dir():
         if not src.is_dir():
             what = "is not a folder" if src.exists() else "does not exist"
             raise DataError(f"{src} {what}; give a folder of jpg/png images")
+        if spec.folder is not None:
+            # Taken before decoding: a file changed meanwhile makes the next open rebuild.
+            fingerprint = folder_fingerprint(src)
         files, skipped_other = _folder_items(src)
         if spec.name == "chairs":
             files = [f for f in files if _is_chair_render(str(f.relative_to(src)))]
@@ -185,6 +231,7 @@ def prepare_images(spec: DatasetSpec, root: Path, progress: Progress | None, for
             "channels": 3, "binary": False, "packed": False,
             "checksum": {"images_sha1": writer.sha1.hexdigest()},
             "factor_names": [], "factor_sizes": [],
+            **({"fingerprint": fingerprint} if fingerprint is not None else {}),
         })
 
 

@@ -109,7 +109,7 @@ def resolve_device(spec: str) -> str:
     index = int(spec[5:])
     gpus, reason = list_gpus()
     if reason:
-        raise DeviceError(f"cannot use GPU {index}: {reason}; train on the CPU with --device cpu")
+        raise DeviceError(f"cannot use GPU {index}: {reason}; use the CPU with --device cpu")
     if index not in {g.index for g in gpus}:
         valid = ", ".join(str(g.index) for g in gpus)
         raise DeviceError(f"there is no GPU {index} (GPUs: {valid}); 'bvae gpus' lists them")

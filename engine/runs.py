@@ -430,7 +430,7 @@ def find_run(root: Path, ref: str) -> Run:
         return matches[0]
     if not matches:
         raise RunError(f"no run '{ref}' under {root}; 'bvae runs' lists them")
-    listed = ", ".join(r.id for r in matches[:5])
+    listed = ", ".join(r.id for r in matches[:5]) + (", ..." if len(matches) > 5 else "")
     raise RunError(f"'{ref}' matches {len(matches)} runs ({listed}); give more of the id")
 
 

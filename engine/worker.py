@@ -29,14 +29,24 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def check_resumable(run: Run) -> None:
-    """A :class:`RunError` unless ``run`` can be resumed (stopped, failed or lost)."""
-    state = run.status()["state"]
+def check_resumable(run: Run, restart: bool = False) -> None:
+    """A :class:`RunError` unless ``run`` can be resumed (stopped, failed or lost).
+
+    A run that trained for a while but has no checkpoint would silently start over and drop its
+    metrics, so that needs ``restart`` (``bvae resume --restart``); one that never got going
+    (e.g. its data was missing) just starts.
+    """
+    status = run.status()
+    state = status["state"]
     if state == "finished":
         raise RunError(f"run {run.id} already finished; start a new run with 'bvae train'")
     if state in ACTIVE_STATES:
         raise RunError(f"run {run.id} is {state}; stop it first with 'bvae stop {run.id}'")
     run.config.validate()  # a damaged config.json is reported before anything starts
+    reached = status.get("iteration") if isinstance(status.get("iteration"), int) else 0
+    if not run.last_checkpoint.exists() and reached > 0 and not restart:
+        raise RunError(f"run {run.id} has no checkpoint (it reached iteration {reached} before "
+                       f"its first one); 'bvae resume {run.id} --restart' trains it again from 0")
     _check_checkpoint_file(run.last_checkpoint)
     from engine.devices import resolve_device
 
@@ -53,8 +63,8 @@ def _check_checkpoint_file(path: Path) -> None:
     except (OSError, zipfile.BadZipFile, EOFError, ValueError):
         bad = path.name
     if bad is not None:
-        raise RunError(f"checkpoint {path} is corrupt; delete it to restart the run from "
-                       "iteration 0, or start a new run")
+        raise RunError(f"checkpoint {path} is corrupt; delete it and resume with --restart to "
+                       "train from iteration 0, or start a new run")
 
 
 def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) -> str:
@@ -70,6 +80,9 @@ def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) ->
 
     cfg.validate()
     spec = get_spec(cfg.dataset)
+    if cfg.eval_at_end and not spec.has_factors:
+        raise ConfigError(f"--eval-at-end needs ground-truth factors, which '{cfg.dataset}' does "
+                          "not have; drop --eval-at-end or use dsprites / shapes3d")
     count = dataset_status(cfg.dataset, data_dir)["count"]
     if count is None and spec.has_factors:  # a full factor grid: its size is its product
         count = math.prod(spec.factor_sizes)

@@ -54,6 +54,7 @@ def assert_one_line_error(result, fragment):
     (["--objective", "C"], "--objective must be one of H, B"),
     (["--gpu", "first"], "--gpu must be a GPU number or auto"),
     (["--dataset", "celeba", "--device", "cpu"], "celeba"),  # data missing: no run, one line
+    (["--dataset", "celeba", "--eval-at-end"], "--eval-at-end needs ground-truth factors"),
 ])
 def test_bad_options_create_nothing(runs_dir, env_data, args, fragment):
     result = invoke("train", "--dataset", "dsprites-mini", *args)
@@ -124,6 +125,15 @@ def test_foreground_train_then_run_commands(runs_dir, env_data):
     run.last_checkpoint.write_bytes(b"PK\x03\x04 this is not a checkpoint")
     assert_one_line_error(invoke("resume", run.id), "is corrupt")
     assert run.status()["state"] == "stopped"
+    # Without a checkpoint a resume would start over: it needs --restart.
+    run.last_checkpoint.unlink()
+    assert_one_line_error(invoke("resume", run.id), "--restart")
+    restarted = invoke("resume", run.id, "--restart")
+    assert restarted.exit_code == 0, restarted.output
+    assert run.status()["state"] == "finished" and run.last_checkpoint.exists()
+
+    no_answer = invoke("runs", "rm", run.id)  # no input at all: says how to do it
+    assert no_answer.exit_code == 1 and "--yes" in no_answer.output and run.path.exists()
 
     kept = invoke("runs", "rm", run.id, input="n\n")
     assert kept.exit_code != 0 and run.path.exists()
@@ -152,7 +162,7 @@ def test_ctrl_c_stops_the_foreground_run_with_a_checkpoint(runs_dir, env_data):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err
+    assert proc.returncode == 130, err  # the shell's convention for an interrupted command
     assert "Traceback" not in err
     status = Run(run.path).status()
     assert status["state"] == "stopped"

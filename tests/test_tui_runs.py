@@ -73,8 +73,8 @@ async def test_runs_table_lists_every_state(runs_dir, tmp_path):
             await wait_for(pilot, lambda: isinstance(app.screen, ScoresScreen), 5, "scores")
             scores = app.screen.query_one(DataTable)
             rows = [[str(c) for c in scores.get_row_at(i)] for i in range(scores.row_count)]
-            assert ["f", "H β4", "dsprites-mini", "-", "0.810", "0.700", "0.200", ""] in rows
-            assert any(r[0] == "paper: beta-VAE" and r[-1] == "0.992" for r in rows)
+            assert ["f", "H β4", "dsprites-mini", "-", "0.810", "0.700", "0.200"] in rows
+            assert ["beta-VAE", "paper", "dSprites", "", "0.992", "", ""] in rows
             await pilot.press("escape")
 
             # A run that finishes elsewhere updates in place.
@@ -172,3 +172,24 @@ async def test_damaged_files_and_run_deleted_while_shown(runs_dir, tmp_path):
         assert "deleted" in str(mon.query_one("#mon-header").render())
         await pilot.press("escape")
         await wait_for(pilot, lambda: len(screen.rows) == 3, 10, "the table to drop it")
+
+
+async def test_scores_fit_80_columns(runs_dir, tmp_path):
+    run = make_run(runs_dir, tmp_path, "dsprites-B-g100-c20-long-name", "finished",
+                   objective="B", gamma=100.0, c_max=20.0)
+    run.eval_path.write_text(json.dumps({"iteration": 300000, "fast": True,
+                                         "scores": {"betavae": 0.81, "factorvae": 0.7,
+                                                    "mig": 0.2}}))
+    app = BvaeApp(runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.rows, 10, "the run")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ScoresScreen), 5, "scores")
+        await pilot.pause()
+        table = app.screen.query_one(DataTable)
+        # Every column on screen, with no sideways scrolling needed.
+        assert table.region.right <= 80
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        row = [str(c) for c in table.get_row_at(0)]
+        assert row == ["dsprites-B-g100…", "B γ100 C20", "dsprites-mini", "300k*", "0.810",
+                       "0.700", "0.200"]

@@ -49,7 +49,7 @@ def _train_foreground(run: Any, resume: bool) -> None:
     stop = {"requested": False}
 
     def on_sigint(signum: int, frame: object) -> None:
-        stop["requested"] = True
+        stop["requested"] = stop["interrupted"] = True
         out.print("[yellow]stopping: finishing this step and writing a checkpoint "
                   "(Ctrl-C again to abort at once)[/]")
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -86,6 +86,8 @@ def _train_foreground(run: Any, resume: bool) -> None:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
     _report_end(run, state)
+    if stop.get("interrupted"):
+        raise typer.Exit(code=130)  # the shell convention for Ctrl-C, checkpoint or not
 
 
 def _prepare_data_visibly(dataset: str, data_dir: str | None) -> None:
@@ -198,6 +200,8 @@ def resume(
     run: Annotated[str, typer.Argument(help="run id (a unique prefix is enough) or name")],
     detach: Annotated[bool, typer.Option("--detach", "-d",
                                          help="continue in a background worker")] = False,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="train again from iteration 0 when the run has no checkpoint")] = False,
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Continue a stopped, failed or lost run from its last checkpoint."""
@@ -205,7 +209,7 @@ def resume(
     from engine.worker import check_resumable, launch
 
     found = find_run(runs_root(runs_dir), run)
-    check_resumable(found)
+    check_resumable(found, restart=restart)
     if detach:
         launch(found, resume=True)
         typer.echo(found.id)
@@ -344,10 +348,17 @@ def runs_show(
     out.print("config: " + " ".join(f"{k}={v}" for k, v in cfg.items()))
     last = data["last_metrics"]
     if last:
-        c = f" C {last['c']:.2f}" if last.get("c") is not None else ""
-        out.print(f"iteration {last['iter']}: loss {last['loss']:.3f} recon {last['recon']:.3f} "
-                  f"KL {last['kl']:.3f}{c}  {last['img_per_s']:.0f} img/s")
-        out.print("KL per latent: " + " ".join(f"{v:.2f}" for v in last["kl_per_latent"]))
+        def num(key: str, fmt: str = ".3f") -> str:  # a hand-edited row may lack fields
+            value = last.get(key)
+            return format(value, fmt) if isinstance(value, (int, float)) else "-"
+
+        c = f" C {num('c', '.2f')}" if last.get("c") is not None else ""
+        out.print(f"iteration {last.get('iter', '-')}: loss {num('loss')} recon {num('recon')} "
+                  f"KL {num('kl')}{c}  {num('img_per_s', '.0f')} img/s")
+        kls = last.get("kl_per_latent")
+        if isinstance(kls, list):
+            out.print("KL per latent: " + " ".join(
+                f"{v:.2f}" if isinstance(v, (int, float)) else "-" for v in kls))
     if data["eval"]:
         scores = data["eval"].get("scores", {})
         out.print("eval: " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
@@ -370,7 +381,12 @@ def runs_rm(
     state = found.status()["state"]
     if state in ACTIVE_STATES:
         raise RunError(f"run {found.id} is {state}; stop it first with 'bvae stop {found.id}'")
-    if not yes and not typer.confirm(f"delete run {found.id} ({state}) and all its files?"):
+    try:
+        confirmed = yes or typer.confirm(f"delete run {found.id} ({state}) and all its files?")
+    except typer.Abort:  # end of input: nobody there to answer
+        typer.echo("")
+        raise RunError(f"no answer to the confirmation; pass --yes to delete {found.id}") from None
+    if not confirmed:
         typer.echo("kept", err=True)
         raise typer.Exit(code=1)
     delete_run(found)

@@ -26,6 +26,26 @@ def _score(value: Any) -> Text:
     return Text("-", style="dim", justify="right")
 
 
+NAME_WIDTH = 16
+DATASET_WIDTH = 13
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the last one an ellipsis when cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _iters(value: Any) -> str:
+    """``300k`` style iteration counts (the column stays narrow); '-' when unknown."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "-"
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:.3g}M"
+    if value >= 10_000:
+        return f"{value / 1000:.3g}k"
+    return str(value)
+
+
 def paper_betavae() -> dict[str, float]:
     """Higgins et al. 2017's BetaVAE-metric table on dSprites (kept by the engine)."""
     try:
@@ -45,31 +65,40 @@ class ScoresScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog scores"):
-            yield Static("Disentanglement scores  [dim](BV: BetaVAE, FV: FactorVAE, MIG; "
-                         "esc closes)[/dim]", classes="title")
+            yield Static("Disentanglement scores  [dim]BV: BetaVAE, FV: FactorVAE · "
+                         "esc closes[/dim]", classes="title")
             yield DataTable(id="scores-table", cursor_type="row", zebra_stripes=True)
             yield Static(id="scores-note", classes="hint")
 
     def on_mount(self) -> None:
+        # Sized for 80 columns: short headers, names cut with an ellipsis, the paper's numbers
+        # in the BV column of their own rows, and the label column fixed when scrolling sideways.
         table = self.query_one(DataTable)
-        table.add_columns("run", "objective", "dataset", "at iter", "BV", "FV", "MIG",
-                          "paper BV")
+        table.add_columns("run", "objective", "dataset", "iter", "BV", "FV", "MIG")
+        table.fixed_columns = 1
         scored = 0
+        fast_any = False
         for name, path, objective, dataset in self.runs:
             data = Run(path).eval_results() or {}
             scores = data.get("scores") if isinstance(data.get("scores"), dict) else None
             if not scores:
                 continue
             scored += 1
-            fast = " (fast)" if data.get("fast") else ""
-            table.add_row(name[:24], objective, dataset, f"{data.get('iteration', '-')}{fast}",
+            fast = "*" if data.get("fast") else ""
+            fast_any = fast_any or bool(fast)
+            table.add_row(_cut(name, NAME_WIDTH), _cut(objective, 10),
+                          _cut(dataset, DATASET_WIDTH),
+                          Text(f"{_iters(data.get('iteration'))}{fast}", justify="right"),
                           _score(scores.get("betavae")), _score(scores.get("factorvae")),
-                          _score(scores.get("mig")), "")
+                          _score(scores.get("mig")))
         for label, value in paper_betavae().items():
-            table.add_row(Text(f"paper: {label}", style="italic"), "", "dSprites", "", "", "",
-                          "", _score(value))
+            table.add_row(Text(_cut(label, NAME_WIDTH), style="italic"),
+                          Text("paper", style="dim italic"), "dSprites", "",
+                          _score(value), "", "")
         note = (f"{scored} of {len(self.runs)} runs in view have scores"
                 if scored else "no run in view has scores yet: 'bvae eval RUN' writes them")
+        if fast_any:
+            note += " · * fast eval"
         self.query_one("#scores-note", Static).update(
             note + " · paper: Higgins et al. 2017, BetaVAE metric on dSprites")
 
