@@ -166,9 +166,107 @@ def cache_dir_of(spec: DatasetSpec, data_dir=None) -> Path:
     return data_root(data_dir) / spec.cache_name
 
 
+def folder_changed(spec: DatasetSpec, meta: dict) -> bool:
+    """Whether the image files of a ``folder:PATH`` dataset differ from those it was prepared
+    from (one directory walk, no decoding). Caches without a fingerprint count as changed."""
+    if spec.folder is None:
+        return False
+    from datasets.images import folder_fingerprint
+
+    fp = folder_fingerprint(spec.folder)
+    return fp is None or fp != meta.get("fingerprint")
+
+
+def _folder_missing(spec: DatasetSpec) -> DataError | None:
+    if spec.folder is None or spec.folder.is_dir():
+        return None
+    what = "is not a folder" if spec.folder.exists() else "does not exist"
+    return DataError(f"{spec.folder} {what}; give a folder of jpg/png images")
+
+
+def _changed_error(spec: DatasetSpec) -> DataError:
+    return DataError(f"folder {spec.folder} changed since it was prepared; run: "
+                     f"bvae data prepare {spec.name} --force")
+
+
+def _npy_info(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset from a .npy header (reads the header only)."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        return tuple(int(s) for s in shape), np.dtype(dtype), fh.tell()
+
+
+def cache_error(spec: DatasetSpec, cache_dir: Path, meta: dict) -> DataError | None:
+    """The error opening this cache would raise (old format, missing, truncated or misshapen
+    files), found cheaply from file sizes and .npy headers; None when it looks sound."""
+    if int(meta.get("format_version", 0)) != cache.FORMAT_VERSION:
+        return DataError(f"prepared data for '{spec.name}' has an old format; run: "
+                         f"bvae data prepare {spec.name} --force")
+    try:
+        n = int(meta["count"])
+        channels = int(meta.get("channels", spec.channels))
+        packed = bool(meta.get("packed", False))
+        factor_sizes = [int(s) for s in meta.get("factor_sizes") or ()]
+    except (KeyError, TypeError, ValueError):
+        return _damaged(spec.name, cache_dir, "meta.json is incomplete")
+    want: list[tuple[str, tuple[int, ...], np.dtype | None]] = [
+        (cache.IMAGES, (n, IMAGE_SIZE * IMAGE_SIZE // 8) if packed
+         else (n, channels, IMAGE_SIZE, IMAGE_SIZE), np.dtype(np.uint8))]
+    crop_meta = meta.get("crops")
+    if packed and isinstance(crop_meta, dict) and crop_meta.get("stored"):
+        want += [(cache.CROPS, (n, 128), np.dtype(np.uint8)),
+                 (cache.CROP_ORIGIN, (n, 2), np.dtype(np.uint8))]
+    if factor_sizes:
+        if int(np.prod(factor_sizes)) != n:
+            return _damaged(spec.name, cache_dir, "factor sizes do not match the count")
+        want += [(cache.CLASSES, (n, len(factor_sizes)), None),
+                 (cache.VALUES, (n, len(factor_sizes)), None)]
+    for fname, shape, dtype in want:
+        path = cache_dir / fname
+        try:
+            got, got_dtype, offset = _npy_info(path)
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return _damaged(spec.name, cache_dir, f"{fname} is missing")
+        except (ValueError, OSError, EOFError, SyntaxError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return _damaged(spec.name, cache_dir, f"{fname}: {reason}")
+        if got != shape or (dtype is not None and got_dtype != dtype):
+            return _damaged(spec.name, cache_dir, f"{fname} has the wrong shape")
+        if size < offset + int(np.prod(got)) * got_dtype.itemsize:
+            return _damaged(spec.name, cache_dir, f"{fname} is truncated")
+    return None
+
+
+def _open_cached(spec: DatasetSpec, cdir: Path, meta: dict) -> Dataset:
+    if int(meta.get("format_version", 0)) != cache.FORMAT_VERSION:
+        raise DataError(f"prepared data for '{spec.name}' has an old format; run: "
+                        f"bvae data prepare {spec.name} --force")
+    return Dataset(spec, cdir, meta)
+
+
+def open_prepared(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Open the prepared cache as it is (no preparing, no source checks): for ``prepare``."""
+    spec = get_spec(name)
+    cdir = cache_dir_of(spec, data_dir)
+    meta = cache.read_meta(cdir)
+    if meta is None:
+        raise DataError(f"dataset '{spec.name}' is not prepared in {cdir.parent}; run: "
+                        f"bvae data prepare {name}")
+    return _open_cached(spec, cdir, meta)
+
+
 def open_dataset(name: str, data_dir: str | os.PathLike | None = None,
                  prepare_missing: bool = True) -> Dataset:
-    """Open the prepared cache of ``name``; prepare it first when missing and allowed."""
+    """Open the prepared cache of ``name``; prepare it first when missing and allowed.
+
+    A ``folder:PATH`` cache whose image files changed since it was prepared is rebuilt when
+    preparing is allowed, else refused with the command that rebuilds it.
+    """
     spec = get_spec(name)
     cdir = cache_dir_of(spec, data_dir)
     meta = cache.read_meta(cdir)
@@ -179,28 +277,117 @@ def open_dataset(name: str, data_dir: str | os.PathLike | None = None,
         from datasets.prepare import prepare
 
         return prepare(name, data_dir)
+    if spec.folder is not None and folder_changed(spec, meta):
+        if not prepare_missing:
+            raise _folder_missing(spec) or _changed_error(spec)
+        from datasets.prepare import prepare
+
+        return prepare(name, data_dir)
     if prepare_missing and spec.name == "dsprites" and meta.get("source") == "procedural":
         from datasets.prepare import find_real_dsprites, prepare
 
         if find_real_dsprites(cdir.parent) is not None:
             return prepare(name, data_dir)  # the real file arrived: it replaces the procedural
-    if int(meta.get("format_version", 0)) != cache.FORMAT_VERSION:
-        raise DataError(f"prepared data for '{spec.name}' has an old format; run: "
-                        f"bvae data prepare {name} --force")
-    return Dataset(spec, cdir, meta)
+    return _open_cached(spec, cdir, meta)
+
+
+def data_root_error(root: Path) -> DataError | None:
+    """The error for a data root that is (or lies under) a file, else None."""
+    p = root
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        what = "is not a folder" if p == root else f"is under {p}, which is not a folder"
+        return DataError(f"data dir {root} {what}; pass --data-dir or set BVAE_DATA_DIR to a "
+                         "folder")
+    return None
+
+
+def check_available(name: str, data_dir: str | os.PathLike | None = None) -> None:
+    """Raise the one-line :class:`DataError` opening ``name`` for training would hit, without
+    preparing anything (cheap: meta.json, .npy headers, one walk of a folder dataset).
+
+    dsprites and dsprites-mini are always available (generated offline when not prepared).
+    """
+    spec = get_spec(name)
+    root = data_root(data_dir)
+    err = data_root_error(root) or _folder_missing(spec)
+    if err is not None:
+        raise err
+    cdir = root / spec.cache_name
+    meta = cache.read_meta(cdir)
+    if meta is not None:
+        if spec.folder is not None:
+            if not folder_changed(spec, meta):
+                err = cache_error(spec, cdir, meta)
+                if err is not None:
+                    raise err
+                return
+            meta = None  # changed: it is rebuilt from the folder, checked below
+        else:
+            from datasets.prepare import find_real_dsprites
+
+            if spec.name == "dsprites" and meta.get("source") == "procedural" \
+                    and find_real_dsprites(root) is not None:
+                return  # the real file replaces the procedural set
+            err = cache_error(spec, cdir, meta)
+            if err is not None:
+                raise err
+            return
+    # Not prepared (or a changed folder): preparing it needs its source.
+    if spec.name in ("dsprites", "dsprites-mini"):
+        return
+    if spec.folder is not None:
+        from datasets.images import folder_fingerprint
+
+        fp = folder_fingerprint(spec.folder)
+        if fp is not None and fp["count"] == 0:
+            raise DataError(f"no jpg/png images under {spec.folder}; point it at a folder of "
+                            "images")
+        return
+    if spec.name == "shapes3d":
+        from datasets.shapes3d import find_source as find_h5
+
+        present = find_h5(root) is not None
+    else:
+        from datasets.images import find_source
+
+        present = find_source(spec, root) is not None
+    if not present:
+        raise DataError(f"{spec.name} is not prepared and its files are not in {root}: "
+                        f"{spec.source_hint} {root}, or run: bvae data download {spec.name}")
 
 
 def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> dict:
-    """What ``bvae data list`` shows for one dataset (cheap: reads meta.json only)."""
+    """What ``bvae data list`` shows for one dataset (cheap: meta.json and .npy headers; one
+    directory walk for a ``folder:PATH`` dataset).
+
+    A damaged cache shows as not prepared, source ``"damaged"``, with ``problem`` (the error
+    opening it would raise) and ``fix`` (the command that repairs it). ``stale``: a folder
+    dataset whose files changed since it was prepared (``fix`` rebuilds it; when the folder is
+    gone, ``problem`` says so and there is no ``fix``).
+    """
     spec = get_spec(name)
     cdir = cache_dir_of(spec, data_dir)
     meta = cache.read_meta(cdir)
+    damaged = cache_error(spec, cdir, meta) if meta is not None else None
+    stale = meta is not None and damaged is None and folder_changed(spec, meta)
+    ok = meta is not None and damaged is None
+    problem, fix = damaged, None
+    if damaged is not None:
+        fix = f"bvae data prepare {spec.name} --force"
+    elif stale:
+        problem = _folder_missing(spec)  # the cache is sound but its folder is gone
+        fix = None if problem is not None else f"bvae data prepare {spec.name}"
     return {
         "name": spec.name,
         "title": spec.title,
-        "prepared": meta is not None,
-        "source": meta.get("source") if meta else None,
+        "prepared": ok,
+        "source": ("damaged" if damaged is not None else meta.get("source")) if meta else None,
         "size_bytes": cache.dir_size(cdir) if meta else 0,
         "location": str(cdir),
-        "count": int(meta["count"]) if meta and "count" in meta else None,
+        "count": int(meta["count"]) if ok and "count" in meta else None,
+        "stale": stale,
+        "problem": str(problem) if problem is not None else None,
+        "fix": fix,
     }

@@ -134,6 +134,12 @@ def export_npz(dataset, out: Path, compress: bool = True,
     if out.is_dir():
         raise DataError(f"{out} is a folder; give a file name such as {out / 'dsprites.npz'}")
     if not out.parent.is_dir():
+        # A path component may be a file: find the first one that is not a folder.
+        bad = out.parent
+        while not bad.parent.is_dir() and bad.parent != bad:
+            bad = bad.parent
+        if bad.exists():
+            raise DataError(f"{bad} is not a folder (it is a file); pick another path")
         raise DataError(f"folder {out.parent} does not exist; create it or pick another path")
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
     grid = dsprites.Grid(

@@ -20,7 +20,7 @@ import numpy as np
 
 from datasets import cache, crops, dsprites
 from datasets.errors import DataError
-from datasets.loader import Dataset, cache_dir_of, open_dataset
+from datasets.loader import Dataset, cache_dir_of, folder_changed, open_prepared
 from datasets.registry import DSPRITES_FILE, DatasetSpec, data_root, get_spec
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -42,9 +42,12 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None,
     if meta is not None:
         upgrade = (spec.name == "dsprites" and meta.get("source") == "procedural"
                    and find_real_dsprites(root) is not None)
-        if not upgrade:
-            return open_dataset(name, root, prepare_missing=False)
-        force = True  # the real file arrived since: it replaces the procedural set
+        changed = spec.folder is not None and folder_changed(spec, meta)
+        if not upgrade and not changed:
+            return open_prepared(name, root)
+        if changed and progress:
+            progress("rebuild", 0, None)  # folder changed since it was prepared: rebuilding
+        force = True  # the real file arrived / the folder changed: rebuild
     if spec.name == "dsprites":
         real = find_real_dsprites(root)
         if real is None and download:
@@ -73,7 +76,7 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None,
         from datasets import images
 
         images.prepare_images(spec, root, progress, force, download)
-    return open_dataset(name, root, prepare_missing=False)
+    return open_prepared(name, root)
 
 
 def find_real_dsprites(root: Path) -> Path | None:

@@ -71,10 +71,11 @@ def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) ->
     """Validate everything a new run needs BEFORE its directory exists; return the device.
 
     Raises a one-line :class:`UserError`: bad option values, an unknown dataset, a batch larger
-    than the dataset (when its size is known without preparing it), a GPU that does not exist or
-    no NVIDIA driver for one. Preparing or finding the data itself is the worker's job.
+    than the dataset (when its size is known without preparing it), data that is neither
+    prepared nor obtainable offline, a GPU that does not exist or no NVIDIA driver for one.
+    Preparing the data itself (generating dSprites, decoding a folder) is the worker's job.
     """
-    from datasets.loader import dataset_status
+    from datasets.loader import check_available, dataset_status
     from datasets.registry import get_spec
     from engine.devices import resolve_device
 
@@ -83,6 +84,8 @@ def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) ->
     if cfg.eval_at_end and not spec.has_factors:
         raise ConfigError(f"--eval-at-end needs ground-truth factors, which '{cfg.dataset}' does "
                           "not have; drop --eval-at-end or use dsprites / shapes3d")
+    # Missing files, a damaged cache or a bad folder: an error now, not a failed run later.
+    check_available(cfg.dataset, data_dir)
     count = dataset_status(cfg.dataset, data_dir)["count"]
     if count is None and spec.has_factors:  # a full factor grid: its size is its product
         count = math.prod(spec.factor_sizes)

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import zipfile
 
@@ -117,3 +118,81 @@ def test_real_subprocess(tmp_path):
     assert bad.returncode == 1
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "does not exist" in lines[0]
+
+
+def test_list_at_80_columns_keeps_names_and_shows_damage(tmp_path, mini_data_dir):
+    from datasets.registry import DSPRITES_FILE
+
+    data = tmp_path / "data"
+    shutil.copytree(mini_data_dir / "dsprites-mini", data / "dsprites-mini")
+    (data / DSPRITES_FILE).write_bytes(b"x")  # a real file present: the long hint
+    src = tmp_path / "a-rather-long-folder-name-of-many-images"
+    src.mkdir()
+    Image.new("RGB", (20, 20)).save(src / "a.png")
+    assert _run("data", "prepare", f"folder:{src}", "--data-dir", str(data), "-q").exit_code == 0
+    r = _run("data", "list", "--data-dir", str(data), env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    table = [line for line in lines if line[:1] in "┏┃┡│└"]
+    assert all(len(line) <= 80 and line[-1] in "┓┃┩│┘" for line in table), r.stdout
+    assert "real dSprites file present" in r.stdout
+    for name in ("dsprites", "dsprites-mini", "celeba", "chairs", "shapes3d"):
+        assert any(line.startswith(f"│ {name} ") for line in lines), r.stdout
+    # a truncated cache is not 'yes'
+    images = data / "dsprites-mini" / "images.npy"
+    images.write_bytes(images.read_bytes()[:1000])
+    r = _run("data", "list", "--data-dir", str(data), env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    row = next(line for line in r.stdout.splitlines() if line.startswith("│ dsprites-mini "))
+    assert " no " in row and "damaged" in row and " yes " not in row
+    assert "bvae data prepare dsprites-mini --force" in " ".join(r.stdout.split())
+    r = _run("data", "list", "--data-dir", str(data), "--json")
+    st = {row["name"]: row for row in json.loads(r.stdout)}["dsprites-mini"]
+    assert st["prepared"] is False and st["source"] == "damaged"
+    assert st["fix"] == "bvae data prepare dsprites-mini --force"
+
+
+def test_list_with_a_file_as_data_dir_is_an_error(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    r = _run("data", "list", "--data-dir", str(afile))
+    assert "is not a folder" in _error_line(r)
+    r = _run("data", "list", "--data-dir", str(afile), "--json")
+    assert "is not a folder" in _error_line(r)
+    r = _run("data", "list", "--data-dir", str(afile / "data"))
+    assert "not a folder" in _error_line(r)
+
+
+def test_prepare_notices_a_changed_folder(tmp_path):
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for i in range(3):
+        Image.new("RGB", (20, 20), (i * 50, 0, 0)).save(src / f"{i}.png")
+    args = ("data", "prepare", f"folder:{src}", "--data-dir", str(tmp_path / "data"), "-q")
+    r = _run(*args)
+    assert r.exit_code == 0 and "prepared folder:" in r.stdout, r.output
+    r = _run(*args)
+    assert "already prepared (files, 3 images)" in r.stdout
+    (src / "0.png").unlink()
+    (src / "1.png").unlink()
+    Image.new("RGB", (20, 20)).save(src / "new.png")
+    r = _run("data", "list", "--data-dir", str(tmp_path / "data"))
+    assert "folder changed since it was prepared" in " ".join(r.stdout.split())
+    r = _run(*args)
+    assert r.exit_code == 0, r.output
+    assert "folder changed since it was prepared: rebuilding" in r.stdout
+    assert "already prepared" not in r.stdout and "2 images" in r.stdout
+    r = _run(*args)
+    assert "already prepared (files, 2 images)" in r.stdout
+    shutil.rmtree(src)
+    r = _run("data", "list", "--data-dir", str(tmp_path / "data"), "--json")
+    st = next(row for row in json.loads(r.stdout) if row["name"] == f"folder:{src}")
+    assert st["stale"] and "does not exist" in st["problem"] and st["fix"] is None
+
+
+def test_export_into_a_file_says_not_a_folder(tmp_path, mini_data_dir):
+    (tmp_path / "afile").write_text("x")
+    r = _run("data", "export", "dsprites-mini", str(tmp_path / "afile" / "x.npz"),
+             "--data-dir", str(mini_data_dir), "-q")
+    line = _error_line(r)
+    assert "afile is not a folder" in line and "does not exist" not in line

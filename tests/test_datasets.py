@@ -117,3 +117,79 @@ def test_checksum_covers_the_image_bytes(mini_data_dir):
     raw = (mini_data_dir / "dsprites-mini" / "images.npy").read_bytes()
     assert hashlib.sha1(raw[ds.images.offset:]).hexdigest() == ds.meta["checksum"]["images_sha1"]
     np.testing.assert_array_equal(ds.read_rows(100, 200), ds.images[100:200])
+
+
+def _copy_mini(mini_data_dir, root):
+    import shutil
+
+    shutil.copytree(mini_data_dir / "dsprites-mini", root / "dsprites-mini")
+    return root / "dsprites-mini"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete_classes", "old_format"])
+def test_status_and_check_report_a_damaged_cache(tmp_path, mini_data_dir, damage):
+    from datasets.loader import check_available
+
+    cdir = _copy_mini(mini_data_dir, tmp_path)
+    check_available("dsprites-mini", tmp_path)  # sound
+    if damage == "truncate":
+        data = (cdir / "images.npy").read_bytes()
+        (cdir / "images.npy").write_bytes(data[: len(data) - 100])
+    elif damage == "delete_classes":
+        (cdir / "classes.npy").unlink()
+    else:
+        meta = json.loads((cdir / "meta.json").read_text())
+        meta["format_version"] = 0
+        (cdir / "meta.json").write_text(json.dumps(meta))
+    st = dataset_status("dsprites-mini", tmp_path)
+    assert st["prepared"] is False and st["source"] == "damaged" and st["count"] is None
+    assert st["fix"] == "bvae data prepare dsprites-mini --force" and st["problem"]
+    with pytest.raises(DataError) as exc:
+        check_available("dsprites-mini", tmp_path)
+    assert str(exc.value) == st["problem"] and "\n" not in st["problem"]
+    assert "bvae data prepare dsprites-mini --force" in st["problem"]
+    with pytest.raises(DataError):  # what opening it would raise too
+        open_dataset("dsprites-mini", tmp_path, prepare_missing=False)
+
+
+def test_check_available(tmp_path):
+    from PIL import Image
+
+    from datasets.loader import check_available
+    from datasets.registry import DSPRITES_FILE, SHAPES3D_FILE
+
+    root = tmp_path / "data"
+    for name in ("dsprites", "dsprites-mini"):  # generated offline: always available
+        check_available(name, root)
+    assert not root.exists()  # nothing prepared or created
+    with pytest.raises(DataError, match="unknown dataset 'nope'"):
+        check_available("nope", root)
+    for name, needle in (("celeba", "celeba.zip"), ("chairs", "rendered_chairs.tar"),
+                         ("shapes3d", SHAPES3D_FILE)):
+        with pytest.raises(DataError) as exc:
+            check_available(name, root)
+        msg = str(exc.value)
+        assert needle in msg and f"bvae data download {name}" in msg and str(root) in msg
+        assert "\n" not in msg
+    root.mkdir()
+    (root / SHAPES3D_FILE).write_bytes(b"x")
+    (root / "celeba.zip").write_bytes(b"x")
+    (root / DSPRITES_FILE).write_bytes(b"x")
+    check_available("shapes3d", root)
+    check_available("celeba", root)
+    check_available("dsprites", root)
+    with pytest.raises(DataError, match="does not exist"):
+        check_available(f"folder:{tmp_path / 'nope'}", root)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match="is not a folder"):
+        check_available(f"folder:{tmp_path / 'afile'}", root)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no jpg/png images"):
+        check_available(f"folder:{tmp_path / 'empty'}", root)
+    Image.new("RGB", (8, 8)).save(tmp_path / "empty" / "a.png")
+    check_available(f"folder:{tmp_path / 'empty'}", root)
+    with pytest.raises(DataError) as exc:
+        check_available("dsprites-mini", tmp_path / "afile")
+    assert "is not a folder" in str(exc.value) and "BVAE_DATA_DIR" in str(exc.value)
+    assert sorted(p.name for p in root.iterdir()) == sorted(  # still nothing prepared
+        [SHAPES3D_FILE, "celeba.zip", DSPRITES_FILE])

@@ -4,6 +4,8 @@ bad input: each a one-line DataError, nothing half-written left in the cache."""
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -14,7 +16,7 @@ from PIL import Image
 
 from datasets import dsprites
 from datasets.errors import DataError
-from datasets.loader import open_dataset
+from datasets.loader import open_dataset, open_prepared
 from datasets.prepare import _prepare_real_dsprites, prepare
 from datasets.registry import DSPRITES_FILE, get_spec
 
@@ -111,8 +113,54 @@ def test_failed_rebuild_keeps_the_old_cache(tmp_path):
     (src / "a.png").unlink()
     with pytest.raises(DataError):
         prepare(f"folder:{src}", root, force=True)
-    assert open_dataset(f"folder:{src}", root, prepare_missing=False).n == 1
+    assert open_prepared(f"folder:{src}", root).n == 1
     assert len(_only_final_dirs(root)) == 1
+    # the folder no longer matches the cache: opening it as it is is refused
+    with pytest.raises(DataError, match="changed since it was prepared"):
+        open_dataset(f"folder:{src}", root, prepare_missing=False)
+
+
+def test_folder_changes_are_noticed(tmp_path):
+    src = tmp_path / "imgs"
+    for i in range(4):
+        _png(src / f"{i}.png")
+    root = tmp_path / "data"
+    name = f"folder:{src}"
+    assert prepare(name, root).n == 4
+    assert prepare(name, root).meta["fingerprint"]["count"] == 4
+    stages: list[str] = []
+
+    def progress(stage, done, total):
+        stages.append(stage)
+
+    assert prepare(name, root, progress=progress).n == 4 and stages == []  # unchanged
+    _png(src / "sub" / "new.png")
+    (src / "0.png").unlink()
+    (src / "1.png").unlink()
+    (src / "notes.txt").write_text("not an image: no rebuild for this")
+    with pytest.raises(DataError) as exc:
+        open_dataset(name, root, prepare_missing=False)
+    msg = _one_line(exc)
+    assert "changed since it was prepared" in msg and f"bvae data prepare {name} --force" in msg
+    ds = prepare(name, root, progress=progress)
+    assert ds.n == 3 and stages[0] == "rebuild" and "decode" in stages
+    # a rewritten file (new size / mtime) is a change too; open_dataset rebuilds when allowed
+    _png(src / "2.png", size=(50, 50))
+    assert open_dataset(name, root).n == 3
+    assert open_dataset(name, root, prepare_missing=False).n == 3
+    # caches from before fingerprints count as changed
+    meta_path = root / get_spec(name).cache_name / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["fingerprint"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="changed since"):
+        open_dataset(name, root, prepare_missing=False)
+    stages.clear()
+    assert prepare(name, root, progress=progress).n == 3 and stages[0] == "rebuild"
+    # the folder gone: one line naming it
+    shutil.rmtree(src)
+    with pytest.raises(DataError, match="does not exist"):
+        open_dataset(name, root, prepare_missing=False)
 
 
 # --- CelebA and 3D Chairs ------------------------------------------------------------------------
@@ -276,6 +324,13 @@ def test_export_rejects_photos_and_bad_paths(tmp_path, mini_data_dir):
     ds = open_dataset("dsprites-mini", mini_data_dir)
     with pytest.raises(DataError, match="does not exist"):
         export_npz(ds, tmp_path / "nope" / "x.npz")
+    (tmp_path / "afile").write_text("a file, not a folder")
+    with pytest.raises(DataError) as exc:
+        export_npz(ds, tmp_path / "afile" / "x.npz")
+    msg = _one_line(exc)
+    assert "afile is not a folder" in msg and "does not exist" not in msg
+    with pytest.raises(DataError, match="afile is not a folder"):
+        export_npz(ds, tmp_path / "afile" / "deeper" / "x.npz")
 
 
 def test_real_file_replaces_procedural(tmp_path, mini_data_dir, monkeypatch):

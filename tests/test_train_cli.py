@@ -55,6 +55,8 @@ def assert_one_line_error(result, fragment):
     (["--gpu", "first"], "--gpu must be a GPU number or auto"),
     (["--dataset", "celeba", "--device", "cpu"], "celeba"),  # data missing: no run, one line
     (["--dataset", "celeba", "--eval-at-end"], "--eval-at-end needs ground-truth factors"),
+    (["--dataset", "celeba", "--detach"], "celeba"),  # detached too: checked before launch
+    (["--dataset", "folder:/no/such/dir", "--detach"], "/no/such/dir"),
 ])
 def test_bad_options_create_nothing(runs_dir, env_data, args, fragment):
     result = invoke("train", "--dataset", "dsprites-mini", *args)

@@ -160,3 +160,62 @@ async def test_device_picker_without_nvml(runs_dir, tmp_path, monkeypatch):
         assert "nvidia-ml-py" in reason
         assert "\n" not in reason
         assert form.revalidate() and form.values["device"] == "cpu"
+
+
+async def test_focus_is_marked_and_q_does_not_quit_the_form(runs_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine.devices, "_nvml", _no_nvml)
+    app = BvaeApp(runs_dir, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await _open_form(app, pilot)
+        dataset = form.query_one("#f-dataset")
+        objective = form.query_one("#f-objective")
+        assert app.focused is dataset
+        await pilot.pause()
+        # The focused control carries an accent bar; the others do not.
+        assert dataset.styles.border_left[0] == "wide"
+        assert objective.styles.border_left[0] != "wide"
+        await pilot.press("tab")
+        await pilot.pause()
+        assert app.focused is objective and objective.styles.border_left[0] == "wide"
+        assert dataset.styles.border_left[0] != "wide"
+        # q on a select (or checkbox) keeps the form; esc goes back.
+        form.set_field("z_dim", "7")
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.is_running and app.screen is form
+        assert form.query_one("#f-z_dim").value == "7"
+        checkbox = next(iter(form.query("Checkbox")))
+        checkbox.focus()
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.is_running and app.screen is form
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, NewRunScreen)
+
+
+async def test_folder_dataset_must_be_an_existing_folder(runs_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine.devices, "_nvml", _no_nvml)
+    app = BvaeApp(runs_dir, tmp_path)
+    launches = []
+    app.launch_run = lambda *a, **k: launches.append(a)
+    async with app.run_test(size=(80, 24)) as pilot:
+        form = await _open_form(app, pilot)
+        form.set_field("dataset", f"folder:{tmp_path / 'no-such-folder'}")
+        await pilot.pause()
+        assert not form.revalidate()
+        assert "does not exist" in form.errors["dataset"]
+        assert "does not exist" in str(form.query_one("#err-dataset").render())
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert not launches and app.screen is form
+        (tmp_path / "a-file").write_text("x")
+        form.query_one("#f-folder").value = str(tmp_path / "a-file")
+        await pilot.pause()
+        assert "is not a folder" in form.errors["dataset"]
+        form.query_one("#f-folder").value = str(tmp_path)
+        await pilot.pause()
+        assert "dataset" not in form.errors
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert len(launches) == 1

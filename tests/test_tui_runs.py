@@ -14,7 +14,7 @@ from bvae_tui.tui.screens.monitor import MonitorScreen
 from bvae_tui.tui.screens.runs import RunsScreen
 from bvae_tui.tui.screens.scores import ScoresScreen
 from bvae_tui.tui.widgets.runs_table import RunsTable
-from tests.tui_helpers import make_run, metrics_row, sleeper, wait_for
+from tests.tui_helpers import make_run, metrics_row, screen_lines, sleeper, wait_for
 
 SIZE = (140, 30)
 
@@ -193,3 +193,148 @@ async def test_scores_fit_80_columns(runs_dir, tmp_path):
         row = [str(c) for c in table.get_row_at(0)]
         assert row == ["dsprites-B-g100…", "B γ100 C20", "dsprites-mini", "300k*", "0.810",
                        "0.700", "0.200"]
+
+
+async def test_monitor_header_fits_80_columns(runs_dir, tmp_path):
+    live = sleeper()
+    try:
+        run = make_run(runs_dir, tmp_path, "dsprites-B-g100-c20-with-a-rather-long-name",
+                       "running", pid=live.pid, objective="B", gamma=100.0, c_max=20.0)
+        run.write_status(total=300000, iteration=302)
+        run.eval_path.write_text(json.dumps({"scores": {"betavae": 0.81, "factorvae": 0.7,
+                                                        "mig": 0.2}}))
+        app = BvaeApp(runs_dir)
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.open_monitor(run.path)
+            await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
+            mon = app.screen
+            await wait_for(pilot, lambda: mon.history.rows_seen and mon.scores, 5, "data")
+            await pilot.pause()
+            header = mon.query_one("#mon-header")
+            assert header.region.height == 3
+            lines = str(header.render()).split("\n")
+            assert len(lines) == 3
+            assert all(len(line) <= header.content_region.width for line in lines), lines
+            assert lines[0].startswith("running dsprites-B-g100") and "…" in lines[0]
+            assert lines[0].endswith("302/300000 0%")
+            assert "KL 3.00" in lines[1] and "img/s" in lines[1] and "ETA" in lines[1]
+            assert lines[2].startswith("BV 0.81 FV 0.70 MIG 0.20")
+    finally:
+        live.kill()
+        live.wait()
+
+
+async def test_cursor_follows_launched_and_opened_runs(runs_dir, tmp_path, monkeypatch):
+    import engine.worker
+
+    a = make_run(runs_dir, tmp_path, "run-a", "finished")
+    launched = {}
+
+    def fake_start_run(config, root, data_dir, name):
+        launched["run"] = make_run(root, tmp_path, name, "finished")
+        return launched["run"]
+
+    monkeypatch.setattr(engine.worker, "start_run", fake_start_run)
+    app = BvaeApp(runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.rows, 10, "run A")
+        assert screen.selected_row().id == a.id
+        app.launch_run(None, "run-b", on_launched=app.open_monitor)
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
+        b = launched["run"]
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), 5, "runs")
+        await wait_for(pilot, lambda: len(screen.rows) == 2, 10, "run B listed")
+        await pilot.pause()
+        assert screen.selected_row().id == b.id  # s, r, e, d now act on B
+        # Back from a monitor opened some other way (the palette): the cursor is on that run.
+        app.open_monitor(a.path)
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
+        app.open_monitor(a.path)  # already watching it: no second copy
+        await pilot.pause()
+        assert sum(isinstance(s, MonitorScreen) for s in app.screen_stack) == 1
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), 5, "runs")
+        assert screen.selected_row().id == a.id
+
+
+def _record_notes(app) -> list[str]:
+    notes: list[str] = []
+    notify = app.notify
+
+    def record(message, *args, **kwargs):
+        notes.append(str(message))
+        return notify(message, *args, **kwargs)
+
+    app.notify = record
+    return notes
+
+
+async def test_monitor_actions_on_a_deleted_run(runs_dir, tmp_path):
+    run = make_run(runs_dir, tmp_path, "gone", "stopped")
+    app = BvaeApp(runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        notes = _record_notes(app)
+        app.open_monitor(run.path)
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
+        mon = app.screen
+        shutil.rmtree(run.path)
+        await wait_for(pilot, lambda: mon.gone, 5, "the monitor to notice")
+        notes.clear()
+        for key in ("s", "r", "e"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen is mon  # no export dialog
+        assert notes == [f"run {run.id} was deleted"] * 3
+
+
+async def test_resume_refused_without_checkpoint(runs_dir, tmp_path, monkeypatch):
+    import engine.worker
+
+    launched = []
+    monkeypatch.setattr(engine.worker, "launch", lambda *a, **k: launched.append(a) or 1)
+    run = make_run(runs_dir, tmp_path, "early", "stopped")  # iteration 30, no checkpoint
+    app = BvaeApp(runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        notes = _record_notes(app)
+        await wait_for(pilot, lambda: app.screen.rows, 10, "the run")
+        await pilot.press("r")
+        await pilot.pause()
+        assert not launched
+        assert any("no checkpoint" in note and run.id in note for note in notes), notes
+
+
+async def test_small_terminal_details(runs_dir, tmp_path):
+    from textual.widgets import Input
+
+    run = make_run(runs_dir, tmp_path, "a-run-with-a-name-long-enough-to-push-the-path", "stopped",
+                   rows=40)
+    app = BvaeApp(runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.rows, 10, "the run")
+        # A filter that matches nothing says so.
+        await pilot.press("slash", *"zzz", "enter")
+        await pilot.pause()
+        assert "no runs match" in str(screen.query_one("#runs-details").render())
+        await pilot.press("slash", "ctrl+u", "enter")
+        await pilot.pause()
+        # The monitor's footer fits 80 columns and PgDn scrolls down to the preview and log.
+        app.open_monitor(run.path)
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
+        mon = app.screen
+        await pilot.pause()
+        footer = screen_lines(app)[-1]
+        assert "q Quit" in footer and "PgDn Log" in footer, footer
+        body = mon.query_one("#mon-body")
+        assert body.scroll_y == 0
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert body.scroll_y > 0
+        # The export dialog's default output ends visibly, cut at the front.
+        await pilot.press("e")
+        await wait_for(pilot, lambda: not isinstance(app.screen, MonitorScreen), 5, "export")
+        output = app.screen.query_one("#exp-output", Input)
+        assert output.placeholder.startswith("…") and output.placeholder.endswith("exports/…gif")
+        assert len(output.placeholder) <= output.content_region.width

@@ -12,6 +12,7 @@ from bvae_tui.tui.model import MetricsHistory, fmt_duration, fmt_num, last_row
 from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
 from bvae_tui.tui.widgets.halfblock_image import UPPER_HALF, HalfBlockImage, area_resize, to_strips
 from bvae_tui.tui.widgets.kl_bars import KLBars, bar, nice_ceiling
+from bvae_tui.tui.widgets.log_tail import LogTail, clean_line
 
 
 def test_area_resize_averages_boxes():
@@ -106,3 +107,23 @@ def test_last_row_reads_only_the_end(tmp_path):
     assert last_row(path, chunk=64)["iter"] == 499  # rows longer than the first read
     path.write_text(json.dumps({"iter": 7}) + "\nnot json\n")
     assert last_row(path) == {"iter": 7}
+
+
+class _LogApp(App):
+    def compose(self) -> ComposeResult:
+        yield LogTail()
+
+
+async def test_log_tail_strips_escapes_and_control_characters():
+    assert clean_line("a\x1b[2Jb") == "ab"  # clear-screen never reaches the terminal
+    assert clean_line("\x1b[31mred\x1b[0m \x1b]0;title\x07ok\x07") == "red ok"
+    assert clean_line("step 1\rstep 2\rstep 3") == "step 3"  # a redrawn progress line
+    assert clean_line("windows\r") == "windows" and clean_line("a\tb") == "a       b"
+    app = _LogApp()
+    async with app.run_test(size=(60, 10)) as pilot:
+        log = app.query_one(LogTail)
+        log.set_lines(["start", "\x1b[2J\x1b[Hboom", "10%\r50%\r100%"])
+        log.set_lines(["start", "\x1b[2J\x1b[Hboom", "10%\r50%\r100%", "bel\x07l"])
+        await pilot.pause()
+        assert list(log.lines) == ["start", "boom", "100%", "bell"]
+        assert all(not any(ord(ch) < 32 for ch in line) for line in log.lines)

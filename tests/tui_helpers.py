@@ -57,3 +57,8 @@ def metrics_row(iteration: int, z_dim: int = 4) -> dict[str, Any]:
 def sleeper() -> subprocess.Popen:
     """A live process whose pid can stand in for a running worker."""
     return subprocess.Popen(["sleep", "120"])
+
+
+def screen_lines(app: Any) -> list[str]:
+    """The text on the terminal, one string per row (what a user at that size sees)."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]

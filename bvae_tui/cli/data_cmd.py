@@ -54,6 +54,8 @@ def progress_display(label: str, quiet: bool = False) -> Iterator:
     bars: list[Progress] = []
 
     def callback(stage: str, done: int, total: int | None) -> None:
+        if stage == "rebuild":  # a notice, not a stage with progress (prepare_cmd says it)
+            return
         if stage not in tasks:
             if stage == "download":
                 bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
@@ -96,12 +98,16 @@ def _all_names(data_dir: str | None) -> list[str]:
 @data_app.command("list")
 def list_cmd(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     """Datasets: prepared or not, real or procedural, size on disk, location."""
-    from datasets.loader import dataset_status
+    from datasets.loader import data_root_error, dataset_status
     from datasets.prepare import find_real_dsprites
     from datasets.registry import data_root
 
+    root = data_root(data_dir)
+    err = data_root_error(root)
+    if err is not None:
+        raise err
     rows = [dataset_status(n, data_dir) for n in _all_names(data_dir)]
-    real = find_real_dsprites(data_root(data_dir))
+    real = find_real_dsprites(root)
     for r in rows:
         r["real_file"] = str(real) if r["name"] == "dsprites" and real else None
     if json_out:
@@ -109,21 +115,47 @@ def list_cmd(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
         return
     from rich.table import Table
 
-    root = data_root(data_dir)
-    table = Table(title=f"datasets in {root}", title_justify="left")
-    for col in ("name", "prepared", "source", "images", "size", "location"):
-        table.add_column(col, justify="right" if col in ("images", "size") else "left",
-                         overflow="fold", no_wrap=col not in ("name", "location"))
+    notes: list[str] = []
+
+    def mark(note: str) -> str:
+        if note not in notes:
+            notes.append(note)
+        return "*" * (notes.index(note) + 1)
+
+    cells = []
     for r in rows:
         source = r["source"] or "-"
-        if r["real_file"] and r["source"] != "real":
-            source += " (real file present: bvae data prepare dsprites)"
+        if r.get("problem"):
+            source += mark(r["problem"])
+        elif r.get("stale"):
+            source += mark(f"folder changed since it was prepared; {r['fix']} rebuilds it")
+        elif r["real_file"] and r["source"] != "real":
+            source += mark("real dSprites file present; bvae data prepare dsprites uses it")
         loc = Path(r["location"])
-        table.add_row(r["name"], "yes" if r["prepared"] else "no", source,
+        cells.append((r["name"], "yes" if r["prepared"] else "no", source,
                       f"{r['count']:,}" if r["count"] is not None else "-",
                       human_bytes(r["size_bytes"]) if r["prepared"] else "-",
-                      f"{loc.name}/" if loc.parent == root else str(loc))
-    console().print(table)
+                      f"{loc.name}/" if loc.parent == root else str(loc)))
+    out = console()
+    cols = ("name", "prepared", "source", "images", "size", "location")
+    widths = [max(len(col), *(len(c[i]) for c in cells)) for i, col in enumerate(cols)]
+    # The name column never shrinks below its (capped) width; long names and locations fold.
+    # The location column takes what is left, so the table fits the terminal.
+    fixed = sum(widths[1:5]) + 3 * len(cols) + 1  # the short columns, padding and borders
+    widths[0] = min(widths[0], 24, max(len("dsprites-mini"), out.width - fixed - 12))
+    loc_width = max(10, out.width - fixed - widths[0])
+    table = Table(title=f"datasets in {root}", title_justify="left")
+    for col in cols:
+        table.add_column(col, justify="right" if col in ("images", "size") else "left",
+                         overflow="fold", no_wrap=col not in ("name", "location"),
+                         min_width=widths[0] if col == "name" else None,
+                         max_width=widths[0] if col == "name" else
+                         loc_width if col == "location" else None)
+    for c in cells:
+        table.add_row(*c)
+    out.print(table)
+    for i, note in enumerate(notes):
+        out.print(f"{'*' * (i + 1)} {note}", soft_wrap=True, highlight=False, markup=False)
 
 
 @data_app.command("prepare")
@@ -148,6 +180,10 @@ def prepare_cmd(
     if download is None:
         download = spec.name in ("celeba", "chairs", "shapes3d")
     before = dataset_status(name, data_dir)
+    rebuild = before["stale"] and not before["problem"] and not force
+    if rebuild and not json_out:
+        console().print(f"{spec.name}: folder changed since it was prepared: rebuilding",
+                        soft_wrap=True)
     t0 = time.perf_counter()
     with progress_display(spec.name, quiet or json_out) as cb:
         ds = prepare(name, data_dir, progress=cb, force=force, download=download)
@@ -156,10 +192,10 @@ def prepare_cmd(
     if json_out:
         print_json({**status, "seconds": round(seconds, 2),
                     "already_prepared": before["prepared"] and before["source"] == ds.source
-                    and not force})
+                    and not force and not rebuild, "rebuilt_changed_folder": rebuild})
         return
     out = console()
-    if before["prepared"] and not force and before["source"] == ds.source:
+    if before["prepared"] and not force and not rebuild and before["source"] == ds.source:
         say = f"{spec.name}: already prepared ({ds.source}, {ds.n:,} images) in " \
               f"{status['location']}"
     else:

@@ -67,6 +67,10 @@ class BvaeApp(App):
         if not run_path.is_dir():
             self.notify(f"run {run_path.name} no longer exists", severity="error")
             return
+        if isinstance(self.screen, MonitorScreen) and self.screen.run.path == run_path:
+            return  # already watching it
+        if self.runs_screen is not None:
+            self.runs_screen.select_run(run_path.name)  # back from the monitor: on this run
         self.push_screen(MonitorScreen(run_path))
 
     def action_help(self) -> None:
@@ -88,13 +92,24 @@ class BvaeApp(App):
             return
         pid = run.raw_status().get("pid")
         self.notify(f"started {run.id} (worker pid {pid})")
-        self._refresh_runs()
+        if self.runs_screen is not None:
+            self.runs_screen.select_run(run.id)
         if on_launched:
             on_launched(run.path)
+
+    def _deleted(self, run_path: Path) -> bool:
+        """True (and says so) when the run's directory is gone, e.g. deleted from elsewhere:
+        stopping, resuming or exporting it would only give misleading errors."""
+        if run_path.is_dir():
+            return False
+        self.notify(f"run {run_path.name} was deleted", severity="warning")
+        return True
 
     def stop_run(self, run_path: Path) -> None:
         from engine.worker import stop
 
+        if self._deleted(run_path):
+            return
         run = Run(run_path)
         try:
             stop(run)
@@ -107,7 +122,11 @@ class BvaeApp(App):
     def resume_run(self, run_path: Path) -> None:
         from engine.worker import check_resumable, launch
 
+        if self._deleted(run_path):
+            return
         run = Run(run_path)
+        # check_resumable raises a RunError (a UserError) for a run that cannot be resumed,
+        # e.g. one that trained before its first checkpoint: shown, nothing launched.
         try:
             check_resumable(run)
             pid = launch(run, resume=True)
@@ -118,6 +137,8 @@ class BvaeApp(App):
         self._refresh_runs()
 
     def delete_run(self, run_path: Path, on_done: Callable[[], None] | None = None) -> None:
+        if self._deleted(run_path):
+            return
         run = Run(run_path)
         if run.status().get("state") in ACTIVE_STATES:
             self.notify(f"{run.id} is running; stop it first (s)", severity="warning")
@@ -145,6 +166,8 @@ class BvaeApp(App):
                          confirmed)
 
     def export_run(self, run_path: Path) -> None:
+        if self._deleted(run_path):
+            return
         run = Run(run_path)
 
         def chosen(options: ExportOptions | None) -> None:

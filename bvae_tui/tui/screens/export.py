@@ -38,6 +38,11 @@ def parse_images(text: str) -> list[int] | None:
     return values
 
 
+def _left_ellipsis(text: str, width: int) -> str:
+    """``text`` cut from the left to ``width`` characters (a path's end says the most)."""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1:]
+
+
 class ExportScreen(ModalScreen[ExportOptions | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
@@ -61,8 +66,8 @@ class ExportScreen(ModalScreen[ExportOptions | None]):
                 yield Label("steps")
                 yield Input("10", id="exp-steps", compact=True)
                 yield Label("output")
-                yield Input(placeholder=f"{self.exports_dir}/…gif", id="exp-output",
-                            compact=True)
+                yield Input(placeholder=_left_ellipsis(f"{self.exports_dir}/…gif", 56),
+                            id="exp-output", compact=True)
             yield Static("", id="exp-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Export (ctrl+s)", variant="primary", id="do-export", compact=True)

@@ -59,6 +59,7 @@ worker log.
 | `e` | export a traversal GIF |
 | `p` | switch the preview between traversal and reconstruction |
 | `z` | preview size: fit the width, 1/4, 1/2, full (scroll sideways) |
+| `PgDn` / `PgUp` | scroll down to the preview and the log, and back |
 | `esc` | back to the runs |
 """
 
@@ -70,8 +71,12 @@ class MonitorScreen(Screen):
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("e", "export", "Export"),
-        Binding("p", "toggle_preview", "Preview"),
-        Binding("z", "zoom", "Zoom"),
+        # p and z are named in the preview's title: the footer keeps to 80 columns.
+        Binding("p", "toggle_preview", "Preview", show=False),
+        Binding("z", "zoom", "Zoom", show=False),
+        # On a short terminal the preview and the log are below the fold.
+        Binding("pagedown", "scroll_body(1)", "Log", key_display="PgDn", priority=True),
+        Binding("pageup", "scroll_body(-1)", "Up", show=False, priority=True),
     ]
 
     def __init__(self, run_path: Path) -> None:
@@ -189,45 +194,71 @@ class MonitorScreen(Screen):
         values = [v for v in (it, last) if isinstance(v, int)]
         return max(values) if values else 0
 
+    def on_resize(self, event: Any) -> None:
+        self._update_header()
+
     def _update_header(self) -> None:
+        """Three lines that never wrap, sized for 80 columns: (1) state, name, progress;
+        (2) latest loss and KL, speed, ETA, device; (3) eval scores, id, objective, dataset (or
+        the error of a run that ended badly)."""
         st = self.status
         state = "deleted" if self.gone else st.get("state", "…")
         total = st.get("total") if isinstance(st.get("total"), int) else int(
             self.config.get("iterations", 0) or 0)
         it = self.iteration
         last = self.history.last or {}
-        width = max(8, min(30, self.size.width - 64))
+        width = max(40, self.size.width - 2)  # the header's padding
         frac = it / total if total else 0.0
-        line = Text(no_wrap=True, overflow="ellipsis")
-        line.append(f"{state} ", style=STATE_STYLES.get(state, "bold red"))
-        line.append(self.run_name[:24], style="bold")
-        line.append(" ▕")
-        line.append(bar(frac, width), style="green" if state == "running" else "grey62")
-        line.append("▏")
-        line.append(f" {it}/{total} {100 * frac:.0f}%")
+
+        # Line 1: the progress bar takes what the name leaves, the name gives way first.
+        progress = f" {it}/{total} {100 * frac:.0f}%"
+        room = width - len(state) - 1 - len(progress) - 3  # spaces and the bar's ends
+        bar_width = max(8, min(30, room - min(len(self.run_name), 24)))
+        name = _ellipsis(self.run_name, max(4, room - bar_width))
+        line1 = Text(no_wrap=True, overflow="ellipsis")
+        line1.append(f"{state} ", style=STATE_STYLES.get(state, "bold red"))
+        line1.append(name, style="bold")
+        line1.append(" ▕")
+        line1.append(bar(frac, bar_width), style="green" if state == "running" else "grey62")
+        line1.append("▏")
+        line1.append(progress)
+
+        # Line 2: what the user watches most.
+        line2 = Text(no_wrap=True, overflow="ellipsis")
+        line2.append("loss ", style="dim")
+        line2.append(fmt_num(last.get("loss")))
+        line2.append("  KL ", style="dim")
+        line2.append(fmt_num(last.get("kl")))
         phase = st.get("phase")
         if state in ("queued", "running") and phase and phase != "training":
-            line.append(f"  {phase}…", style="italic")  # e.g. loading data, evaluating
+            line2.append(f"  {phase}…", style="italic")  # e.g. loading data, evaluating
         ips = last.get("img_per_s")
         if isinstance(ips, (int, float)) and math.isfinite(ips) and state == "running":
-            line.append(f"  {ips:,.0f} img/s")
+            line2.append(f"  {ips:,.0f} img/s", style="dim")
         if state == "running":
             eta = eta_seconds(self.history, it, total)
-            line.append(f"  ETA {fmt_duration(eta)}", style="bold")
-        line2 = Text(no_wrap=True, overflow="ellipsis", style="dim")
-        line2.append(f"{self.run.id}  {objective_text(self.config) if self.config else '?'}  "
-                     f"{self.config.get('dataset', '?')}  {st.get('device') or ''}  "
-                     f"loss {fmt_num(last.get('loss'))}  KL {fmt_num(last.get('kl'))}")
+            line2.append("  ETA ", style="dim")
+            line2.append(fmt_duration(eta), style="bold")
+        if st.get("device"):
+            line2.append(f"  {st.get('device')}", style="dim")
+
+        # Line 3: scores first (they are short), then where the run comes from.
+        line3 = Text(no_wrap=True, overflow="ellipsis")
         scores = fmt_scores(self.scores)
         if scores:
-            line2.append(f"  {scores}", style="cyan")
+            line3.append(f"{scores}  ", style="cyan")
+        line3.append(f"{objective_text(self.config) if self.config else '?'}  "
+                     f"{self.config.get('dataset', '?')}  {self.run.id}", style="dim")
         error = st.get("error")
         if self.gone:
-            line2 = Text("the run directory was deleted; esc goes back", style="bold red")
+            line3 = Text("the run directory was deleted; esc goes back", style="bold red")
         elif error and state in ("failed", "lost", "stopped"):
-            line2 = Text(str(error), style=STATE_STYLES.get(state, ""), no_wrap=True,
+            line3 = Text(str(error), style=STATE_STYLES.get(state, ""), no_wrap=True,
                          overflow="ellipsis")
-        header = Text("\n").join([line, line2])
+        lines = [line1, line2, line3]
+        for line in lines:  # cut here too: a wrapped line would push the next ones off
+            line.truncate(width, overflow="ellipsis")
+        header = Text("\n").join(lines)
         header.no_wrap, header.overflow = True, "ellipsis"
         self.query_one("#mon-header", Static).update(header)
 
@@ -255,6 +286,13 @@ class MonitorScreen(Screen):
     def action_export(self) -> None:
         self.app.export_run(self.run.path)
 
+    def action_scroll_body(self, direction: int) -> None:
+        body = self.query_one("#mon-body", VerticalScroll)
+        if direction > 0:
+            body.scroll_page_down(animate=False)
+        else:
+            body.scroll_page_up(animate=False)
+
     def action_zoom(self) -> None:
         image = self.query_one(HalfBlockImage)
         image.set_zoom(_next_zoom(image.zoom))
@@ -270,6 +308,10 @@ ZOOMS: tuple[float | None, ...] = (None, 0.25, 0.5, 1.0)
 
 def _next_zoom(zoom: float | None) -> float | None:
     return ZOOMS[(ZOOMS.index(zoom) + 1) % len(ZOOMS)] if zoom in ZOOMS else None
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
 def _read_previews(paths: dict[str, Path]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ launch waits until there are none. The line at the bottom is the same run as a c
 | `tab` / `shift+tab` | next / previous field |
 | `ctrl+r` | launch (starts a detached worker, opens its monitor) |
 | `esc` | back without launching |
+| `ctrl+q` | quit the app (`q` does not quit here) |
 
 Device: `auto` takes the GPU with most free memory when training starts; the list refreshes
 every 2 s (bar: memory in use; then free / total and utilisation).
@@ -73,6 +74,8 @@ class NewRunScreen(Screen):
     BINDINGS = [
         Binding("ctrl+r", "launch", "Launch", priority=True),
         Binding("escape", "cancel", "Back"),
+        # Not the app's quit: a stray q on a select or checkbox would lose the form.
+        Binding("q", "no_quit", "Quit", show=False),
     ]
 
     def __init__(self, data_dir: Path) -> None:
@@ -189,6 +192,10 @@ class NewRunScreen(Screen):
                 get_spec(values["dataset"])
             except UserError as exc:
                 errors["dataset"] = str(exc)
+            else:
+                folder_error = _folder_error(str(values["dataset"]))
+                if folder_error:
+                    errors["dataset"] = folder_error
         general = ""
         if not errors:
             try:  # the whole config once more, for checks that involve several fields
@@ -317,6 +324,10 @@ class NewRunScreen(Screen):
     def action_cancel(self) -> None:
         self.app.pop_screen()
 
+    def action_no_quit(self) -> None:
+        self.notify("q does not quit from the form: esc goes back, ctrl+q quits",
+                    severity="warning")
+
     def action_launch(self) -> None:
         if not self.revalidate():
             first = next(iter(self.errors), None)
@@ -332,6 +343,20 @@ class NewRunScreen(Screen):
     def _launched(self, run_path: Path) -> None:
         self.app.pop_screen()
         self.app.open_monitor(run_path)
+
+
+def _folder_error(dataset: str) -> str:
+    """Why a ``folder:PATH`` dataset cannot train ('' when it can, or is not a folder): checked
+    here, before launch, so that a typo does not make a failed run."""
+    if not dataset.startswith(FOLDER):
+        return ""
+    raw = dataset[len(FOLDER):].strip()
+    path = Path(raw).expanduser()
+    if not path.exists():
+        return f"folder {raw} does not exist"
+    if not path.is_dir():
+        return f"{raw} is not a folder"
+    return ""
 
 
 def _show(value: Any) -> str:

@@ -89,6 +89,7 @@ class RunsScreen(Screen):
         self.sort = "started"
         self.reverse = True
         self._poll_now = False
+        self._want: str | None = None  # a run to put the cursor on once it shows up
 
     def compose(self) -> ComposeResult:
         yield Static(id="runs-title", classes="topbar")
@@ -151,9 +152,21 @@ class RunsScreen(Screen):
         rows.sort(key=sort_key(self.sort), reverse=self.reverse)
         return rows
 
+    def select_run(self, run_id: str) -> None:
+        """Put the cursor on ``run_id`` (a run just launched or opened), now or once the next
+        poll lists it, so that the keys act on that run."""
+        self._want = run_id
+        if self.is_mounted and self.query_one(RunsTable).select(run_id):
+            self._want = None
+            self._update_details()
+        else:
+            self.refresh_now()
+
     def _show(self) -> None:
         table = self.query_one(RunsTable)
         table.show(self.visible_rows())
+        if self._want is not None and table.select(self._want):
+            self._want = None
         self._update_title()
         self._update_details()
 
@@ -185,6 +198,11 @@ class RunsScreen(Screen):
         row = self.selected_row()
         details = self.query_one("#runs-details", Static)
         if row is None:
+            if self.rows and not self.query_one(RunsTable).row_count:
+                details.update(Text(f"no runs match the filters ({self._filters_text()}): "
+                                    "/ edits the text, f and g cycle state and dataset",
+                                    style="yellow"))
+                return
             details.update(Text("no run selected" if self.rows else "", style="dim"))
             return
         text = Text()
@@ -203,6 +221,14 @@ class RunsScreen(Screen):
         if exported:
             text.append(f"\nexported: {exported}", style="green")
         details.update(text)
+
+    def _filters_text(self) -> str:
+        parts = [f"text '{self.text_filter}'"] if self.text_filter else []
+        if self.state_filter != "all":
+            parts.append(f"state {self.state_filter}")
+        if self.dataset_filter != "all":
+            parts.append(f"dataset {self.dataset_filter}")
+        return ", ".join(parts)
 
     def selected_row(self) -> RunRow | None:
         run_id = self.query_one(RunsTable).selected_id

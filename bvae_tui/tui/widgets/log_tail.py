@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+import re
+
 from textual.widgets import Log
+
+# Escape sequences: CSI (colours, cursor moves, ESC [2J clearing the screen), OSC (titles,
+# links), and the two-character ones. Whatever a program prints must not reach the terminal.
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]*[0-~])?")
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean_line(line: str) -> str:
+    """A log line as plain printable text: what a terminal would leave of a line redrawn with
+    ``\\r`` (a progress bar: the part after the last one), escape sequences and other control
+    characters removed, tabs expanded."""
+    line = line.rstrip("\r\n")
+    if "\r" in line:
+        line = line.rsplit("\r", 1)[1]
+    line = _ESCAPES.sub("", line)
+    return _CONTROLS.sub("", line.expandtabs(8))
 
 
 class LogTail(Log):
@@ -22,8 +40,8 @@ class LogTail(Log):
         # Appending is cheaper and keeps the user's scroll position when the file only grew.
         n = len(self._shown)
         if n and lines[: n] == self._shown:
-            self.write_lines(lines[n:])
+            self.write_lines([clean_line(line) for line in lines[n:]])
         else:
             self.clear()
-            self.write_lines(lines or ["(worker.log is empty)"])
+            self.write_lines([clean_line(line) for line in lines] or ["(worker.log is empty)"])
         self._shown = list(lines)

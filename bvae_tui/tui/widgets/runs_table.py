@@ -66,6 +66,13 @@ class RunsTable(DataTable):
             return None
         return self._order[self.cursor_row]
 
+    def select(self, run_id: str) -> bool:
+        """Put the cursor on ``run_id``; False when that run is not in the table (yet)."""
+        if run_id not in self._order:
+            return False
+        self.move_cursor(row=self._order.index(run_id), animate=False)
+        return True
+
     def show(self, rows: list[RunRow]) -> None:
         order = [r.id for r in rows]
         if order != self._order:
