@@ -212,8 +212,10 @@ class RunsScreen(Screen):
         if row.device:
             text.append(f"  on {row.device}", style="dim")
         text.append(f"  {fmt_duration(row.duration)}", style="dim")
-        if row.scores:
-            text.append(f"  {row.scores}", style="cyan")
+        if row.scores:  # beside the rest when it fits, else on a line of its own (no wrap)
+            width = max(20, self.size.width - 2)
+            text.append("  " if len(text) + 2 + len(row.scores) <= width else "\n")
+            text.append(row.scores, style="cyan")
         if row.error:
             text.append("\n")
             text.append(row.error, style=STATE_STYLES.get(row.state, ""))
