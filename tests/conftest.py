@@ -15,6 +15,18 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for tests that train: tiny models gain nothing from two, and lose a
+    lot when the suite shares the CPU with the workers it starts."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def mini_data_dir(tmp_path_factory) -> Path:
     """A data root holding the prepared ``dsprites-mini`` grid (4,608 procedural images)."""

@@ -9,7 +9,6 @@ import subprocess
 import time
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from bvae_tui.cli.main import app
@@ -23,12 +22,7 @@ TINY = ["--dataset", "dsprites-mini", "--device", "cpu", "--batch-size", "16", "
         "--preview-every", "0", "--log-every", "10"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def invoke(*args, input=None):
