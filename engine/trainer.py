@@ -199,7 +199,6 @@ def train(run: Run, resume: bool = False,
 
 def _fail(run: Run, reason: str, **fields: Any) -> str:
     run.write_status(state="failed", error=reason, phase=None, **fields)
-    _warn(f"run failed: {reason}")
     return "failed"
 
 

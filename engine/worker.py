@@ -202,7 +202,10 @@ def main(argv: list[str] | None = None) -> int:
               f"kl {row['kl']:.3f}{c} {row['img_per_s']:.0f} img/s", flush=True)
 
     state = train(run, resume=args.resume, should_stop=lambda: stop_requested, on_row=log_row)
-    print(f"worker done: {state}", flush=True)
+    error = run.raw_status().get("error") if state == "failed" else None
+    # The reason goes to worker.log here, not from the trainer, so a foreground `bvae train`
+    # (which reports it itself) does not print it twice.
+    print(f"worker done: {state}" + (f": {error}" if error else ""), flush=True)
     return 0 if state in ("finished", "stopped") else 1
 
 
