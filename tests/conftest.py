@@ -37,6 +37,14 @@ def mini_data_dir(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def mini(mini_data_dir):
+    """The prepared ``dsprites-mini`` dataset, opened (memory-mapped; read-only use)."""
+    from datasets.loader import open_dataset
+
+    return open_dataset("dsprites-mini", mini_data_dir, prepare_missing=False)
+
+
 @pytest.fixture
 def runs_dir(tmp_path, monkeypatch) -> Path:
     """An empty runs root, also exported as BVAE_RUNS_DIR for subprocesses and the CLI."""

@@ -19,13 +19,6 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def mini(mini_data_dir):
-    from datasets.loader import open_dataset
-
-    return open_dataset("dsprites-mini", mini_data_dir, prepare_missing=False)
-
-
 def _make_run(runs_dir, data_dir, dataset="dsprites-mini", iteration=7, name="ev"):
     """A run with a real checkpoint of an (untrained) H model, as the trainer would save it."""
     import torch

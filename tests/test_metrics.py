@@ -21,13 +21,6 @@ SMALL = {
 }
 
 
-@pytest.fixture(scope="module")
-def mini(mini_data_dir):
-    from datasets.loader import open_dataset
-
-    return open_dataset("dsprites-mini", mini_data_dir, prepare_missing=False)
-
-
 def _score(ds, table, seed=0, metrics=M.METRICS):
     return M.evaluate_representation(ds, lambda needed: table, metrics, SMALL, seed)
 

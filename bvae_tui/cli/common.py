@@ -19,6 +19,16 @@ DataDirOpt = Annotated[
                  help="where datasets are cached (default: ./data)", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+RunArg = Annotated[str, typer.Argument(help="run id, unique id prefix, name, or path",
+                                       show_default=False)]
+
+
+def find_run(ref: str, runs_dir: str | None):
+    """The run a RUN argument names, under ``--runs-dir`` (one-line RunError if none or many)."""
+    from engine.runs import find_run as find
+    from engine.runs import runs_root
+
+    return find(runs_root(runs_dir), ref)
 
 
 def print_json(data: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bvae_tui.cli.common import DataDirOpt, JsonOpt, RunsDirOpt, console, print_json
+from bvae_tui.cli.common import DataDirOpt, JsonOpt, RunsDirOpt, console, find_run, print_json
 from bvae_tui.cli.main import app
 
 _WHAT = "What to score"
@@ -154,9 +154,7 @@ def eval_command(
     try:
         if run is not None:
             from engine.evaluate import evaluate_run
-            from engine.runs import find_run, runs_root
-
-            target = find_run(runs_root(runs_dir), run)
+            target = find_run(run, runs_dir)
             result = evaluate_run(target, metrics=metrics, fast=fast, seed=seed, device=device,
                                   checkpoint=checkpoint, progress=note)
         else:

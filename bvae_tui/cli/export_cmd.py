@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from bvae_tui.cli.common import DataDirOpt, RunsDirOpt
+from bvae_tui.cli.common import DataDirOpt, RunArg, RunsDirOpt, find_run
 from bvae_tui.cli.main import app
 
 export_app = typer.Typer(
@@ -22,8 +22,6 @@ app.add_typer(export_app, name="export", rich_help_panel="Results")
 _SRC = "Source"
 _TRAV = "Traversal"
 
-RunArg = Annotated[str, typer.Argument(help="run id, unique id prefix, name, or path",
-                                       show_default=False)]
 OutputOpt = Annotated[str | None, typer.Option(
     "--output", "-o", help="output file or folder (default: RUN/exports/)", show_default=False)]
 ImagesOpt = Annotated[str | None, typer.Option(
@@ -66,12 +64,6 @@ def _indices(text: str | None) -> list[int] | None:
     return out
 
 
-def _run(ref: str, runs_dir: str | None):
-    from engine.runs import find_run, runs_root
-
-    return find_run(runs_root(runs_dir), ref)
-
-
 @export_app.command("gif")
 def gif(
     run: RunArg,
@@ -92,7 +84,7 @@ def gif(
     """Animated traversal: every latent steps through the values at once; loops forever."""
     from engine.export import export_gif
 
-    path = export_gif(_run(run, runs_dir), output=output, images=_indices(images), limit=limit,
+    path = export_gif(find_run(run, runs_dir), output=output, images=_indices(images), limit=limit,
                       steps=steps, fps=fps, checkpoint=checkpoint, order=order, random=random,
                       seed=seed, device=device, data_dir=data_dir)
     typer.echo(str(path))
@@ -116,7 +108,7 @@ def png(
     """Traversal grid: rows = latents (KL beside each), columns = values, a panel per image."""
     from engine.export import export_png
 
-    path = export_png(_run(run, runs_dir), output=output, images=_indices(images), limit=limit,
+    path = export_png(find_run(run, runs_dir), output=output, images=_indices(images), limit=limit,
                       steps=steps, checkpoint=checkpoint, order=order, random=random, seed=seed,
                       device=device, data_dir=data_dir)
     typer.echo(str(path))
@@ -138,6 +130,6 @@ def recon(
     """Reconstruction grid: the fixed images above their reconstructions."""
     from engine.export import export_recon
 
-    path = export_recon(_run(run, runs_dir), output=output, images=_indices(images), n=n,
+    path = export_recon(find_run(run, runs_dir), output=output, images=_indices(images), n=n,
                         seed=seed, checkpoint=checkpoint, device=device, data_dir=data_dir)
     typer.echo(str(path))

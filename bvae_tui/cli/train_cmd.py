@@ -14,7 +14,16 @@ from typing import Annotated, Any
 
 import typer
 
-from bvae_tui.cli.common import DataDirOpt, JsonOpt, RunsDirOpt, console, human_bytes, print_json
+from bvae_tui.cli.common import (
+    DataDirOpt,
+    JsonOpt,
+    RunArg,
+    RunsDirOpt,
+    console,
+    find_run,
+    human_bytes,
+    print_json,
+)
 from bvae_tui.cli.main import app
 from bvae_tui.cli.options import config_field_names, with_config_options
 
@@ -197,7 +206,7 @@ app.command(
 
 @app.command()
 def resume(
-    run: Annotated[str, typer.Argument(help="run id (a unique prefix is enough) or name")],
+    run: RunArg,
     detach: Annotated[bool, typer.Option("--detach", "-d",
                                          help="continue in a background worker")] = False,
     restart: Annotated[bool, typer.Option(
@@ -205,10 +214,9 @@ def resume(
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Continue a stopped, failed or lost run from its last checkpoint."""
-    from engine.runs import find_run, runs_root
     from engine.worker import check_resumable, launch
 
-    found = find_run(runs_root(runs_dir), run)
+    found = find_run(run, runs_dir)
     check_resumable(found, restart=restart)
     if detach:
         launch(found, resume=True)
@@ -219,15 +227,15 @@ def resume(
 
 @app.command()
 def stop(
-    run: Annotated[str, typer.Argument(help="run id (a unique prefix is enough) or name")],
+    run: RunArg,
     wait: Annotated[float, typer.Option(help="seconds to wait for the checkpoint")] = 30.0,
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Stop a running run: it finishes its step, writes a checkpoint and becomes 'stopped'."""
-    from engine.runs import ACTIVE_STATES, find_run, runs_root
+    from engine.runs import ACTIVE_STATES
     from engine.worker import stop as stop_run
 
-    found = find_run(runs_root(runs_dir), run)
+    found = find_run(run, runs_dir)
     stop_run(found, wait=wait)
     status = found.status()
     if status["state"] in ACTIVE_STATES:
@@ -317,13 +325,12 @@ def runs_list(ctx: typer.Context, runs_dir: RunsDirOpt = None, json: JsonOpt = F
 
 @runs_app.command("show")
 def runs_show(
-    run: Annotated[str, typer.Argument(help="run id (a unique prefix is enough) or name")],
+    run: RunArg,
     runs_dir: RunsDirOpt = None, json: JsonOpt = False,
 ) -> None:
     """Show one run: config, status, latest metrics and evaluation scores."""
-    from engine.runs import find_run, runs_root
 
-    found = find_run(runs_root(runs_dir), run)
+    found = find_run(run, runs_dir)
     record = found.record()
     data = {**_summary(found), "status": found.status(), "config": record["config"],
             "data_dir": record.get("data_dir"), "dataset_source": record.get("dataset_source"),
@@ -369,15 +376,15 @@ def runs_show(
 
 @runs_app.command("rm")
 def runs_rm(
-    run: Annotated[str, typer.Argument(help="run id (a unique prefix is enough) or name")],
+    run: RunArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Delete a run directory (not while it is running)."""
     from engine.errors import RunError
-    from engine.runs import ACTIVE_STATES, delete_run, find_run, runs_root
+    from engine.runs import ACTIVE_STATES, delete_run
 
-    found = find_run(runs_root(runs_dir), run)
+    found = find_run(run, runs_dir)
     state = found.status()["state"]
     if state in ACTIVE_STATES:
         raise RunError(f"run {found.id} is {state}; stop it first with 'bvae stop {found.id}'")
