@@ -303,11 +303,13 @@ def data_root_error(root: Path) -> DataError | None:
     return None
 
 
-def check_available(name: str, data_dir: str | os.PathLike | None = None) -> None:
+def check_available(name: str, data_dir: str | os.PathLike | None = None) -> int | None:
     """Raise the one-line :class:`DataError` opening ``name`` for training would hit, without
     preparing anything (cheap: meta.json, .npy headers, one walk of a folder dataset).
 
-    dsprites and dsprites-mini are always available (generated offline when not prepared).
+    Returns the number of images training will see when a sound, current cache holds them, or
+    None when the dataset will be (re)built first (its size is not known yet). dsprites and
+    dsprites-mini are always available (generated offline when not prepared).
     """
     spec = get_spec(name)
     root = data_root(data_dir)
@@ -322,21 +324,21 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None) -> Non
                 err = cache_error(spec, cdir, meta)
                 if err is not None:
                     raise err
-                return
+                return int(meta["count"])
             meta = None  # changed: it is rebuilt from the folder, checked below
         else:
             from datasets.prepare import find_real_dsprites
 
             if spec.name == "dsprites" and meta.get("source") == "procedural" \
                     and find_real_dsprites(root) is not None:
-                return  # the real file replaces the procedural set
+                return None  # the real file replaces the procedural set
             err = cache_error(spec, cdir, meta)
             if err is not None:
                 raise err
-            return
+            return int(meta["count"])
     # Not prepared (or a changed folder): preparing it needs its source.
     if spec.name in ("dsprites", "dsprites-mini"):
-        return
+        return None
     if spec.folder is not None:
         from datasets.images import folder_fingerprint
 
@@ -344,7 +346,7 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None) -> Non
         if fp is not None and fp["count"] == 0:
             raise DataError(f"no jpg/png images under {spec.folder}; point it at a folder of "
                             "images")
-        return
+        return None  # how many decode is known only after preparing
     if spec.name == "shapes3d":
         from datasets.shapes3d import find_source as find_h5
 
@@ -356,6 +358,7 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None) -> Non
     if not present:
         raise DataError(f"{spec.name} is not prepared and its files are not in {root}: "
                         f"{spec.source_hint} {root}, or run: bvae data download {spec.name}")
+    return None
 
 
 def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> dict:

@@ -75,7 +75,7 @@ def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) ->
     prepared nor obtainable offline, a GPU that does not exist or no NVIDIA driver for one.
     Preparing the data itself (generating dSprites, decoding a folder) is the worker's job.
     """
-    from datasets.loader import check_available, dataset_status
+    from datasets.loader import check_available
     from datasets.registry import get_spec
     from engine.devices import resolve_device
 
@@ -85,8 +85,9 @@ def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) ->
         raise ConfigError(f"--eval-at-end needs ground-truth factors, which '{cfg.dataset}' does "
                           "not have; drop --eval-at-end or use dsprites / shapes3d")
     # Missing files, a damaged cache or a bad folder: an error now, not a failed run later.
-    check_available(cfg.dataset, data_dir)
-    count = dataset_status(cfg.dataset, data_dir)["count"]
+    # The count is that of the data training will see (None: it is built first), so a folder
+    # that changed since it was prepared is not judged by its old size.
+    count = check_available(cfg.dataset, data_dir)
     if count is None and spec.has_factors:  # a full factor grid: its size is its product
         count = math.prod(spec.factor_sizes)
     if count is not None and cfg.batch_size > count:

@@ -131,7 +131,7 @@ def test_status_and_check_report_a_damaged_cache(tmp_path, mini_data_dir, damage
     from datasets.loader import check_available
 
     cdir = _copy_mini(mini_data_dir, tmp_path)
-    check_available("dsprites-mini", tmp_path)  # sound
+    assert check_available("dsprites-mini", tmp_path) == 4608  # sound: the size training sees
     if damage == "truncate":
         data = (cdir / "images.npy").read_bytes()
         (cdir / "images.npy").write_bytes(data[: len(data) - 100])
@@ -160,7 +160,7 @@ def test_check_available(tmp_path):
 
     root = tmp_path / "data"
     for name in ("dsprites", "dsprites-mini"):  # generated offline: always available
-        check_available(name, root)
+        assert check_available(name, root) is None  # not built yet: size not known
     assert not root.exists()  # nothing prepared or created
     with pytest.raises(DataError, match="unknown dataset 'nope'"):
         check_available("nope", root)
@@ -187,9 +187,16 @@ def test_check_available(tmp_path):
     with pytest.raises(DataError, match="no jpg/png images"):
         check_available(f"folder:{tmp_path / 'empty'}", root)
     Image.new("RGB", (8, 8)).save(tmp_path / "empty" / "a.png")
-    check_available(f"folder:{tmp_path / 'empty'}", root)
+    folder = f"folder:{tmp_path / 'empty'}"
+    assert check_available(folder, root) is None
+    from datasets.prepare import prepare
+
+    prepare(folder, tmp_path / "prepared")
+    assert check_available(folder, tmp_path / "prepared") == 1
+    Image.new("RGB", (8, 8)).save(tmp_path / "empty" / "b.png")  # the folder changed since
+    assert check_available(folder, tmp_path / "prepared") is None  # rebuilt: old size void
     with pytest.raises(DataError) as exc:
         check_available("dsprites-mini", tmp_path / "afile")
     assert "is not a folder" in str(exc.value) and "BVAE_DATA_DIR" in str(exc.value)
-    assert sorted(p.name for p in root.iterdir()) == sorted(  # still nothing prepared
+    assert sorted(p.name for p in root.iterdir()) == sorted(  # still nothing prepared here
         [SHAPES3D_FILE, "celeba.zip", DSPRITES_FILE])
