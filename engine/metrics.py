@@ -392,22 +392,7 @@ def score_mig(plan: MIGPlan, table: Table, factor_names: Sequence[str] | None = 
 
 
 # ---------------------------------------------------------------------------------------------
-# Convenience: one metric straight from a table, and all of them with one encoding pass
-
-
-def beta_vae_score(dataset: Any, table: Table, seed: int = 0, **params: Any) -> dict[str, Any]:
-    gt = GroundTruth(dataset)
-    return score_beta_vae(plan_beta_vae(gt, seed, **params), table, seed)
-
-
-def factor_vae_score(dataset: Any, table: Table, seed: int = 0, **params: Any) -> dict[str, Any]:
-    gt = GroundTruth(dataset)
-    return score_factor_vae(plan_factor_vae(gt, seed, **params), table, gt.num_factors)
-
-
-def mig(dataset: Any, table: Table, seed: int = 0, **params: Any) -> dict[str, Any]:
-    gt = GroundTruth(dataset)
-    return score_mig(plan_mig(gt, seed, **params), table, gt.names)
+# All metrics with one encoding pass
 
 
 def resolve_params(metrics: Sequence[str], fast: bool = False,
