@@ -57,7 +57,7 @@ def step(name: str, root: str) -> dict:
     import numpy as np
 
     if name == "generate":
-        from datasets.prepare import prepare
+        from bvae_tui.datasets.prepare import prepare
 
         t, cpu = time.perf_counter(), _cpu()
         ds = prepare("dsprites", root, force=True)
@@ -66,7 +66,7 @@ def step(name: str, root: str) -> dict:
                 "peak_rss": _peak(), "disk_bytes": sum(
                     p.stat().st_size for p in (Path(root) / "dsprites").iterdir())}
     if name == "stats":
-        from datasets.loader import open_dataset
+        from bvae_tui.datasets.prepare import open_dataset
 
         ds = open_dataset("dsprites", root, prepare_missing=False)
         counts = np.concatenate([np.bitwise_count(ds.images[i:i + 65536]).sum(axis=1)
@@ -77,7 +77,7 @@ def step(name: str, root: str) -> dict:
                 "per_image_std": std, "std_rel_err": std / REAL_STD - 1}
     if name == "load":
         t = time.perf_counter()
-        from datasets.loader import open_dataset
+        from bvae_tui.datasets.prepare import open_dataset
 
         ds = open_dataset("dsprites", root, prepare_missing=False)
         t_open = time.perf_counter() - t
@@ -88,8 +88,8 @@ def step(name: str, root: str) -> dict:
     if name == "tensor":
         import torch
 
-        from datasets.loader import open_dataset
-        from datasets.tensors import DeviceImages
+        from bvae_tui.datasets.prepare import open_dataset
+        from bvae_tui.datasets.tensors import DeviceImages
 
         torch.set_num_threads(2)
         ds = open_dataset("dsprites", root, prepare_missing=False)
@@ -108,8 +108,8 @@ def step(name: str, root: str) -> dict:
                 "rss_total": _rss(), "batch64_ms": per_batch * 1e3,
                 "float32_equivalent_bytes": ds.n * 64 * 64 * 4}
     if name == "export":
-        from datasets.loader import open_dataset
-        from datasets.npz import export_npz
+        from bvae_tui.datasets.npz import export_npz
+        from bvae_tui.datasets.prepare import open_dataset
 
         ds = open_dataset("dsprites", root, prepare_missing=False)
         out = Path(root) / "export.npz"
@@ -123,7 +123,7 @@ def step(name: str, root: str) -> dict:
     if name == "photos":
         from PIL import Image
 
-        from datasets.prepare import prepare
+        from bvae_tui.datasets.prepare import prepare
 
         src = Path(root) / "photos"
         src.mkdir(exist_ok=True)

@@ -27,11 +27,11 @@ def _temp_run(root: Path, dataset: str, data_dir: str | None, arch: str):
     """A run holding a checkpoint of a freshly initialised model, saved as the trainer would."""
     import torch
 
-    from datasets.registry import data_root
-    from engine.checkpoint import save_checkpoint
-    from engine.config import make_config
-    from engine.models import build_model
-    from engine.runs import create_run
+    from bvae_tui.datasets.registry import data_root
+    from bvae_tui.engine.config import make_config
+    from bvae_tui.engine.runs.store import create_run
+    from bvae_tui.engine.train.checkpoint import save_checkpoint
+    from bvae_tui.engine.train.models import build_model
 
     cfg = make_config(dataset=dataset, device="cpu", arch=arch)
     run = create_run(root, cfg, data_root(data_dir), name="bench-eval")
@@ -59,9 +59,9 @@ def main() -> None:
 
     import torch
 
-    from datasets.loader import open_dataset
-    from engine.evaluate import evaluate_run
-    from engine.runs import find_run, runs_root
+    from bvae_tui.datasets.prepare import open_dataset
+    from bvae_tui.engine.analysis.evaluate import evaluate_run
+    from bvae_tui.engine.runs.store import find_run, runs_root
 
     t0 = time.perf_counter()
     ds = open_dataset(args.dataset, args.data_dir)  # prepares it when missing (not timed below)

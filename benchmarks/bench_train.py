@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/bench_train.py [--device cpu|cuda:N|auto] [--data-dir DIR]
                                                [--out benchmarks/results]
 
-Prints the table of `bvae bench` and writes the JSON record (keys documented in engine/bench.py)
-to ``<out>/<host>-<device>-<UTC time>.json``. Every figure is measured beside the textbook
-PyTorch loop in the same invocation; on a machine shared with other jobs quote the ratios
-("gain"), which interleaving keeps fair, rather than the absolute numbers.
+Prints the table of `bvae bench` and writes the JSON record (keys documented in
+engine/bench/suite.py) to ``<out>/<host>-<device>-<UTC time>.json``. Every figure is measured
+beside the textbook PyTorch loop in the same invocation; on a machine shared with other jobs
+quote the ratios ("gain"), which interleaving keeps fair, rather than the absolute numbers.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
 
-    from engine.bench import format_gain, format_value, run_bench
-    from engine.devices import resolve_device
+    from bvae_tui.engine.bench.suite import format_gain, format_value, run_bench
+    from bvae_tui.engine.runs.devices import resolve_device
 
     device = resolve_device(args.device)
     record = run_bench(device, quick=args.quick, data_dir=args.data_dir,

@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.config import make_config  # noqa: E402
-from engine.runs import Run, create_run, process_start_time  # noqa: E402
+from bvae_tui.engine.config import make_config  # noqa: E402
+from bvae_tui.engine.runs.store import Run, create_run, process_start_time  # noqa: E402
 
 Z = 10
 

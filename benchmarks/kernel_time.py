@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/kernel_time.py [--steps 40] [--batch 64] [--rounds 2] [--strace]
 
 Runs the same training loop (arch H, the trainer's step, channels-last) in fresh processes with
-glibc's default allocator behaviour and with engine.fastpath's allocator settings, interleaved,
-and prints img/s, user and system CPU seconds and minor page faults per step for each. With
---strace (needs strace) it also counts the mmap/munmap/brk calls of one plain run: the cause of
-the kernel time (see engine/fastpath.py).
+glibc's default allocator behaviour and with the allocator settings of engine/train/fastpath.py,
+interleaved, and prints img/s, user and system CPU seconds and minor page faults per step for
+each. With --strace (needs strace) it also counts the mmap/munmap/brk calls of one plain run: the
+cause of the kernel time.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, resource, sys, time, torch
-from engine import fastpath
-from engine.config import TrainConfig
-from engine.models import build_model
-from engine.objectives import compute_loss
+from bvae_tui.engine.train import fastpath
+from bvae_tui.engine.config import TrainConfig
+from bvae_tui.engine.train.models import build_model
+from bvae_tui.engine.train.objectives import compute_loss
 steps, batch = int(sys.argv[1]), int(sys.argv[2])
 tuned = fastpath.tune_allocator()
 cfg = TrainConfig(dataset="dsprites", batch_size=batch)
@@ -57,7 +57,7 @@ print(json.dumps({"tuned": tuned, "img_per_s": steps * batch / max(dt, 1e-9),
 
 
 def run(plain: bool, steps: int, batch: int, prefix: list[str] | None = None) -> dict:
-    from engine import fastpath
+    from bvae_tui.engine.train import fastpath
 
     env = {k: v for k, v in os.environ.items() if k not in fastpath.MALLOC_ENV}
     env[fastpath.PLAIN_ENV] = "1" if plain else "0"

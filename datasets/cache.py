@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.errors import DataError
+from bvae_tui.datasets.errors import DataError
 
 FORMAT_VERSION = 1
 META = "meta.json"

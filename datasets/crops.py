@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets import cache
+from bvae_tui.datasets import cache
 
 IMAGE_SIZE = 64
 CROP = 32

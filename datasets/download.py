@@ -20,9 +20,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from datasets.cache import ensure_root
-from datasets.errors import DataError
-from datasets.registry import (
+from bvae_tui.datasets.cache import ensure_root
+from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.registry import (
     CELEBA_MD5,
     DSPRITES_FILE,
     DSPRITES_GIT_BLOB,

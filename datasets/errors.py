@@ -1,13 +1,8 @@
-"""The one error type a user can act on.
+"""Errors of the data layer: a :class:`DataError` is a :class:`UserError` about a dataset."""
 
-Everything a user can cause (bad options, missing files, unreachable servers) raises a subclass of
-:class:`UserError` whose message is a single line naming the problem and the fix. The CLI and the
-TUI print that line; anything else is a bug and may show a traceback.
-"""
+from bvae_tui.errors import UserError
 
-
-class UserError(Exception):
-    """An error caused by input or environment, shown to the user as one line."""
+__all__ = ["UserError", "DataError"]
 
 
 class DataError(UserError):

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets import cache
-from datasets.errors import DataError
-from datasets.registry import IMAGE_SIZE, DatasetSpec
+from bvae_tui.datasets import cache
+from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.registry import IMAGE_SIZE, DatasetSpec
 
 Progress = Callable[[str, int, "int | None"], None]
 EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -168,7 +168,7 @@ def prepare_images(spec: DatasetSpec, root: Path, progress: Progress | None, for
     """Decode the files of ``spec`` into the cache."""
     src = find_source(spec, root)
     if src is None and download and spec.url:
-        from datasets.download import download_dataset
+        from bvae_tui.datasets.download import download_dataset
 
         download_dataset(spec.name, root, progress=progress)
         src = find_source(spec, root)

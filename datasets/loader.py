@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets import cache
-from datasets.errors import DataError
-from datasets.registry import DatasetSpec, data_root, get_spec
+from bvae_tui.datasets import cache
+from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.registry import DatasetSpec, data_root, find_real_dsprites, get_spec
 
 IMAGE_SIZE = 64
 
@@ -171,20 +171,20 @@ def folder_changed(spec: DatasetSpec, meta: dict) -> bool:
     from (one directory walk, no decoding). Caches without a fingerprint count as changed."""
     if spec.folder is None:
         return False
-    from datasets.images import folder_fingerprint
+    from bvae_tui.datasets.images import folder_fingerprint
 
     fp = folder_fingerprint(spec.folder)
     return fp is None or fp != meta.get("fingerprint")
 
 
-def _folder_missing(spec: DatasetSpec) -> DataError | None:
+def folder_missing_error(spec: DatasetSpec) -> DataError | None:
     if spec.folder is None or spec.folder.is_dir():
         return None
     what = "is not a folder" if spec.folder.exists() else "does not exist"
     return DataError(f"{spec.folder} {what}; give a folder of jpg/png images")
 
 
-def _changed_error(spec: DatasetSpec) -> DataError:
+def folder_changed_error(spec: DatasetSpec) -> DataError:
     return DataError(f"folder {spec.folder} changed since it was prepared; run: "
                      f"bvae data prepare {spec.name} --force")
 
@@ -242,7 +242,7 @@ def cache_error(spec: DatasetSpec, cache_dir: Path, meta: dict) -> DataError | N
     return None
 
 
-def _open_cached(spec: DatasetSpec, cdir: Path, meta: dict) -> Dataset:
+def open_cached(spec: DatasetSpec, cdir: Path, meta: dict) -> Dataset:
     if int(meta.get("format_version", 0)) != cache.FORMAT_VERSION:
         raise DataError(f"prepared data for '{spec.name}' has an old format; run: "
                         f"bvae data prepare {spec.name} --force")
@@ -257,38 +257,7 @@ def open_prepared(name: str, data_dir: str | os.PathLike | None = None) -> Datas
     if meta is None:
         raise DataError(f"dataset '{spec.name}' is not prepared in {cdir.parent}; run: "
                         f"bvae data prepare {name}")
-    return _open_cached(spec, cdir, meta)
-
-
-def open_dataset(name: str, data_dir: str | os.PathLike | None = None,
-                 prepare_missing: bool = True) -> Dataset:
-    """Open the prepared cache of ``name``; prepare it first when missing and allowed.
-
-    A ``folder:PATH`` cache whose image files changed since it was prepared is rebuilt when
-    preparing is allowed, else refused with the command that rebuilds it.
-    """
-    spec = get_spec(name)
-    cdir = cache_dir_of(spec, data_dir)
-    meta = cache.read_meta(cdir)
-    if meta is None:
-        if not prepare_missing:
-            raise DataError(f"dataset '{spec.name}' is not prepared in {cdir.parent}; run: "
-                            f"bvae data prepare {name}")
-        from datasets.prepare import prepare
-
-        return prepare(name, data_dir)
-    if spec.folder is not None and folder_changed(spec, meta):
-        if not prepare_missing:
-            raise _folder_missing(spec) or _changed_error(spec)
-        from datasets.prepare import prepare
-
-        return prepare(name, data_dir)
-    if prepare_missing and spec.name == "dsprites" and meta.get("source") == "procedural":
-        from datasets.prepare import find_real_dsprites, prepare
-
-        if find_real_dsprites(cdir.parent) is not None:
-            return prepare(name, data_dir)  # the real file arrived: it replaces the procedural
-    return _open_cached(spec, cdir, meta)
+    return open_cached(spec, cdir, meta)
 
 
 def data_root_error(root: Path) -> DataError | None:
@@ -313,7 +282,7 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None) -> int
     """
     spec = get_spec(name)
     root = data_root(data_dir)
-    err = data_root_error(root) or _folder_missing(spec)
+    err = data_root_error(root) or folder_missing_error(spec)
     if err is not None:
         raise err
     cdir = root / spec.cache_name
@@ -327,8 +296,6 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None) -> int
                 return int(meta["count"])
             meta = None  # changed: it is rebuilt from the folder, checked below
         else:
-            from datasets.prepare import find_real_dsprites
-
             if spec.name == "dsprites" and meta.get("source") == "procedural" \
                     and find_real_dsprites(root) is not None:
                 return None  # the real file replaces the procedural set
@@ -340,7 +307,7 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None) -> int
     if spec.name in ("dsprites", "dsprites-mini"):
         return None
     if spec.folder is not None:
-        from datasets.images import folder_fingerprint
+        from bvae_tui.datasets.images import folder_fingerprint
 
         fp = folder_fingerprint(spec.folder)
         if fp is not None and fp["count"] == 0:
@@ -348,11 +315,11 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None) -> int
                             "images")
         return None  # how many decode is known only after preparing
     if spec.name == "shapes3d":
-        from datasets.shapes3d import find_source as find_h5
+        from bvae_tui.datasets.shapes3d import find_source as find_h5
 
         present = find_h5(root) is not None
     else:
-        from datasets.images import find_source
+        from bvae_tui.datasets.images import find_source
 
         present = find_source(spec, root) is not None
     if not present:
@@ -380,7 +347,7 @@ def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> dict
     if damaged is not None:
         fix = f"bvae data prepare {spec.name} --force"
     elif stale:
-        problem = _folder_missing(spec)  # the cache is sound but its folder is gone
+        problem = folder_missing_error(spec)  # the cache is sound but its folder is gone
         fix = None if problem is not None else f"bvae data prepare {spec.name}"
     return {
         "name": spec.name,

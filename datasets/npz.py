@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets import dsprites
-from datasets.errors import DataError
+from bvae_tui.datasets import dsprites
+from bvae_tui.datasets.errors import DataError
 
 KEYS = ("imgs", "latents_values", "latents_classes")
 

@@ -18,14 +18,47 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets import cache, crops, dsprites
-from datasets.errors import DataError
-from datasets.loader import Dataset, cache_dir_of, folder_changed, open_prepared
-from datasets.registry import DSPRITES_FILE, DatasetSpec, data_root, get_spec
+from bvae_tui.datasets import cache, crops, dsprites
+from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.loader import (
+    Dataset,
+    cache_dir_of,
+    folder_changed,
+    folder_changed_error,
+    folder_missing_error,
+    open_cached,
+    open_prepared,
+)
+from bvae_tui.datasets.registry import DatasetSpec, data_root, find_real_dsprites, get_spec
 
 Progress = Callable[[str, int, "int | None"], None]
 
 GENERATOR_VERSION = 1
+
+
+def open_dataset(name: str, data_dir: str | os.PathLike | None = None,
+                 prepare_missing: bool = True) -> Dataset:
+    """Open the prepared cache of ``name``; prepare it first when missing and allowed.
+
+    A ``folder:PATH`` cache whose image files changed since it was prepared is rebuilt when
+    preparing is allowed, else refused with the command that rebuilds it.
+    """
+    spec = get_spec(name)
+    cdir = cache_dir_of(spec, data_dir)
+    meta = cache.read_meta(cdir)
+    if meta is None:
+        if not prepare_missing:
+            raise DataError(f"dataset '{spec.name}' is not prepared in {cdir.parent}; run: "
+                            f"bvae data prepare {name}")
+        return prepare(name, data_dir)
+    if spec.folder is not None and folder_changed(spec, meta):
+        if not prepare_missing:
+            raise folder_missing_error(spec) or folder_changed_error(spec)
+        return prepare(name, data_dir)
+    if (prepare_missing and spec.name == "dsprites" and meta.get("source") == "procedural"
+            and find_real_dsprites(cdir.parent) is not None):
+        return prepare(name, data_dir)  # the real file arrived: it replaces the procedural
+    return open_cached(spec, cdir, meta)
 
 
 def prepare(name: str, data_dir: str | os.PathLike | None = None,
@@ -51,7 +84,7 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None,
     if spec.name == "dsprites":
         real = find_real_dsprites(root)
         if real is None and download:
-            from datasets.download import download_dataset
+            from bvae_tui.datasets.download import download_dataset
 
             real = download_dataset("dsprites", root, progress=progress)
         if real is not None:
@@ -61,11 +94,11 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None,
     elif spec.name == "dsprites-mini":
         _prepare_procedural(spec, root, dsprites.mini_grid(), progress, force)
     elif spec.name == "shapes3d":
-        from datasets import shapes3d
+        from bvae_tui.datasets import shapes3d
 
         src = shapes3d.find_source(root)
         if src is None and download:
-            from datasets.download import download_dataset
+            from bvae_tui.datasets.download import download_dataset
 
             src = download_dataset("shapes3d", root, progress=progress)
         if src is None:
@@ -73,16 +106,10 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None,
                             "bvae data download shapes3d")
         shapes3d.prepare_shapes3d(spec, root, src, progress, force)
     else:
-        from datasets import images
+        from bvae_tui.datasets import images
 
         images.prepare_images(spec, root, progress, force, download)
     return open_prepared(name, root)
-
-
-def find_real_dsprites(root: Path) -> Path | None:
-    """The original npz in the data dir, if the user put it there or downloaded it."""
-    path = root / DSPRITES_FILE
-    return path if path.is_file() else None
 
 
 def _factor_meta(spec: DatasetSpec, grid: dsprites.Grid) -> dict:
@@ -151,7 +178,7 @@ def _prepare_real_dsprites(spec: DatasetSpec, root: Path, path: Path,
                            grid: dsprites.Grid | None = None) -> None:
     """Import a dSprites npz (chunk-wise, bit-packing as it goes). ``grid``: the grid the file
     must hold (the full one; tests import small files of the mini grid)."""
-    from datasets import npz
+    from bvae_tui.datasets import npz
 
     grid = grid or dsprites.full_grid()
 
@@ -169,4 +196,4 @@ def _prepare_real_dsprites(spec: DatasetSpec, root: Path, path: Path,
                                                                "origin": str(path)})
 
 
-__all__ = ["prepare", "find_real_dsprites", "DataError"]
+__all__ = ["open_dataset", "prepare", "DataError"]

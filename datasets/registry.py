@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets.errors import DataError
+from bvae_tui.datasets.errors import DataError
 
 IMAGE_SIZE = 64
 
@@ -144,3 +144,9 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The data root: ``--data-dir``, else ``$BVAE_DATA_DIR``, else ``./data``."""
     chosen = data_dir or os.environ.get("BVAE_DATA_DIR") or "data"
     return Path(chosen).expanduser().resolve()
+
+
+def find_real_dsprites(root: Path) -> Path | None:
+    """The original npz in the data dir, if the user put it there or downloaded it."""
+    path = root / DSPRITES_FILE
+    return path if path.is_file() else None

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets import cache
-from datasets.errors import DataError
-from datasets.registry import SHAPES3D_FILE, DatasetSpec
+from bvae_tui.datasets import cache
+from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.registry import SHAPES3D_FILE, DatasetSpec
 
 Progress = Callable[[str, int, "int | None"], None]
 _CHUNK = 8000

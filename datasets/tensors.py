@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from datasets.crops import CROP
-from datasets.loader import IMAGE_SIZE, Dataset
+from bvae_tui.datasets.crops import CROP
+from bvae_tui.datasets.loader import IMAGE_SIZE, Dataset
 
 
 class DeviceImages:

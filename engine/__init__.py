@@ -1,12 +1,8 @@
-"""The bvae-tui engine: config, models, training, run store, devices, visualisation, metrics.
+"""The bvae-tui engine (installed as ``bvae_tui.engine``); headless: no textual, rich or typer.
 
-Headless: nothing here imports textual, rich or typer.
+- ``config``: the one training-config schema the CLI, the TUI form and the worker share.
+- ``train/``: networks, objectives, the training step and loop, checkpoints, fast paths.
+- ``runs/``: the run directory store, launching and stopping workers, the worker, devices.
+- ``analysis/``: disentanglement metrics, evaluation, baselines, traversals and exports.
+- ``bench/``: ``bvae bench``, the project's training path against the textbook loop.
 """
-
-import datasets as _datasets
-
-if not getattr(_datasets, "IS_BVAE_DATASETS", False):  # pragma: no cover - environment check
-    raise ImportError(
-        f"'import datasets' found {getattr(_datasets, '__file__', '?')}, not bvae-tui's datasets "
-        "package; install bvae-tui into its own virtual environment (see README)"
-    )

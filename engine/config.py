@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import ConfigError
+from bvae_tui.engine.errors import ConfigError
 
 OBJECTIVES = ("H", "B")
 ARCHITECTURES = ("auto", "H", "B")

@@ -1,6 +1,7 @@
-"""Engine errors: all are :class:`datasets.errors.UserError`, shown to the user as one line."""
+"""Engine errors: all are :class:`bvae_tui.errors.UserError`, shown to the user as one line."""
 
-from datasets.errors import DataError, UserError
+from bvae_tui.datasets.errors import DataError
+from bvae_tui.errors import UserError
 
 __all__ = ["UserError", "DataError", "ConfigError", "RunError", "DeviceError"]
 

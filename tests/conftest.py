@@ -30,7 +30,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def mini_data_dir(tmp_path_factory) -> Path:
     """A data root holding the prepared ``dsprites-mini`` grid (4,608 procedural images)."""
-    from datasets.prepare import prepare
+    from bvae_tui.datasets.prepare import prepare
 
     root = tmp_path_factory.mktemp("data")
     prepare("dsprites-mini", root)
@@ -40,7 +40,7 @@ def mini_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def mini(mini_data_dir):
     """The prepared ``dsprites-mini`` dataset, opened (memory-mapped; read-only use)."""
-    from datasets.loader import open_dataset
+    from bvae_tui.datasets.prepare import open_dataset
 
     return open_dataset("dsprites-mini", mini_data_dir, prepare_missing=False)
 

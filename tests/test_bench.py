@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from engine import bench
+from bvae_tui.engine.bench import suite as bench
 from tests.conftest import ROOT, bvae_command
 
 

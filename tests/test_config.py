@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import (
+from bvae_tui.engine.config import (
     PRESETS,
     TrainConfig,
     make_config,
@@ -12,7 +12,7 @@ from engine.config import (
     preset,
     schema,
 )
-from engine.errors import ConfigError
+from bvae_tui.engine.errors import ConfigError
 
 
 def test_defaults_are_valid_and_paper_like():

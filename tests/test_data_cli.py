@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bvae_tui.cli.main import app
-from datasets import download
+from bvae_tui.datasets import download
 from tests.conftest import ROOT, bvae_command
 from tests.test_download import _Server
 
@@ -59,7 +59,7 @@ def test_prepare_list_export(tmp_path):
 
 def test_prepare_dsprites_offline_says_procedural(tmp_path, monkeypatch):
     # The full grid is too big for a test: the command's flow is the same on the mini grid.
-    from datasets import dsprites
+    from bvae_tui.datasets import dsprites
 
     monkeypatch.setattr(dsprites, "full_grid", dsprites.mini_grid)
     r = _run("data", "prepare", "dsprites", "--data-dir", str(tmp_path), "-q")
@@ -121,7 +121,7 @@ def test_real_subprocess(tmp_path):
 
 
 def test_list_at_80_columns_keeps_names_and_shows_damage(tmp_path, mini_data_dir):
-    from datasets.registry import DSPRITES_FILE
+    from bvae_tui.datasets.registry import DSPRITES_FILE
 
     data = tmp_path / "data"
     shutil.copytree(mini_data_dir / "dsprites-mini", data / "dsprites-mini")

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from datasets import dsprites
-from datasets.errors import DataError
-from datasets.loader import dataset_status, open_dataset
-from datasets.prepare import prepare
+from bvae_tui.datasets import dsprites
+from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.loader import dataset_status
+from bvae_tui.datasets.prepare import open_dataset, prepare
 
 
 def test_mini_is_prepared_with_meta(mini_data_dir):
@@ -71,7 +71,7 @@ def test_images_match_reference_renderer(mini_data_dir):
 
 def test_device_images_batch(mini_data_dir):
     torch = pytest.importorskip("torch")
-    from datasets.tensors import DeviceImages
+    from bvae_tui.datasets.tensors import DeviceImages
 
     ds = open_dataset("dsprites-mini", mini_data_dir)
     dev = DeviceImages(ds, "cpu", crops=False)  # the crop path: tests/test_datasets_crops.py
@@ -104,7 +104,7 @@ def test_open_missing_prepares(tmp_path):
 
 
 def test_no_factors_error_message():
-    from datasets.registry import get_spec
+    from bvae_tui.datasets.registry import get_spec
 
     with pytest.raises(DataError, match="unknown dataset 'nope'"):
         get_spec("nope")
@@ -128,7 +128,7 @@ def _copy_mini(mini_data_dir, root):
 
 @pytest.mark.parametrize("damage", ["truncate", "delete_classes", "old_format"])
 def test_status_and_check_report_a_damaged_cache(tmp_path, mini_data_dir, damage):
-    from datasets.loader import check_available
+    from bvae_tui.datasets.loader import check_available
 
     cdir = _copy_mini(mini_data_dir, tmp_path)
     assert check_available("dsprites-mini", tmp_path) == 4608  # sound: the size training sees
@@ -155,8 +155,8 @@ def test_status_and_check_report_a_damaged_cache(tmp_path, mini_data_dir, damage
 def test_check_available(tmp_path):
     from PIL import Image
 
-    from datasets.loader import check_available
-    from datasets.registry import DSPRITES_FILE, SHAPES3D_FILE
+    from bvae_tui.datasets.loader import check_available
+    from bvae_tui.datasets.registry import DSPRITES_FILE, SHAPES3D_FILE
 
     root = tmp_path / "data"
     for name in ("dsprites", "dsprites-mini"):  # generated offline: always available
@@ -189,7 +189,7 @@ def test_check_available(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "empty" / "a.png")
     folder = f"folder:{tmp_path / 'empty'}"
     assert check_available(folder, root) is None
-    from datasets.prepare import prepare
+    from bvae_tui.datasets.prepare import prepare
 
     prepare(folder, tmp_path / "prepared")
     assert check_available(folder, tmp_path / "prepared") == 1

@@ -9,14 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
-from datasets import crops
-from datasets.errors import DataError
-from datasets.loader import open_dataset
-from datasets.prepare import _prepare_real_dsprites, prepare
-from datasets.registry import get_spec
+from bvae_tui.datasets import crops
+from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.prepare import _prepare_real_dsprites, open_dataset, prepare
+from bvae_tui.datasets.registry import get_spec
 
 torch = pytest.importorskip("torch")
-from datasets.tensors import DeviceImages  # noqa: E402  (needs torch)
+from bvae_tui.datasets.tensors import DeviceImages  # noqa: E402  (needs torch)
 
 
 def _sha1_of(path) -> str:
@@ -88,7 +87,7 @@ def _npz_of(ds, path, imgs):
 
 
 def test_real_import_crops_and_oversized_sprite_fallback(tmp_path, mini_data_dir):
-    from datasets import dsprites
+    from bvae_tui.datasets import dsprites
 
     ds = open_dataset("dsprites-mini", mini_data_dir)
     imgs = ds.images_at(np.arange(ds.n))[:, 0]

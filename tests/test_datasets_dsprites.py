@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from datasets import dsprites as d
+from bvae_tui.datasets import dsprites as d
 
 SQUARE, ELLIPSE, HEART = 0, 1, 2
 

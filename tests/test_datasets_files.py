@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets import dsprites
-from datasets.errors import DataError
-from datasets.loader import open_dataset, open_prepared
-from datasets.prepare import _prepare_real_dsprites, prepare
-from datasets.registry import DSPRITES_FILE, get_spec
+from bvae_tui.datasets import dsprites
+from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.loader import open_prepared
+from bvae_tui.datasets.prepare import _prepare_real_dsprites, open_dataset, prepare
+from bvae_tui.datasets.registry import DSPRITES_FILE, get_spec
 
 
 def _png(path: Path, size=(40, 30), color=(200, 10, 10), mode="RGB") -> None:
@@ -219,7 +219,7 @@ def test_corrupt_tar(tmp_path):
 # --- dSprites npz: import, export, validation ----------------------------------------------
 
 def test_export_npz_matches_original_format(tmp_path, mini_data_dir):
-    from datasets.npz import export_npz
+    from bvae_tui.datasets.npz import export_npz
 
     ds = open_dataset("dsprites-mini", mini_data_dir)
     out = export_npz(ds, tmp_path / "mini.npz")
@@ -237,7 +237,7 @@ def test_export_npz_matches_original_format(tmp_path, mini_data_dir):
 
 
 def test_real_npz_import_roundtrip(tmp_path, mini_data_dir):
-    from datasets.npz import export_npz
+    from bvae_tui.datasets.npz import export_npz
 
     ds = open_dataset("dsprites-mini", mini_data_dir)
     path = export_npz(ds, tmp_path / "real.npz", compress=False)
@@ -314,7 +314,7 @@ def test_unwritable_data_dir(tmp_path):
 
 
 def test_export_rejects_photos_and_bad_paths(tmp_path, mini_data_dir):
-    from datasets.npz import export_npz
+    from bvae_tui.datasets.npz import export_npz
 
     src = tmp_path / "imgs"
     _png(src / "a.png")
@@ -335,7 +335,7 @@ def test_export_rejects_photos_and_bad_paths(tmp_path, mini_data_dir):
 
 def test_real_file_replaces_procedural(tmp_path, mini_data_dir, monkeypatch):
     # A full grid is too big for a test; the flow is the same on the mini grid.
-    from datasets.npz import export_npz
+    from bvae_tui.datasets.npz import export_npz
 
     monkeypatch.setattr(dsprites, "full_grid", dsprites.mini_grid)
     root = tmp_path / "data"
@@ -347,7 +347,7 @@ def test_real_file_replaces_procedural(tmp_path, mini_data_dir, monkeypatch):
 
 
 def test_disk_full_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
-    from datasets import cache
+    from bvae_tui.datasets import cache
 
     def full(self, rows):
         raise OSError(28, "No space left on device")

@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from datasets.errors import DataError
-from datasets.loader import open_dataset
-from datasets.registry import SHAPES3D_FILE, get_spec
+from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.prepare import open_dataset
+from bvae_tui.datasets.registry import SHAPES3D_FILE, get_spec
 
 h5py = pytest.importorskip("h5py")
 
@@ -39,7 +39,7 @@ def _write(path, shuffle=False, drop=None):
 
 
 def test_import_small_grid(tmp_path):
-    from datasets.shapes3d import prepare_shapes3d
+    from bvae_tui.datasets.shapes3d import prepare_shapes3d
 
     _write(tmp_path / SHAPES3D_FILE)
     prepare_shapes3d(_spec(), tmp_path, tmp_path / SHAPES3D_FILE, None, False)
@@ -59,7 +59,7 @@ def test_import_small_grid(tmp_path):
     ("not-h5", "not HDF5"),
 ])
 def test_bad_files(tmp_path, case, message):
-    from datasets.shapes3d import prepare_shapes3d
+    from bvae_tui.datasets.shapes3d import prepare_shapes3d
 
     path = tmp_path / SHAPES3D_FILE
     if case == "shuffled":
@@ -75,7 +75,7 @@ def test_bad_files(tmp_path, case, message):
 
 
 def test_missing_file_says_where(tmp_path):
-    from datasets.prepare import prepare
+    from bvae_tui.datasets.prepare import prepare
 
     with pytest.raises(DataError, match=f"put {SHAPES3D_FILE}"):
         prepare("shapes3d", tmp_path)

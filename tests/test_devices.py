@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from engine import devices
-from engine.devices import gpu_spec, list_gpus, resolve_device
-from engine.errors import DeviceError
+from bvae_tui.engine.errors import DeviceError
+from bvae_tui.engine.runs import devices
+from bvae_tui.engine.runs.devices import gpu_spec, list_gpus, resolve_device
 
 GIB = 1 << 30
 

@@ -9,9 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from datasets import download
-from datasets.errors import DataError
-from datasets.registry import DSPRITES_FILE
+from bvae_tui.datasets import download
+from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.registry import DSPRITES_FILE
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MB, not a multiple of the read size
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from datasets.errors import DataError, UserError
-from engine import metrics as M
+from bvae_tui.datasets.errors import DataError, UserError
+from bvae_tui.engine.analysis import metrics as M
 
 TINY = {
     "betavae": {"batch_size": 32, "num_train": 200, "num_eval": 100},
@@ -23,10 +23,10 @@ def _make_run(runs_dir, data_dir, dataset="dsprites-mini", iteration=7, name="ev
     """A run with a real checkpoint of an (untrained) H model, as the trainer would save it."""
     import torch
 
-    from engine.checkpoint import save_checkpoint
-    from engine.config import make_config
-    from engine.models import build_model
-    from engine.runs import create_run
+    from bvae_tui.engine.config import make_config
+    from bvae_tui.engine.runs.store import create_run
+    from bvae_tui.engine.train.checkpoint import save_checkpoint
+    from bvae_tui.engine.train.models import build_model
 
     cfg = make_config(dataset=dataset, iterations=10, device="cpu", z_dim=4)
     run = create_run(runs_dir, cfg, data_dir, name=name)
@@ -41,8 +41,8 @@ def _make_run(runs_dir, data_dir, dataset="dsprites-mini", iteration=7, name="ev
 def test_encode_table_matches_the_encoder(mini):
     import torch
 
-    from engine.evaluate import encode_table
-    from engine.models import build_model
+    from bvae_tui.engine.analysis.encode import encode_table
+    from bvae_tui.engine.train.models import build_model
 
     torch.manual_seed(1)
     model = build_model("H", 1, 3).eval()
@@ -57,7 +57,7 @@ def test_encode_table_matches_the_encoder(mini):
 
 
 def test_evaluate_run_writes_eval_json(runs_dir, mini_data_dir):
-    from engine.evaluate import evaluate_run
+    from bvae_tui.engine.analysis.evaluate import evaluate_run
 
     run, _ = _make_run(runs_dir, mini_data_dir)
     first = evaluate_run(run, params=TINY, seed=3)
@@ -81,7 +81,7 @@ def test_evaluate_run_writes_eval_json(runs_dir, mini_data_dir):
 
 
 def test_run_without_factors_is_a_one_line_error(runs_dir, tmp_path):
-    from engine.evaluate import evaluate_run
+    from bvae_tui.engine.analysis.evaluate import evaluate_run
 
     run, _ = _make_run(runs_dir, tmp_path, dataset="celeba")
     with pytest.raises(DataError, match="no ground-truth factors") as info:
@@ -91,7 +91,7 @@ def test_run_without_factors_is_a_one_line_error(runs_dir, tmp_path):
 
 
 def test_missing_checkpoint_is_a_user_error(runs_dir, mini_data_dir):
-    from engine.evaluate import evaluate_run
+    from bvae_tui.engine.analysis.evaluate import evaluate_run
 
     run, _ = _make_run(runs_dir, mini_data_dir)
     run.last_checkpoint.unlink()
@@ -100,8 +100,8 @@ def test_missing_checkpoint_is_a_user_error(runs_dir, mini_data_dir):
 
 
 def test_baselines(mini_data_dir):
-    from engine.errors import ConfigError
-    from engine.evaluate import evaluate_baseline
+    from bvae_tui.engine.analysis.evaluate import evaluate_baseline
+    from bvae_tui.engine.errors import ConfigError
 
     gt = evaluate_baseline("ground-truth", "dsprites-mini", data_dir=mini_data_dir, params=TINY)
     assert gt["scores"]["betavae"] >= 0.97 and gt["scores"]["factorvae"] >= 0.97
@@ -123,7 +123,7 @@ def test_baselines(mini_data_dir):
 
 
 def test_pixels_table_shape(mini):
-    from engine.baselines import pixels_table
+    from bvae_tui.engine.analysis.baselines import pixels_table
 
     table = pixels_table(mini)
     out = table(np.array([[0, 1], [2, 3]]))
@@ -154,9 +154,9 @@ def test_cli_eval_fast_writes_eval_json(runs_dir, env_data):
 
 
 def test_cli_eval_prints_a_table(runs_dir, env_data, monkeypatch):
-    import engine.metrics
+    import bvae_tui.engine.analysis.metrics
 
-    monkeypatch.setattr(engine.metrics, "FAST_PARAMS", TINY)  # keep the test quick
+    monkeypatch.setattr(bvae_tui.engine.analysis.metrics, "FAST_PARAMS", TINY)  # a quick test
     run, _ = _make_run(runs_dir, env_data, name="table-run")
     res = _cli(["eval", "table-run", "--fast"])
     assert res.exit_code == 0, res.output

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from engine import visualise as vis
+from bvae_tui.engine.analysis import visualise as vis
 
 Z = 4
 
@@ -16,10 +16,10 @@ Z = 4
 @pytest.fixture
 def run(runs_dir, env_data):
     """A run on dsprites-mini holding a real (untrained) checkpoint in the trainer's format."""
-    from engine.checkpoint import save_checkpoint
-    from engine.config import make_config
-    from engine.models import build_model
-    from engine.runs import create_run
+    from bvae_tui.engine.config import make_config
+    from bvae_tui.engine.runs.store import create_run
+    from bvae_tui.engine.train.checkpoint import save_checkpoint
+    from bvae_tui.engine.train.models import build_model
 
     cfg = make_config(dataset="dsprites-mini", z_dim=Z, iterations=10, device="cpu")
     run = create_run(runs_dir, cfg, env_data, name="vis")
@@ -76,7 +76,7 @@ def test_export_random_codes_and_recon(run, tmp_path):
 
 
 def test_export_api_is_deterministic(run, tmp_path):
-    from engine.export import export_png
+    from bvae_tui.engine.analysis.export import export_png
 
     a = export_png(run, tmp_path / "a.png", steps=3)
     b = export_png(run, tmp_path / "b.png", steps=3)

@@ -12,10 +12,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine import fastpath  # noqa: E402
-from engine.config import TrainConfig  # noqa: E402
-from engine.models import build_model  # noqa: E402
-from engine.objectives import compute_loss  # noqa: E402
+from bvae_tui.engine.config import TrainConfig  # noqa: E402
+from bvae_tui.engine.train import fastpath  # noqa: E402
+from bvae_tui.engine.train.models import build_model  # noqa: E402
+from bvae_tui.engine.train.objectives import compute_loss  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -134,8 +134,8 @@ def test_worker_env_carries_the_allocator_settings(monkeypatch):
 
 _FAULTS = textwrap.dedent("""
     import json, resource, sys, torch
-    from engine import fastpath
-    from engine.models import build_model
+    from bvae_tui.engine.train import fastpath
+    from bvae_tui.engine.train.models import build_model
     tuned = fastpath.tune_allocator()
     torch.set_num_threads(1)
     torch.manual_seed(0)

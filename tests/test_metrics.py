@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datasets.errors import DataError
-from engine import metrics as M
+from bvae_tui.datasets.errors import DataError
+from bvae_tui.engine.analysis import metrics as M
 
 SMALL = {
     "betavae": {"batch_size": 64, "num_train": 600, "num_eval": 300},
@@ -167,7 +167,7 @@ def test_dataset_without_factors_is_a_one_line_error():
 
 
 def test_parse_metrics():
-    from engine.errors import ConfigError
+    from bvae_tui.engine.errors import ConfigError
 
     assert M.parse_metrics("mig, BetaVAE") == ["betavae", "mig"]
     assert M.parse_metrics(None) == list(M.METRICS)

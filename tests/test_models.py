@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine.models import build_model, count_parameters
+from bvae_tui.engine.train.models import build_model, count_parameters
 
 
 @pytest.mark.parametrize("arch", ["H", "B"])

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from engine.config import TrainConfig
-from engine.objectives import capacity, compute_loss, kl_per_latent, recon_loss
+from bvae_tui.engine.config import TrainConfig
+from bvae_tui.engine.train.objectives import capacity, compute_loss, kl_per_latent, recon_loss
 
 
 def test_kl_per_latent_matches_the_closed_form():

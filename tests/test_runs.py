@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from engine.config import TrainConfig
-from engine.errors import RunError
-from engine.runs import MetricsTail, Run, create_run, delete_run, find_run, list_runs
+from bvae_tui.engine.config import TrainConfig
+from bvae_tui.engine.errors import RunError
+from bvae_tui.engine.runs.store import MetricsTail, Run, create_run, delete_run, find_run, list_runs
 
 
 def _cfg() -> TrainConfig:
@@ -50,7 +50,7 @@ def test_dead_worker_reads_as_lost(runs_dir, tmp_path):
     assert run.status()["state"] == "lost"
     assert "bvae resume" in run.status()["error"]
     me = os.getpid()
-    from engine.runs import process_start_time
+    from bvae_tui.engine.runs.store import process_start_time
 
     run.write_status(state="running", pid=me, pid_start=process_start_time(me))
     assert run.status()["state"] == "running"

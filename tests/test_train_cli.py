@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bvae_tui.cli.main import app
-from engine import devices
-from engine.config import schema
-from engine.runs import Run, list_runs
+from bvae_tui.engine.config import schema
+from bvae_tui.engine.runs import devices
+from bvae_tui.engine.runs.store import Run, list_runs
 from tests.conftest import bvae_command
 from tests.test_devices import fake_nvml
 
@@ -162,7 +162,7 @@ def test_ctrl_c_stops_the_foreground_run_with_a_checkpoint(runs_dir, env_data):
     assert "Traceback" not in err
     status = Run(run.path).status()
     assert status["state"] == "stopped"
-    from engine.checkpoint import load_checkpoint
+    from bvae_tui.engine.train.checkpoint import load_checkpoint
 
     assert load_checkpoint(run.last_checkpoint)["iteration"] == status["iteration"] > 0
     assert f"bvae resume {run.id}" in " ".join(out.split())

@@ -8,11 +8,11 @@ import zipfile
 import pytest
 import torch
 
-from engine.checkpoint import load_checkpoint, load_model
-from engine.config import make_config
-from engine.errors import RunError
-from engine.runs import create_run
-from engine.trainer import BatchSampler, train
+from bvae_tui.engine.config import make_config
+from bvae_tui.engine.errors import RunError
+from bvae_tui.engine.runs.store import create_run
+from bvae_tui.engine.train.checkpoint import load_checkpoint, load_model
+from bvae_tui.engine.train.trainer import BatchSampler, train
 
 ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "mu_mean",
             "var_mean", "c", "img_per_s"}
@@ -110,7 +110,7 @@ def test_resume_after_a_crash_drops_rows_past_the_checkpoint(runs_dir, mini_data
 
 
 def test_non_finite_loss_fails_with_its_iteration(runs_dir, mini_data_dir, monkeypatch):
-    import engine.objectives as objectives
+    import bvae_tui.engine.train.objectives as objectives
 
     real = objectives.compute_loss
 
@@ -130,7 +130,7 @@ def test_non_finite_loss_fails_with_its_iteration(runs_dir, mini_data_dir, monke
 
 
 def test_out_of_memory_fails_with_a_hint(runs_dir, mini_data_dir, monkeypatch):
-    import engine.models as models
+    import bvae_tui.engine.train.models as models
 
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -166,7 +166,7 @@ def test_corrupt_checkpoint_is_a_one_line_error(runs_dir, mini_data_dir, tmp_pat
 
 
 def test_eval_at_end_calls_the_evaluator(runs_dir, mini_data_dir, monkeypatch):
-    import engine.evaluate as evaluate
+    import bvae_tui.engine.analysis.evaluate as evaluate
 
     called = []
     monkeypatch.setattr(evaluate, "evaluate_run", lambda run, **kw: called.append(run.id) or {})

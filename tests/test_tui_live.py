@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import engine.devices
+import bvae_tui.engine.runs.devices
+from bvae_tui.engine.config import make_config
+from bvae_tui.engine.runs.launch import launch
+from bvae_tui.engine.runs.store import Run, create_run, list_runs
 from bvae_tui.tui.app import BvaeApp
 from bvae_tui.tui.screens.export import ExportScreen
 from bvae_tui.tui.screens.monitor import MonitorScreen
@@ -15,9 +18,6 @@ from bvae_tui.tui.widgets.curve_plot import CurvePlot
 from bvae_tui.tui.widgets.device_picker import DevicePicker
 from bvae_tui.tui.widgets.halfblock_image import HalfBlockImage
 from bvae_tui.tui.widgets.kl_bars import KLBars
-from engine.config import make_config
-from engine.runs import Run, create_run, list_runs
-from engine.worker import launch
 from tests.tui_helpers import wait_for
 
 
@@ -27,7 +27,7 @@ def _no_nvml():
 
 async def test_launch_from_form_monitor_follows_worker_then_export(runs_dir, env_data,
                                                                    monkeypatch):
-    monkeypatch.setattr(engine.devices, "_nvml", _no_nvml)
+    monkeypatch.setattr(bvae_tui.engine.runs.devices, "_nvml", _no_nvml)
     app = BvaeApp(runs_dir, env_data)
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.press("n")
@@ -117,6 +117,6 @@ async def test_stop_from_tui(runs_dir, env_data):
             await wait_for(pilot, lambda: state() == "stopped", 60, "the run to stop again")
     finally:
         if Run(run.path).status()["state"] in ("queued", "running"):
-            from engine.worker import stop
+            from bvae_tui.engine.runs.launch import stop
 
             stop(Run(run.path), wait=20)

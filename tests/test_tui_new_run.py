@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import engine.devices
+import bvae_tui.engine.runs.devices
+from bvae_tui.engine.config import PRESETS, schema
 from bvae_tui.tui.app import BvaeApp
 from bvae_tui.tui.screens.new_run import NewRunScreen
 from bvae_tui.tui.widgets.device_picker import DevicePicker
-from engine.config import PRESETS, schema
 from tests.tui_helpers import wait_for
 
 GIB = 1024**3
 
 
 class FakeNvml:
-    """Just the pynvml calls engine.devices makes, for two GPUs with different free memory."""
+    """The pynvml calls engine/runs/devices.py makes, for two GPUs with different free memory."""
 
     class NVMLError(Exception):
         pass
@@ -60,7 +60,7 @@ async def _open_form(app, pilot) -> NewRunScreen:
 
 
 async def test_form_is_the_schema_and_validation_is_inline(runs_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine.devices, "_nvml", _no_nvml)
+    monkeypatch.setattr(bvae_tui.engine.runs.devices, "_nvml", _no_nvml)
     app = BvaeApp(runs_dir, tmp_path / "data")
     async with app.run_test(size=(100, 40)) as pilot:
         form = await _open_form(app, pilot)
@@ -120,7 +120,7 @@ async def test_form_is_the_schema_and_validation_is_inline(runs_dir, tmp_path, m
 
 async def test_device_picker_lists_gpus_from_nvml(runs_dir, tmp_path, monkeypatch):
     fake = FakeNvml()
-    monkeypatch.setattr(engine.devices, "_nvml", lambda: fake)
+    monkeypatch.setattr(bvae_tui.engine.runs.devices, "_nvml", lambda: fake)
     app = BvaeApp(runs_dir, tmp_path / "data")
     async with app.run_test(size=(110, 40)) as pilot:
         form = await _open_form(app, pilot)
@@ -150,7 +150,7 @@ async def test_device_picker_lists_gpus_from_nvml(runs_dir, tmp_path, monkeypatc
 
 
 async def test_device_picker_without_nvml(runs_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine.devices, "_nvml", _no_nvml)
+    monkeypatch.setattr(bvae_tui.engine.runs.devices, "_nvml", _no_nvml)
     app = BvaeApp(runs_dir, tmp_path / "data")
     async with app.run_test(size=(100, 40)) as pilot:
         form = await _open_form(app, pilot)
@@ -163,7 +163,7 @@ async def test_device_picker_without_nvml(runs_dir, tmp_path, monkeypatch):
 
 
 async def test_focus_is_marked_and_q_does_not_quit_the_form(runs_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine.devices, "_nvml", _no_nvml)
+    monkeypatch.setattr(bvae_tui.engine.runs.devices, "_nvml", _no_nvml)
     app = BvaeApp(runs_dir, tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         form = await _open_form(app, pilot)
@@ -195,7 +195,7 @@ async def test_focus_is_marked_and_q_does_not_quit_the_form(runs_dir, tmp_path, 
 
 
 async def test_folder_dataset_must_be_an_existing_folder(runs_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine.devices, "_nvml", _no_nvml)
+    monkeypatch.setattr(bvae_tui.engine.runs.devices, "_nvml", _no_nvml)
     app = BvaeApp(runs_dir, tmp_path)
     launches = []
     app.launch_run = lambda *a, **k: launches.append(a)

@@ -225,7 +225,7 @@ async def test_monitor_header_fits_80_columns(runs_dir, tmp_path):
 
 
 async def test_cursor_follows_launched_and_opened_runs(runs_dir, tmp_path, monkeypatch):
-    import engine.worker
+    import bvae_tui.engine.runs.launch
 
     a = make_run(runs_dir, tmp_path, "run-a", "finished")
     launched = {}
@@ -234,7 +234,7 @@ async def test_cursor_follows_launched_and_opened_runs(runs_dir, tmp_path, monke
         launched["run"] = make_run(root, tmp_path, name, "finished")
         return launched["run"]
 
-    monkeypatch.setattr(engine.worker, "start_run", fake_start_run)
+    monkeypatch.setattr(bvae_tui.engine.runs.launch, "start_run", fake_start_run)
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen
@@ -290,10 +290,11 @@ async def test_monitor_actions_on_a_deleted_run(runs_dir, tmp_path):
 
 
 async def test_resume_refused_without_checkpoint(runs_dir, tmp_path, monkeypatch):
-    import engine.worker
+    import bvae_tui.engine.runs.launch
 
     launched = []
-    monkeypatch.setattr(engine.worker, "launch", lambda *a, **k: launched.append(a) or 1)
+    monkeypatch.setattr(bvae_tui.engine.runs.launch, "launch",
+                        lambda *a, **k: launched.append(a) or 1)
     run = make_run(runs_dir, tmp_path, "early", "stopped")  # iteration 30, no checkpoint
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -8,7 +8,7 @@ import numpy as np
 from textual.app import App, ComposeResult
 
 from bvae_tui.tui.messages import MetricsChanged, ScoresChanged
-from bvae_tui.tui.model import MetricsHistory, fmt_duration, fmt_num, last_row
+from bvae_tui.tui.run_data import MetricsHistory, fmt_duration, fmt_num, last_row
 from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
 from bvae_tui.tui.widgets.halfblock_image import UPPER_HALF, HalfBlockImage, area_resize, to_strips
 from bvae_tui.tui.widgets.kl_bars import KLBars, bar, nice_ceiling

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import visualise as vis
-from engine.models import build_model
+from bvae_tui.engine.analysis import visualise as vis
+from bvae_tui.engine.train.models import build_model
 
 Z = 5
 
@@ -130,7 +130,7 @@ def test_read_png_rgb_missing_raises_oserror(tmp_path):
 
 
 def test_fixed_images_dsprites_one_of_each_shape(mini_data_dir):
-    from datasets.loader import open_dataset
+    from bvae_tui.datasets.prepare import open_dataset
 
     ds = open_dataset("dsprites-mini", mini_data_dir)
     idx = vis.fixed_indices(ds)
@@ -143,7 +143,7 @@ def test_fixed_images_dsprites_one_of_each_shape(mini_data_dir):
     more = vis.fixed_indices(ds, n=6, seed=1)
     assert len(set(more.tolist())) == 6 and np.array_equal(more, vis.fixed_indices(ds, n=6, seed=1))
     assert list(vis.fixed_indices(ds, [5, 7])) == [5, 7]
-    from engine.errors import RunError
+    from bvae_tui.engine.errors import RunError
 
     with pytest.raises(RunError, match="out of range"):
         vis.fixed_indices(ds, [ds.n])

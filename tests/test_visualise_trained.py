@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import visualise as vis
+from bvae_tui.engine.analysis import visualise as vis
 
 ITERATIONS = 400
 BATCH = 32
@@ -39,10 +39,10 @@ COLLAPSED_KL = 0.05  # nats: a latent this quiet carries almost nothing about th
 
 @pytest.fixture(scope="module")
 def trained(mini_data_dir):
-    from datasets.loader import open_dataset
-    from engine.config import make_config
-    from engine.models import build_model
-    from engine.objectives import compute_loss
+    from bvae_tui.datasets.prepare import open_dataset
+    from bvae_tui.engine.config import make_config
+    from bvae_tui.engine.train.models import build_model
+    from bvae_tui.engine.train.objectives import compute_loss
 
     ds = open_dataset("dsprites-mini", mini_data_dir)
     data = torch.from_numpy(np.asarray(ds.images_at(np.arange(ds.n))))  # uint8 0/1, 18 MB

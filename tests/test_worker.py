@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.runs import Run
+from bvae_tui.engine.runs.store import Run
 from tests.conftest import bvae_command
 
 ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "mu_mean",
@@ -104,7 +104,7 @@ def test_kill_lost_resume_stop_resume(env, runs_dir):
     status = run.status()
     assert status["state"] == "stopped", status
     assert f"stopped at iteration {status['iteration']}" in out.stdout
-    from engine.checkpoint import load_checkpoint
+    from bvae_tui.engine.train.checkpoint import load_checkpoint
 
     assert load_checkpoint(ckpt)["iteration"] == status["iteration"] < 300
 

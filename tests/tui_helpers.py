@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.config import make_config
-from engine.runs import Run, create_run, process_start_time
+from bvae_tui.engine.config import make_config
+from bvae_tui.engine.runs.store import Run, create_run, process_start_time
 
 
 async def wait_for(pilot: Any, condition: Callable[[], Any], timeout: float = 30.0,

@@ -25,8 +25,8 @@ RunArg = Annotated[str, typer.Argument(help="run id, unique id prefix, name, or 
 
 def find_run(ref: str, runs_dir: str | None):
     """The run a RUN argument names, under ``--runs-dir`` (one-line RunError if none or many)."""
-    from engine.runs import find_run as find
-    from engine.runs import runs_root
+    from bvae_tui.engine.runs.store import find_run as find
+    from bvae_tui.engine.runs.store import runs_root
 
     return find(runs_root(runs_dir), ref)
 

@@ -82,8 +82,8 @@ def progress_display(label: str, quiet: bool = False) -> Iterator:
 
 def _all_names(data_dir: str | None) -> list[str]:
     """Fixed datasets plus image folders that have been prepared under the data root."""
-    from datasets import cache
-    from datasets.registry import data_root, dataset_names
+    from bvae_tui.datasets import cache
+    from bvae_tui.datasets.registry import data_root, dataset_names
 
     names = dataset_names()
     root = data_root(data_dir)
@@ -98,9 +98,9 @@ def _all_names(data_dir: str | None) -> list[str]:
 @data_app.command("list")
 def list_cmd(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     """Datasets: prepared or not, real or procedural, size on disk, location."""
-    from datasets.loader import data_root_error, dataset_status
-    from datasets.prepare import find_real_dsprites
-    from datasets.registry import data_root
+    from bvae_tui.datasets.loader import data_root_error, dataset_status
+    from bvae_tui.datasets.prepare import find_real_dsprites
+    from bvae_tui.datasets.registry import data_root
 
     root = data_root(data_dir)
     err = data_root_error(root)
@@ -172,9 +172,9 @@ def prepare_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Prepare a dataset into the cache (download or generate as needed)."""
-    from datasets.loader import dataset_status
-    from datasets.prepare import find_real_dsprites, prepare
-    from datasets.registry import data_root, get_spec
+    from bvae_tui.datasets.loader import dataset_status
+    from bvae_tui.datasets.prepare import find_real_dsprites, prepare
+    from bvae_tui.datasets.registry import data_root, get_spec
 
     spec = get_spec(name)
     if download is None:
@@ -224,9 +224,9 @@ def download_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
 ) -> None:
     """Download a dataset's source file (resumable, checksum-verified), then prepare it."""
-    from datasets.download import download_dataset
-    from datasets.prepare import prepare
-    from datasets.registry import get_spec
+    from bvae_tui.datasets.download import download_dataset
+    from bvae_tui.datasets.prepare import prepare
+    from bvae_tui.datasets.registry import get_spec
 
     spec = get_spec(name)
     with progress_display(spec.name, quiet) as cb:
@@ -252,9 +252,9 @@ def export_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
 ) -> None:
     """Write a dSprites-grid dataset in the original npz format, for other tools."""
-    from datasets.errors import DataError
-    from datasets.loader import open_dataset
-    from datasets.npz import export_npz
+    from bvae_tui.datasets.errors import DataError
+    from bvae_tui.datasets.npz import export_npz
+    from bvae_tui.datasets.prepare import open_dataset
 
     if fmt != "npz":
         raise DataError(f"unknown export format '{fmt}'; the only one is npz")

@@ -1,9 +1,8 @@
 """`bvae eval RUN` and `bvae eval --baseline NAME`: BetaVAE, FactorVAE and MIG scores.
 
-The engine does the work (engine.evaluate); this module parses options, shows progress on stderr
-and prints a table (or JSON). torch, sklearn and the engine are imported inside the command so
-`bvae --help` stays fast.
-"""
+The engine does the work (bvae_tui.engine.analysis.evaluate); this module parses options, shows
+progress on stderr and prints a table (or JSON). torch, sklearn and the engine are imported inside
+the command so `bvae --help` stays fast."""
 
 from __future__ import annotations
 
@@ -77,8 +76,8 @@ def _fmt(value: float | None) -> str:
 def _run_table(result: dict[str, Any], title: str):
     from rich.table import Table
 
-    from engine.evaluate import PAPER_BETAVAE
-    from engine.metrics import TITLES
+    from bvae_tui.engine.analysis.metrics import TITLES
+    from bvae_tui.engine.analysis.papers import PAPER_BETAVAE
 
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
@@ -105,9 +104,9 @@ def _run_table(result: dict[str, Any], title: str):
 def _baseline_table(results: list[dict[str, Any]], title: str):
     from rich.table import Table
 
-    from engine.baselines import TITLES as BASE_TITLES
-    from engine.evaluate import PAPER_BETAVAE
-    from engine.metrics import METRICS, TITLES
+    from bvae_tui.engine.analysis.baselines import TITLES as BASE_TITLES
+    from bvae_tui.engine.analysis.metrics import METRICS, TITLES
+    from bvae_tui.engine.analysis.papers import PAPER_BETAVAE
 
     table = Table(title=title, title_justify="left")
     table.add_column("representation")
@@ -145,7 +144,7 @@ def eval_command(
 
     With --baseline: scores ground truth, raw pixels, PCA or an untrained network (printed).
     """
-    from engine.errors import ConfigError
+    from bvae_tui.engine.errors import ConfigError
 
     if (run is None) == (baseline is None):
         raise ConfigError("give either a RUN to score or --baseline NAME --dataset DATASET, "
@@ -153,13 +152,13 @@ def eval_command(
     note, close = (None, lambda: None) if json_out else _progress()
     try:
         if run is not None:
-            from engine.evaluate import evaluate_run
+            from bvae_tui.engine.analysis.evaluate import evaluate_run
             target = find_run(run, runs_dir)
             result = evaluate_run(target, metrics=metrics, fast=fast, seed=seed, device=device,
                                   checkpoint=checkpoint, progress=note)
         else:
-            from engine.baselines import BASELINES, canonical
-            from engine.evaluate import evaluate_baseline
+            from bvae_tui.engine.analysis.baselines import BASELINES, canonical
+            from bvae_tui.engine.analysis.evaluate import evaluate_baseline
 
             names = list(BASELINES) if baseline.strip().lower() == "all" else [
                 canonical(baseline)]

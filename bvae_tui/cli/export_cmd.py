@@ -1,7 +1,7 @@
 """`bvae export gif|png|recon RUN`: traversal GIFs and grids, reconstruction grids.
 
-The engine does the work (engine.export); this module only parses options. torch and the engine
-are imported inside the commands so `bvae --help` stays fast.
+The engine does the work (bvae_tui.engine.analysis.export); this module only parses options.
+torch and the engine are imported inside the commands so `bvae --help` stays fast.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _indices(text: str | None) -> list[int] | None:
     """Parse '1,2,3' into ints; a malformed list is a one-line error."""
     if text is None:
         return None
-    from engine.errors import ConfigError
+    from bvae_tui.engine.errors import ConfigError
 
     try:
         out = [int(part) for part in text.replace(" ", "").split(",") if part]
@@ -82,7 +82,7 @@ def gif(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Animated traversal: every latent steps through the values at once; loops forever."""
-    from engine.export import export_gif
+    from bvae_tui.engine.analysis.export import export_gif
 
     path = export_gif(find_run(run, runs_dir), output=output, images=_indices(images), limit=limit,
                       steps=steps, fps=fps, checkpoint=checkpoint, order=order, random=random,
@@ -106,7 +106,7 @@ def png(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Traversal grid: rows = latents (KL beside each), columns = values, a panel per image."""
-    from engine.export import export_png
+    from bvae_tui.engine.analysis.export import export_png
 
     path = export_png(find_run(run, runs_dir), output=output, images=_indices(images), limit=limit,
                       steps=steps, checkpoint=checkpoint, order=order, random=random, seed=seed,
@@ -128,7 +128,7 @@ def recon(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Reconstruction grid: the fixed images above their reconstructions."""
-    from engine.export import export_recon
+    from bvae_tui.engine.analysis.export import export_recon
 
     path = export_recon(find_run(run, runs_dir), output=output, images=_indices(images), n=n,
                         seed=seed, checkpoint=checkpoint, device=device, data_dir=data_dir)

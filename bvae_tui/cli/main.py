@@ -11,7 +11,7 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from datasets.errors import UserError
+from bvae_tui.errors import UserError
 
 
 class _Group(TyperGroup):
@@ -46,6 +46,8 @@ def _register() -> None:
         data_cmd,
         eval_cmd,
         export_cmd,
+        gpus_cmd,
+        runs_cmd,
         train_cmd,
         tui_cmd,
     )

@@ -1,4 +1,4 @@
-"""`bvae train` options generated from the one config schema (engine.config.schema()).
+"""`bvae train` options generated from the one config schema (bvae_tui.engine.config.schema()).
 
 Every TrainConfig field becomes an option named after it (``z_dim`` -> ``--z-dim``) in the help
 panel of its group, defaulting to None ("not given") so that a preset's values survive unless the
@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.config import FieldInfo, schema
+from bvae_tui.engine.config import FieldInfo, schema
 
 
 def _help(info: FieldInfo) -> str:

@@ -1,4 +1,4 @@
-"""`bvae train`, `bvae resume`, `bvae stop`, `bvae runs` (list / show / rm) and `bvae gpus`.
+"""`bvae train`, `bvae resume` and `bvae stop`: starting, continuing and stopping a run.
 
 The engine does the work; these commands collect options and show what the engine wrote. torch
 and the engine's heavy modules are imported inside the command functions, so `bvae --help` and
@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import inspect
 import signal
-import time
 from typing import Annotated, Any
 
 import typer
 
 from bvae_tui.cli.common import (
     DataDirOpt,
-    JsonOpt,
     RunArg,
     RunsDirOpt,
     console,
     find_run,
-    human_bytes,
-    print_json,
 )
 from bvae_tui.cli.main import app
 from bvae_tui.cli.options import config_field_names, with_config_options
@@ -45,8 +41,8 @@ def _train_foreground(run: Any, resume: bool) -> None:
         TimeRemainingColumn,
     )
 
-    from datasets.errors import UserError
-    from engine.trainer import train
+    from bvae_tui.engine.train.trainer import train
+    from bvae_tui.errors import UserError
 
     out = console()
     cfg = run.config
@@ -101,13 +97,13 @@ def _train_foreground(run: Any, resume: bool) -> None:
 
 def _prepare_data_visibly(dataset: str, data_dir: str | None) -> None:
     """Prepare a missing dataset under a progress bar (the trainer would do it silently)."""
-    from datasets.loader import dataset_status
+    from bvae_tui.datasets.loader import dataset_status
 
     if dataset_status(dataset, data_dir)["prepared"]:
         return
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-    from datasets.prepare import prepare
+    from bvae_tui.datasets.prepare import prepare
 
     if not console().is_terminal:
         prepare(dataset, data_dir)
@@ -145,10 +141,10 @@ def _report_end(run: Any, state: str) -> None:
 
 
 def _train(**values: Any) -> None:
-    from engine.config import make_config
-    from engine.devices import gpu_spec
-    from engine.errors import ConfigError
-    from engine.worker import check_launch, start_run
+    from bvae_tui.engine.config import make_config
+    from bvae_tui.engine.errors import ConfigError
+    from bvae_tui.engine.runs.devices import gpu_spec
+    from bvae_tui.engine.runs.launch import check_launch, start_run
 
     preset, name, detach, gpu = (values.pop(k) for k in ("preset", "name", "detach", "gpu"))
     runs_dir, data_dir = values.pop("runs_dir"), values.pop("data_dir")
@@ -214,7 +210,7 @@ def resume(
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Continue a stopped, failed or lost run from its last checkpoint."""
-    from engine.worker import check_resumable, launch
+    from bvae_tui.engine.runs.launch import check_resumable, launch
 
     found = find_run(run, runs_dir)
     check_resumable(found, restart=restart)
@@ -232,8 +228,8 @@ def stop(
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Stop a running run: it finishes its step, writes a checkpoint and becomes 'stopped'."""
-    from engine.runs import ACTIVE_STATES
-    from engine.worker import stop as stop_run
+    from bvae_tui.engine.runs.launch import stop as stop_run
+    from bvae_tui.engine.runs.store import ACTIVE_STATES
 
     found = find_run(run, runs_dir)
     stop_run(found, wait=wait)
@@ -242,185 +238,3 @@ def stop(
         typer.echo(f"stop requested for {found.id}; it is still finishing its step")
     else:
         typer.echo(f"{found.id}: {status['state']} at iteration {status.get('iteration', 0)}")
-
-
-# --------------------------------------------------------------------------------------------
-# bvae runs
-
-
-runs_app = typer.Typer(help="List runs; show or delete one.", no_args_is_help=False)
-app.add_typer(runs_app, name="runs")
-
-
-def _summary(run: Any) -> dict[str, Any]:
-    """What the runs table and its JSON show for one run (no torch, no full metrics read)."""
-    status = run.status()
-    record: dict[str, Any] = {}
-    try:
-        record = run.record()
-    except Exception:  # a damaged config.json still gets listed, as such
-        record = {}
-    cfg = record.get("config") or {}
-    last = run.last_metrics() or {}
-    return {
-        "id": run.id, "name": run.name, "path": str(run.path), "state": status["state"],
-        "iteration": status.get("iteration", 0), "total": status.get("total"),
-        "device": status.get("device") or cfg.get("device"), "dataset": cfg.get("dataset"),
-        "objective": cfg.get("objective"), "created": record.get("created"),
-        "updated": status.get("updated"), "error": status.get("error"),
-        "loss": last.get("loss"), "kl": last.get("kl"), "img_per_s": last.get("img_per_s"),
-    }
-
-
-def _age(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    s = max(0, time.time() - ts)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= size:
-            return f"{s / size:.0f}{unit} ago"
-    return f"{s:.0f}s ago"
-
-
-
-STATE_STYLE = {"running": "green", "queued": "cyan", "finished": "blue", "stopped": "yellow",
-               "failed": "red", "lost": "red"}
-
-
-@runs_app.callback(invoke_without_command=True)
-def runs_list(ctx: typer.Context, runs_dir: RunsDirOpt = None, json: JsonOpt = False) -> None:
-    """List runs with their state, progress and latest loss."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from rich.table import Table
-
-    from engine.runs import list_runs, runs_root
-
-    root = runs_root(runs_dir)
-    rows = [_summary(r) for r in list_runs(root)]
-    if json:
-        print_json(rows)
-        return
-    out = console()
-    if not rows:
-        out.print(f"no runs under {root}; start one with: bvae train --dataset dsprites")
-        return
-    if not out.is_terminal:
-        out.width = 200  # piped: whole lines, never wrapped ids
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("ID", "STATE", "PROGRESS", "LOSS", "KL", "DEVICE", "UPDATED"):
-        table.add_column(col, justify="right" if col in ("LOSS", "KL") else "left",
-                         no_wrap=True, min_width=len(col) if col != "ID" else None)
-    for r in rows:
-        total = r["total"] or 0
-        pct = f" {100 * r['iteration'] / total:.0f}%" if total else ""
-        style = STATE_STYLE.get(r["state"], "")
-        table.add_row(r["id"], f"[{style}]{r['state']}[/]" if style else r["state"],
-                      f"{r['iteration']}/{total or '?'}{pct}",
-                      "-" if r["loss"] is None else f"{r['loss']:.2f}",
-                      "-" if r["kl"] is None else f"{r['kl']:.2f}",
-                      r["device"] or "-", _age(r["updated"]))
-    out.print(table)
-
-
-@runs_app.command("show")
-def runs_show(
-    run: RunArg,
-    runs_dir: RunsDirOpt = None, json: JsonOpt = False,
-) -> None:
-    """Show one run: config, status, latest metrics and evaluation scores."""
-
-    found = find_run(run, runs_dir)
-    record = found.record()
-    data = {**_summary(found), "status": found.status(), "config": record["config"],
-            "data_dir": record.get("data_dir"), "dataset_source": record.get("dataset_source"),
-            "host": record.get("host"),
-            "versions": record.get("versions"), "last_metrics": found.last_metrics(),
-            "eval": found.eval_results(),
-            "checkpoint": str(found.last_checkpoint) if found.last_checkpoint.exists() else None}
-    if json:
-        print_json(data)
-        return
-    out = console()
-    status = data["status"]
-    style = STATE_STYLE.get(status["state"], "")
-    out.print(f"[bold]{found.id}[/]  [{style}]{status['state']}[/]  "
-              f"{data['iteration']}/{data['total']}  {found.path}")
-    if status.get("error"):
-        out.print(f"[red]{status['error']}[/]")
-    cfg = record["config"]
-    if data["dataset_source"]:
-        out.print(f"data: {record['config']['dataset']} ({data['dataset_source']}) "
-                  f"from {data['data_dir']}")
-    out.print("config: " + " ".join(f"{k}={v}" for k, v in cfg.items()))
-    last = data["last_metrics"]
-    if last:
-        def num(key: str, fmt: str = ".3f") -> str:  # a hand-edited row may lack fields
-            value = last.get(key)
-            return format(value, fmt) if isinstance(value, (int, float)) else "-"
-
-        c = f" C {num('c', '.2f')}" if last.get("c") is not None else ""
-        out.print(f"iteration {last.get('iter', '-')}: loss {num('loss')} recon {num('recon')} "
-                  f"KL {num('kl')}{c}  {num('img_per_s', '.0f')} img/s")
-        kls = last.get("kl_per_latent")
-        if isinstance(kls, list):
-            out.print("KL per latent: " + " ".join(
-                f"{v:.2f}" if isinstance(v, (int, float)) else "-" for v in kls))
-    if data["eval"]:
-        scores = data["eval"].get("scores", {})
-        out.print("eval: " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                      for k, v in scores.items()))
-    if data["checkpoint"]:
-        out.print(f"checkpoint: {data['checkpoint']}")
-
-
-@runs_app.command("rm")
-def runs_rm(
-    run: RunArg,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
-    runs_dir: RunsDirOpt = None,
-) -> None:
-    """Delete a run directory (not while it is running)."""
-    from engine.errors import RunError
-    from engine.runs import ACTIVE_STATES, delete_run
-
-    found = find_run(run, runs_dir)
-    state = found.status()["state"]
-    if state in ACTIVE_STATES:
-        raise RunError(f"run {found.id} is {state}; stop it first with 'bvae stop {found.id}'")
-    try:
-        confirmed = yes or typer.confirm(f"delete run {found.id} ({state}) and all its files?")
-    except typer.Abort:  # end of input: nobody there to answer
-        typer.echo("")
-        raise RunError(f"no answer to the confirmation; pass --yes to delete {found.id}") from None
-    if not confirmed:
-        typer.echo("kept", err=True)
-        raise typer.Exit(code=1)
-    delete_run(found)
-    typer.echo(f"deleted {found.id}")
-
-
-# --------------------------------------------------------------------------------------------
-# bvae gpus
-
-
-@app.command()
-def gpus(json: JsonOpt = False) -> None:
-    """List the devices training can use: NVIDIA GPUs as NVML numbers them, and the CPU."""
-    import os
-
-    from engine.devices import list_gpus
-
-    found, reason = list_gpus()
-    if json:
-        print_json({"gpus": [g.to_dict() for g in found], "cpu": {"cores": os.cpu_count()},
-                    "reason": reason})
-        return
-    out = console()
-    for g in found:
-        util = "-" if g.utilization is None else f"{g.utilization}%"
-        out.print(f"GPU {g.index}  {g.name}  free {human_bytes(g.memory_free)} of "
-                  f"{human_bytes(g.memory_total)}  utilisation {util}   (--gpu {g.index})")
-    out.print(f"CPU  {os.cpu_count()} cores   (--device cpu)")
-    if reason:
-        out.print(f"[yellow]no GPUs: {reason}[/]")

@@ -20,6 +20,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from bvae_tui.datasets.registry import data_root
+from bvae_tui.engine.runs.store import ACTIVE_STATES, Run, runs_root
+from bvae_tui.errors import UserError
 from bvae_tui.tui.messages import ExportDone
 from bvae_tui.tui.screens.confirm import ConfirmScreen
 from bvae_tui.tui.screens.export import ExportOptions, ExportScreen
@@ -27,9 +30,6 @@ from bvae_tui.tui.screens.help import HelpScreen
 from bvae_tui.tui.screens.monitor import MonitorScreen
 from bvae_tui.tui.screens.new_run import NewRunScreen
 from bvae_tui.tui.screens.runs import RunsScreen
-from datasets.errors import UserError
-from datasets.registry import data_root
-from engine.runs import ACTIVE_STATES, Run, runs_root
 
 
 class BvaeApp(App):
@@ -82,7 +82,7 @@ class BvaeApp(App):
     # Run actions (shared by screens and the command palette) --------------------------------------
     def launch_run(self, config: Any, name: str | None,
                    on_launched: Callable[[Path], None] | None = None) -> None:
-        from engine.worker import start_run
+        from bvae_tui.engine.runs.launch import start_run
 
         try:
             # start_run checks the device and data before a run directory exists
@@ -106,7 +106,7 @@ class BvaeApp(App):
         return True
 
     def stop_run(self, run_path: Path) -> None:
-        from engine.worker import stop
+        from bvae_tui.engine.runs.launch import stop
 
         if self._deleted(run_path):
             return
@@ -120,7 +120,7 @@ class BvaeApp(App):
         self._refresh_runs()
 
     def resume_run(self, run_path: Path) -> None:
-        from engine.worker import check_resumable, launch
+        from bvae_tui.engine.runs.launch import check_resumable, launch
 
         if self._deleted(run_path):
             return
@@ -147,7 +147,7 @@ class BvaeApp(App):
         def confirmed(yes: bool | None) -> None:
             if not yes:
                 return
-            from engine.runs import delete_run
+            from bvae_tui.engine.runs.store import delete_run
 
             try:
                 delete_run(run)
@@ -180,7 +180,7 @@ class BvaeApp(App):
     @work(thread=True, group="export")
     def _export(self, run: Run, options: ExportOptions) -> None:
         try:
-            from engine.export import export_gif
+            from bvae_tui.engine.analysis.export import export_gif
 
             path = export_gif(run, output=options.output, images=options.images,
                               limit=options.limit, steps=options.steps,

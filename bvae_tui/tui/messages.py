@@ -12,7 +12,7 @@ from typing import Any
 
 from textual.message import Message
 
-from bvae_tui.tui.model import MetricsHistory, RunRow
+from bvae_tui.tui.run_data import MetricsHistory, RunRow
 
 
 class _Latest(Message):

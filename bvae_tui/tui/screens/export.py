@@ -104,8 +104,8 @@ class ExportScreen(ModalScreen[ExportOptions | None]):
             error.update(str(exc))
             return
         output = self.query_one("#exp-output", Input).value.strip() or None
-        # Range checks belong to the engine (engine.export.check_options); ask it.
-        from engine.export import check_options
+        # Range checks belong to the engine (bvae_tui.engine.analysis.export.check_options); ask it.
+        from bvae_tui.engine.analysis.export import check_options
 
         try:
             check_options(limit, steps)

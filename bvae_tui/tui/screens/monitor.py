@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
+from bvae_tui.engine.runs.store import Run, read_json
 from bvae_tui.tui.messages import (
     LogChanged,
     MetricsChanged,
@@ -26,7 +27,7 @@ from bvae_tui.tui.messages import (
     StatusChanged,
     WatchError,
 )
-from bvae_tui.tui.model import (
+from bvae_tui.tui.run_data import (
     STATE_STYLES,
     MetricsHistory,
     RunWatcher,
@@ -40,7 +41,6 @@ from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
 from bvae_tui.tui.widgets.halfblock_image import HalfBlockImage
 from bvae_tui.tui.widgets.kl_bars import KLBars, bar
 from bvae_tui.tui.widgets.log_tail import LogTail
-from engine.runs import Run, read_json
 
 WATCH_SECONDS = 0.2  # a new metrics row shows up within about this (target: under a second)
 
@@ -318,7 +318,7 @@ def _read_previews(paths: dict[str, Path]) -> dict[str, Any]:
     """Decode the preview PNGs (in the watcher thread: PIL work stays off the UI thread)."""
     images: dict[str, Any] = {}
     try:
-        from engine.visualise import read_png_rgb
+        from bvae_tui.engine.analysis.visualise import read_png_rgb
     except ImportError:
         return images
     for kind, path in paths.items():

@@ -1,7 +1,7 @@
 """New-run screen: a form generated from the engine's config schema.
 
-Fields, defaults, bounds, choices and help all come from :func:`engine.config.schema`; values
-are checked by :meth:`TrainConfig.validate` (the same code the CLI uses), so the form and
+Fields, defaults, bounds, choices and help all come from :func:`bvae_tui.engine.config.schema`;
+values are checked by :meth:`TrainConfig.validate` (the same code the CLI uses), so the form and
 `bvae train` cannot drift apart. Launch creates the run directory, starts the detached worker and
 opens the monitor.
 """
@@ -21,9 +21,9 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
+from bvae_tui.engine.config import PRESETS, FieldInfo, TrainConfig, parse_value, schema
+from bvae_tui.errors import UserError
 from bvae_tui.tui.widgets.device_picker import DevicePicker
-from datasets.errors import UserError
-from engine.config import PRESETS, FieldInfo, TrainConfig, parse_value, schema
 
 NO_PRESET = "(none)"
 FOLDER = "folder:"
@@ -49,8 +49,8 @@ every 2 s (bar: memory in use; then free / total and utilisation).
 
 def dataset_options(data_dir: Path) -> list[tuple[Text, str]]:
     """Dataset choices labelled with whether each is prepared (and from which source)."""
-    from datasets.loader import dataset_status
-    from datasets.registry import dataset_names
+    from bvae_tui.datasets.loader import dataset_status
+    from bvae_tui.datasets.registry import dataset_names
 
     options = []
     for name in dataset_names():
@@ -187,7 +187,7 @@ class NewRunScreen(Screen):
             values[info.name] = value
         if "dataset" not in errors:
             try:
-                from datasets.registry import get_spec
+                from bvae_tui.datasets.registry import get_spec
 
                 get_spec(values["dataset"])
             except UserError as exc:

@@ -13,10 +13,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
+from bvae_tui.engine.runs.store import STATES
 from bvae_tui.tui.messages import RunsUpdated, WatchError
-from bvae_tui.tui.model import STATE_STYLES, RunRow, RunsPoller, fmt_duration
+from bvae_tui.tui.run_data import STATE_STYLES, RunRow, RunsPoller, fmt_duration
 from bvae_tui.tui.widgets.runs_table import RunsTable
-from engine.runs import STATES
 
 POLL_SECONDS = 1.0  # while this screen is shown
 POLL_HIDDEN_SECONDS = 5.0  # while a monitor or form covers it

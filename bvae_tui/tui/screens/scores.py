@@ -17,7 +17,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from engine.runs import Run
+from bvae_tui.engine.runs.store import Run
 
 
 def _score(value: Any) -> Text:
@@ -49,7 +49,7 @@ def _iters(value: Any) -> str:
 def paper_betavae() -> dict[str, float]:
     """Higgins et al. 2017's BetaVAE-metric table on dSprites (kept by the engine)."""
     try:
-        from engine.evaluate import PAPER_BETAVAE
+        from bvae_tui.engine.analysis.papers import PAPER_BETAVAE
     except Exception:  # noqa: BLE001 - the comparison still shows the runs
         return {}
     return dict(PAPER_BETAVAE)

@@ -85,7 +85,7 @@ class DevicePicker(Vertical):
     @work(thread=True, exclusive=True, group="devices")
     def _read_devices(self) -> None:
         try:
-            from engine.devices import list_gpus
+            from bvae_tui.engine.runs.devices import list_gpus
 
             gpus, reason = list_gpus()
         except Exception as exc:  # noqa: BLE001 - NVML trouble must not take the form down

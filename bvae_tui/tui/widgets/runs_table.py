@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from bvae_tui.tui.model import STATE_STYLES, RunRow, fmt_duration, fmt_num, fmt_time
+from bvae_tui.tui.run_data import STATE_STYLES, RunRow, fmt_duration, fmt_num, fmt_time
 
 COLUMNS = (
     ("name", "name"),

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from datasets.errors import DataError
+from bvae_tui.datasets.errors import DataError
 
 METRICS = ("betavae", "factorvae", "mig")
 TITLES = {"betavae": "BetaVAE", "factorvae": "FactorVAE", "mig": "MIG"}
@@ -412,7 +412,7 @@ def resolve_params(metrics: Sequence[str], fast: bool = False,
 
 def parse_metrics(spec: str | Sequence[str] | None) -> list[str]:
     """``"betavae,mig"`` (or a list) -> validated names in canonical order; None -> all."""
-    from engine.errors import ConfigError
+    from bvae_tui.engine.errors import ConfigError
 
     if spec is None:
         return list(METRICS)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.atomic import atomic_path
+from bvae_tui.engine.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -62,7 +62,7 @@ def fixed_indices(dataset: Any, indices: Sequence[int] | None = None, n: int = 3
     images. Other data: ``n`` distinct images chosen with a seeded RandomState, so the same run
     always shows the same images.
     """
-    from engine.errors import RunError
+    from bvae_tui.engine.errors import RunError
 
     total = int(dataset.n)
     if total <= 0:
@@ -141,7 +141,7 @@ def latent_order(kl_per_latent: Sequence[float] | None, z_dim: int,
                  order: str = "kl") -> list[int]:
     """Latent indices for the rows: by KL, largest first (stable), or natural order."""
     if order not in ("kl", "natural"):
-        from engine.errors import ConfigError
+        from bvae_tui.engine.errors import ConfigError
 
         raise ConfigError(f"--order must be kl or natural; got {order!r}")
     if order == "natural" or kl_per_latent is None or len(kl_per_latent) != z_dim:
@@ -423,7 +423,7 @@ def write_previews(model: Any, images: torch.Tensor, out_dir: Path,
     finally:
         if was_training:
             model.train()
-    from engine.runs import write_json_atomic
+    from bvae_tui.engine.runs.store import write_json_atomic
 
     write_json_atomic(out_dir / PREVIEW_META, {
         "rows": rows, "kl_per_latent": kl, "values": traversal_values(limit, steps).tolist(),

@@ -17,14 +17,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.atomic import atomic_path
-from engine.errors import RunError
+from bvae_tui.engine.atomic import atomic_path
+from bvae_tui.engine.errors import RunError
 
 if TYPE_CHECKING:
     import torch
 
-    from engine.config import TrainConfig
-    from engine.runs import Run
+    from bvae_tui.engine.config import TrainConfig
+    from bvae_tui.engine.runs.store import Run
 
 FORMAT = 1
 
@@ -87,7 +87,7 @@ def checkpoint_path(run: Run, checkpoint: str | os.PathLike | None = None) -> Pa
 
 def model_from_state(state: dict[str, Any], cfg: TrainConfig | None = None) -> torch.nn.Module:
     """Rebuild the model recorded in a checkpoint and load its weights (CPU, eval mode)."""
-    from engine.models import build_model
+    from bvae_tui.engine.train.models import build_model
 
     arch = state.get("arch") or (cfg.architecture if cfg else "H")
     z_dim = int(state.get("z_dim") or (cfg.z_dim if cfg else 10))

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import ConfigError
-from engine.metrics import CodeTable, FunctionTable, GroundTruth, Table
+from bvae_tui.engine.analysis.encode import model_table_maker
+from bvae_tui.engine.analysis.metrics import CodeTable, FunctionTable, GroundTruth, Table
+from bvae_tui.engine.errors import ConfigError
+from bvae_tui.engine.train.models import build_model
 
 BASELINES = ("ground-truth", "pixels", "pca", "untrained")
 TITLES = {"ground-truth": "ground truth", "pixels": "raw pixels", "pca": "PCA",
@@ -99,9 +101,6 @@ def baseline_table_maker(name: str, dataset: Any, device: str = "cpu", seed: int
         return (lambda needed: pca_table(dataset, needed, pca, progress)), info
     # untrained network
     import torch
-
-    from engine.evaluate import model_table_maker
-    from engine.models import build_model
 
     if arch not in ("H", "B"):
         raise ConfigError(f"--arch must be H or B; got {arch!r}")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from engine.config import TrainConfig
+    from bvae_tui.engine.config import TrainConfig
 
 DISTRIBUTIONS = ("bernoulli", "gaussian")
 
@@ -41,7 +41,7 @@ def recon_distribution(cfg: TrainConfig) -> str:
     """The distribution actually used: ``cfg.recon``, or the dataset's default when ``auto``."""
     if cfg.recon != "auto":
         return cfg.recon
-    from datasets.registry import get_spec
+    from bvae_tui.datasets.registry import get_spec
 
     return get_spec(cfg.dataset).recon
 

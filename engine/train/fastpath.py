@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from engine.config import TrainConfig
+    from bvae_tui.engine.config import TrainConfig
 
 # glibc mallopt(3) parameter numbers (malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -179,7 +179,7 @@ def to_memory_format(x: torch.Tensor, cfg: TrainConfig, device: str) -> torch.Te
 def autocast(cfg: TrainConfig, device: str) -> contextlib.AbstractContextManager[Any]:
     """bf16 autocast on CUDA when ``cfg.amp == "bf16"``; otherwise a null context.
 
-    The losses are computed in float32 either way (engine.objectives casts to float).
+    The losses are computed in float32 either way (bvae_tui.engine.train.objectives casts to float).
     """
     if is_cuda(device) and cfg.amp == "bf16":
         import torch

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from datasets.errors import UserError
-from engine.errors import ConfigError, RunError
-from engine.runs import Run
+from bvae_tui.engine.errors import ConfigError, RunError
+from bvae_tui.engine.runs.store import Run
+from bvae_tui.errors import UserError
 
 KL_SAMPLE = 512  # images the KL ordering is measured on (seeded, so the order is repeatable)
 
@@ -53,10 +53,10 @@ def load_run_model(run: Run, checkpoint: str | os.PathLike | None = None,
         raise RunError(f"run {run.id} ({state}) has no checkpoint yet; wait for its first "
                        f"checkpoint or 'bvae resume {run.id}'")
     if device != "cpu":
-        from engine.devices import resolve_device
+        from bvae_tui.engine.runs.devices import resolve_device
 
         device = resolve_device(device)
-    from engine.checkpoint import load_model
+    from bvae_tui.engine.train.checkpoint import load_model
 
     try:
         model, cfg, iteration = load_model(run, checkpoint, device=device)
@@ -73,7 +73,7 @@ def load_run_model(run: Run, checkpoint: str | os.PathLike | None = None,
 def open_run_dataset(run: Run, cfg: Any, data_dir: str | os.PathLike | None = None) -> Any:
     """The run's dataset: its recorded data dir where that exists (the run may come from another
     machine), else ``data_dir`` / $BVAE_DATA_DIR / ./data."""
-    from datasets.loader import open_dataset
+    from bvae_tui.datasets.prepare import open_dataset
 
     recorded = run.data_dir
     chosen = recorded if recorded and Path(recorded).is_dir() else data_dir
@@ -124,7 +124,7 @@ def _write(writer: Any, path: Path, *args: Any, **kwargs: Any) -> Path:
 def _kl_for_order(model: Any, run: Run, dataset: Any | None, seed: int) -> list[float] | None:
     """Per-latent KL of this checkpoint on a seeded sample of the data; without data, the last
     logged KL of the run; else None (natural order)."""
-    from engine import visualise as vis
+    from bvae_tui.engine.analysis import visualise as vis
 
     if dataset is not None and dataset.n > 0:
         rng = np.random.RandomState(seed)
@@ -143,7 +143,7 @@ def _traversal(run: Run, images: Sequence[int] | None, limit: float, steps: int,
                device: str, data_dir: str | os.PathLike | None
                ) -> tuple[np.ndarray, list[int], list[float] | None, int]:
     """(traversals (M, R, S, C, 64, 64), rows, per-latent KL, iteration) for an export."""
-    from engine import visualise as vis
+    from bvae_tui.engine.analysis import visualise as vis
 
     model, cfg, iteration = load_run_model(run, checkpoint, device)
     dataset = None
@@ -178,7 +178,7 @@ def export_gif(run: Run, output: str | os.PathLike | None = None,
                order: str = "kl", random: bool = False, seed: int = 0, device: str = "cpu",
                data_dir: str | os.PathLike | None = None) -> Path:
     """An animated traversal GIF: frame s shows every latent at value s; loops forever."""
-    from engine import visualise as vis
+    from bvae_tui.engine.analysis import visualise as vis
 
     check_options(limit, steps, fps, order)
     if output is not None:  # fail on a bad path before the (slower) model work
@@ -197,7 +197,7 @@ def export_png(run: Run, output: str | os.PathLike | None = None,
                data_dir: str | os.PathLike | None = None) -> Path:
     """A traversal PNG grid: rows = latents (KL beside each), columns = values, one panel per
     fixed image."""
-    from engine import visualise as vis
+    from bvae_tui.engine.analysis import visualise as vis
 
     check_options(limit, steps, 5.0, order)
     if output is not None:
@@ -213,7 +213,7 @@ def export_recon(run: Run, output: str | os.PathLike | None = None,
                  checkpoint: str | os.PathLike | None = None, n: int = 8, seed: int = 0,
                  device: str = "cpu", data_dir: str | os.PathLike | None = None) -> Path:
     """A reconstruction PNG: the fixed images (top row) above their reconstructions."""
-    from engine import visualise as vis
+    from bvae_tui.engine.analysis import visualise as vis
 
     if output is not None:
         output_path(run, output, "recon.png")

@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from datasets.errors import UserError
-from engine.errors import ConfigError, DeviceError, RunError
-from engine.runs import Run, process_start_time
+from bvae_tui.engine.errors import ConfigError, DeviceError, RunError
+from bvae_tui.engine.runs.store import Run, process_start_time
+from bvae_tui.errors import UserError
 
 if TYPE_CHECKING:
     import torch
 
-    from engine.config import TrainConfig
+    from bvae_tui.engine.config import TrainConfig
 
 HEARTBEAT_S = 1.0  # status.json refresh while training
 PROGRESS_S = 0.2  # on_progress callback rate (the foreground progress bar)
@@ -206,13 +206,13 @@ def _train(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | No
            should_stop: Callable[[], bool], on_progress: Callable[[int], None] | None) -> str:
     import torch
 
-    from datasets.loader import open_dataset
-    from datasets.tensors import DeviceImages
-    from engine import fastpath
-    from engine.checkpoint import load_checkpoint, save_checkpoint
-    from engine.devices import resolve_device
-    from engine.models import build_model
-    from engine.objectives import compute_loss, recon_distribution
+    from bvae_tui.datasets.prepare import open_dataset
+    from bvae_tui.datasets.tensors import DeviceImages
+    from bvae_tui.engine.runs.devices import resolve_device
+    from bvae_tui.engine.train import fastpath
+    from bvae_tui.engine.train.checkpoint import load_checkpoint, save_checkpoint
+    from bvae_tui.engine.train.models import build_model
+    from bvae_tui.engine.train.objectives import compute_loss, recon_distribution
 
     cfg: TrainConfig = run.config.validate()
     # -- device --------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def _train(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | No
 
     fixed = None
     if cfg.preview_every:
-        from engine.visualise import fixed_images, to_tensor
+        from bvae_tui.engine.analysis.visualise import fixed_images, to_tensor
 
         fixed = to_tensor(fixed_images(dataset, n=3), device)
 
@@ -311,7 +311,7 @@ def _train(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | No
         })
 
     def previews() -> None:
-        from engine.visualise import write_previews
+        from bvae_tui.engine.analysis.visualise import write_previews
 
         try:
             # Previews must not shift the training RNG, or resumed runs would diverge.
@@ -395,7 +395,7 @@ def _train(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | No
     if cfg.eval_at_end:
         run.write_status(iteration=iteration, heartbeat=time.time(), phase="evaluating")
         try:
-            from engine.evaluate import evaluate_run
+            from bvae_tui.engine.analysis.evaluate import evaluate_run
 
             evaluate_run(run)
         except Exception as exc:  # the training is done and saved: report, do not fail it

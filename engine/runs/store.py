@@ -20,9 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from engine.atomic import atomic_path, share_like_open
-from engine.config import TrainConfig
-from engine.errors import ConfigError, RunError
+from bvae_tui.engine.atomic import atomic_path, share_like_open
+from bvae_tui.engine.config import TrainConfig
+from bvae_tui.engine.errors import ConfigError, RunError
 
 STATES = ("queued", "running", "finished", "stopped", "failed", "lost")
 ACTIVE_STATES = ("queued", "running")  # states that need a live worker behind them

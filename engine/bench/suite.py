@@ -13,8 +13,8 @@ Figures (``figures`` in the JSON record; each has the keys below):
 
 - ``train.<arch>.b<batch>``: training throughput, img/s (higher is better).
 - ``draw.b<batch>``: data draw rate, img/s of batches ready on the device.
-- ``eval.b<batch>``: encoder throughput, img/s (``engine.evaluate.encode_table`` against a
-  ``no_grad`` loop over a DataLoader).
+- ``eval.b<batch>``: encoder throughput, img/s (``engine.analysis.encode.encode_table``
+  against a ``no_grad`` loop over a DataLoader).
 - ``first_step``: seconds from launching ``bvae train`` on the prepared dataset to its first
   optimiser step (the first metrics row, with ``--log-every 1``); baseline: a textbook script
   that loads the dataset as a float32 tensor and takes a step.
@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA = 1
-ROOT = Path(__file__).resolve().parents[1]
 FIGURE_KEYS = ("key", "what", "unit", "higher_is_better", "fast", "baseline", "gain", "note")
 RECORD_KEYS = ("schema", "device", "device_name", "host", "torch", "threads", "cpus", "quick",
                "dataset", "dataset_source", "baseline_images", "seconds", "load", "figures",
@@ -75,7 +74,7 @@ def plan(device: str, quick: bool) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# The two sides, run inside a child process (python -m engine.bench --serve SIDE ...)
+# The two sides, run inside a child process (python -m bvae_tui.engine.bench.suite --serve SIDE ...)
 
 
 class _Side:
@@ -86,9 +85,9 @@ class _Side:
         import numpy as np
         import torch
 
-        from datasets.loader import open_dataset
-        from engine import fastpath
-        from engine.config import TrainConfig
+        from bvae_tui.datasets.prepare import open_dataset
+        from bvae_tui.engine.config import TrainConfig
+        from bvae_tui.engine.train import fastpath
 
         self.fast, self.device, self.torch = fast, device, torch
         if fast:
@@ -96,7 +95,7 @@ class _Side:
         self.cfg = TrainConfig(dataset=dataset, device=device)
         self.ds = open_dataset(dataset, data_dir, prepare_missing=False)
         if fast:
-            from datasets.tensors import DeviceImages
+            from bvae_tui.datasets.tensors import DeviceImages
 
             self.images = DeviceImages(self.ds, device)  # the trainer's data path, whole dataset
             self.n = self.images.n
@@ -139,9 +138,9 @@ class _Side:
     def train(self, arch: str, batch: int, seconds: float, warmup: int, log_every: int) -> float:
         import torch
 
-        from engine import fastpath
-        from engine.models import build_model
-        from engine.objectives import compute_loss
+        from bvae_tui.engine.train import fastpath
+        from bvae_tui.engine.train.models import build_model
+        from bvae_tui.engine.train.objectives import compute_loss
 
         torch.manual_seed(0)
         cfg, device = self.cfg.replace(batch_size=batch, arch=arch), self.device
@@ -197,7 +196,7 @@ class _Side:
     def draw(self, batch: int, seconds: float, warmup: int) -> float:
         import torch
 
-        from engine import fastpath
+        from bvae_tui.engine.train import fastpath
 
         if self.fast:
             gen = torch.Generator().manual_seed(0)
@@ -221,14 +220,14 @@ class _Side:
         import numpy as np
         import torch
 
-        from engine.models import build_model
+        from bvae_tui.engine.train.models import build_model
 
         torch.manual_seed(0)
         model = build_model("H", self.ds.channels, 10).to(self.device).eval()
         best = 0.0
         for _ in range(rounds):
             if self.fast:
-                from engine.evaluate import encode_table
+                from bvae_tui.engine.analysis.encode import encode_table
 
                 # What `bvae eval` runs: sorted indices spread over the dataset.
                 idx = np.unique(np.linspace(0, self.ds.n - 1, images).astype(np.int64))
@@ -257,7 +256,7 @@ def _serve(side: str, device: str, dataset: str, data_dir: str | None,
     bench = _Side(side == "fast", device, dataset, data_dir, baseline_images)
     import torch
 
-    from engine import fastpath
+    from bvae_tui.engine.train import fastpath
 
     out.write(json.dumps({"ready": True, "n": bench.n, "threads": torch.get_num_threads(),
                           "threads_default": fastpath.cpu_threads(), "torch": torch.__version__,
@@ -280,13 +279,13 @@ class _Child:
     def __init__(self, side: str, device: str, dataset: str, data_dir: str | None,
                  baseline_images: int):
         env = _child_env(fast=side == "fast", device=device)
-        cmd = [sys.executable, "-m", "engine.bench", "--serve", side, "--device", device,
-               "--dataset", dataset, "--baseline-images", str(baseline_images)]
+        cmd = [sys.executable, "-m", "bvae_tui.engine.bench.suite", "--serve", side,
+               "--device", device, "--dataset", dataset, "--baseline-images", str(baseline_images)]
         if data_dir:
             cmd += ["--data-dir", str(data_dir)]
         self.side = side
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+                                     stderr=subprocess.PIPE, text=True, env=env)
         self.n = 0
 
     def wait_ready(self) -> dict[str, Any]:
@@ -327,10 +326,9 @@ class _Child:
 
 def _child_env(fast: bool, device: str) -> dict[str, str]:
     """Environment of a child: the fast side gets worker_env; the baseline the plain allocator."""
-    from engine import fastpath
+    from bvae_tui.engine.train import fastpath
 
     env = {k: v for k, v in os.environ.items() if k not in fastpath.MALLOC_ENV}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.pop(fastpath.PLAIN_ENV, None)
     if fast:
         env.update(fastpath.worker_env(device))
@@ -376,10 +374,9 @@ def first_step_fast(device: str, dataset: str, data_dir: str | None,
         if data_dir:
             cmd += ["--data-dir", str(data_dir)]
         env = {k: v for k, v in os.environ.items() if k != "BVAE_RUNS_DIR"}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         launched = time.time()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, env=env, cwd=ROOT)
+                                stderr=subprocess.PIPE, env=env)
         code, rss = _wait_rusage(proc, timeout=600)
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         if proc.stderr:
@@ -399,15 +396,15 @@ def first_step_fast(device: str, dataset: str, data_dir: str | None,
 def first_step_baseline(device: str, dataset: str, data_dir: str | None, iterations: int,
                         images: int | None) -> tuple[float, int]:
     """The textbook script: float32 TensorDataset + DataLoader + model; seconds, peak RSS."""
-    cmd = [sys.executable, "-m", "engine.bench", "--textbook-train", "--device", device,
-           "--dataset", dataset, "--iterations", str(iterations)]
+    cmd = [sys.executable, "-m", "bvae_tui.engine.bench.suite", "--textbook-train",
+           "--device", device, "--dataset", dataset, "--iterations", str(iterations)]
     if images:
         cmd += ["--baseline-images", str(images)]
     if data_dir:
         cmd += ["--data-dir", str(data_dir)]
     launched = time.time()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=_child_env(False, device), cwd=ROOT)
+                            stderr=subprocess.PIPE, env=_child_env(False, device))
     code, rss = _wait_rusage(proc, timeout=900)
     out = proc.stdout.read().decode() if proc.stdout else ""
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -428,10 +425,10 @@ def _textbook_train(device: str, dataset: str, data_dir: str | None, iterations:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from datasets.loader import open_dataset
-    from engine.config import TrainConfig
-    from engine.models import build_model
-    from engine.objectives import compute_loss
+    from bvae_tui.datasets.prepare import open_dataset
+    from bvae_tui.engine.config import TrainConfig
+    from bvae_tui.engine.train.models import build_model
+    from bvae_tui.engine.train.objectives import compute_loss
 
     ds = open_dataset(dataset, data_dir, prepare_missing=False)
     n = ds.n if not images else min(images, ds.n)
@@ -509,7 +506,8 @@ def _available_memory() -> int | None:
 def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = None,
               progress: Progress | None = None, end_to_end: bool = True) -> dict[str, Any]:
     """Measure everything; return the JSON record described in the module docstring."""
-    from datasets.loader import dataset_status, open_dataset
+    from bvae_tui.datasets.loader import dataset_status
+    from bvae_tui.datasets.prepare import open_dataset
 
     say = progress or (lambda message: None)
     p = plan(device, quick)
@@ -649,7 +647,7 @@ def format_gain(gain: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m engine.bench",
+    parser = argparse.ArgumentParser(prog="python -m bvae_tui.engine.bench.suite",
                                      description="benchmark children (use `bvae bench`)")
     parser.add_argument("--serve", choices=("baseline", "fast"))
     parser.add_argument("--textbook-train", action="store_true")

@@ -1,15 +1,14 @@
-"""The detached training worker: ``python -m engine.worker RUN_DIR [--resume]``.
+"""Launching and controlling detached workers: the checks made before a run exists, start, stop.
 
-:func:`launch` starts it in a new process session (stdin from /dev/null, stdout and stderr
-appended to the run's ``worker.log``), so closing the launching terminal or dropping SSH does not
-stop it. SIGTERM or SIGINT asks it to stop: it finishes the current step, writes a checkpoint and
-marks the run ``stopped``. SIGHUP is ignored. ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` makes ``cuda:N``
-the GPU that NVML (and the device picker) calls N.
+:func:`launch` starts the worker (:mod:`bvae_tui.engine.runs.worker`) in a new process session
+(stdin from /dev/null, stdout and stderr appended to the run's ``worker.log``), so closing the
+launching terminal or dropping SSH does not stop it; :func:`stop` sends it SIGTERM, on which it
+checkpoints and marks the run ``stopped``. ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` makes ``cuda:N`` the
+GPU that NVML (and the device picker) calls N.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import signal
@@ -20,13 +19,18 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.errors import ConfigError, RunError
-from engine.runs import ACTIVE_STATES, Run, create_run, process_start_time, read_json, runs_root
+from bvae_tui.engine.errors import ConfigError, RunError
+from bvae_tui.engine.runs.store import (
+    ACTIVE_STATES,
+    Run,
+    create_run,
+    process_start_time,
+    read_json,
+    runs_root,
+)
 
 if TYPE_CHECKING:
-    from engine.config import TrainConfig
-
-ROOT = Path(__file__).resolve().parents[1]
+    from bvae_tui.engine.config import TrainConfig
 
 
 def check_resumable(run: Run, restart: bool = False) -> None:
@@ -48,7 +52,7 @@ def check_resumable(run: Run, restart: bool = False) -> None:
         raise RunError(f"run {run.id} has no checkpoint (it reached iteration {reached} before "
                        f"its first one); 'bvae resume {run.id} --restart' trains it again from 0")
     _check_checkpoint_file(run.last_checkpoint)
-    from engine.devices import resolve_device
+    from bvae_tui.engine.runs.devices import resolve_device
 
     resolve_device(run.config.device)  # the GPU it trained on may be gone
 
@@ -75,9 +79,9 @@ def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) ->
     prepared nor obtainable offline, a GPU that does not exist or no NVIDIA driver for one.
     Preparing the data itself (generating dSprites, decoding a folder) is the worker's job.
     """
-    from datasets.loader import check_available
-    from datasets.registry import get_spec
-    from engine.devices import resolve_device
+    from bvae_tui.datasets.loader import check_available
+    from bvae_tui.datasets.registry import get_spec
+    from bvae_tui.engine.runs.devices import resolve_device
 
     cfg.validate()
     spec = get_spec(cfg.dataset)
@@ -102,9 +106,9 @@ def start_run(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None,
     """Validate, create the run directory, and (``detach``) launch its worker.
 
     Nothing is created when validation fails. Without ``detach`` the caller trains in its own
-    process with :func:`engine.trainer.train`.
+    process with :func:`bvae_tui.engine.train.trainer.train`.
     """
-    from datasets.registry import data_root
+    from bvae_tui.datasets.registry import data_root
 
     check_launch(cfg, data_dir)
     run = create_run(runs_root(runs_dir), cfg, data_root(data_dir), name=name)
@@ -118,19 +122,17 @@ def start_run(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None,
 
 
 def worker_command(run: Run, resume: bool = False) -> list[str]:
-    cmd = [sys.executable, "-m", "engine.worker", str(run.path)]
+    cmd = [sys.executable, "-m", "bvae_tui.engine.runs.worker", str(run.path)]
     return [*cmd, "--resume"] if resume else cmd
 
 
 def launch(run: Run, resume: bool = False) -> int:
     """Start the worker for ``run`` detached from this process; return its pid at once."""
-    from engine import fastpath
+    from bvae_tui.engine.train import fastpath
 
     env = dict(os.environ)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     env["PYTHONUNBUFFERED"] = "1"  # worker.log shows progress as it happens
-    # The worker must import this checkout even when it is not installed.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.update(fastpath.worker_env(run.config.device))
     with open(run.log_path, "ab") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} "
@@ -168,47 +170,3 @@ def stop(run: Run, wait: float = 0) -> None:
         if run.status()["state"] not in ACTIVE_STATES:
             return
         time.sleep(0.1)
-
-
-def main(argv: list[str] | None = None) -> int:
-    # Handlers first: a SIGTERM that arrives while torch is still importing must stop cleanly too.
-    stop_requested = False
-
-    def request_stop(signum: int, frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-    parser = argparse.ArgumentParser(prog="python -m engine.worker",
-                                     description="train one run directory (detached worker)")
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the run's last checkpoint")
-    args = parser.parse_args(argv)
-    run = Run(args.run_dir.resolve())
-    if not run.config_path.exists():
-        print(f"error: {run.path} is not a run directory", file=sys.stderr)
-        return 2
-
-    from engine.trainer import train
-
-    print(f"worker pid {os.getpid()} training {run.id}"
-          f"{' (resume)' if args.resume else ''}", flush=True)
-    def log_row(row: dict) -> None:  # a readable line per metrics row for worker.log
-        c = "" if row["c"] is None else f" C {row['c']:.2f}"
-        print(f"iter {row['iter']} loss {row['loss']:.3f} recon {row['recon']:.3f} "
-              f"kl {row['kl']:.3f}{c} {row['img_per_s']:.0f} img/s", flush=True)
-
-    state = train(run, resume=args.resume, should_stop=lambda: stop_requested, on_row=log_row)
-    error = run.raw_status().get("error") if state == "failed" else None
-    # The reason goes to worker.log here, not from the trainer, so a foreground `bvae train`
-    # (which reports it itself) does not print it twice.
-    print(f"worker done: {state}" + (f": {error}" if error else ""), flush=True)
-    return 0 if state in ("finished", "stopped") else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

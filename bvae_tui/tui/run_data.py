@@ -1,9 +1,8 @@
 """What the screens show, read from run directories (no Textual here, so it is easy to test).
 
-Everything comes through :mod:`engine.runs`; this module only gathers and formats. The pollers
-keep small caches (config by mtime, an incremental metrics reader per run) so refreshing the
-runs table every second stays cheap even with long metrics files.
-"""
+Everything comes through :mod:`bvae_tui.engine.runs.store`; this module only gathers and formats.
+The pollers keep small caches (config by mtime, an incremental metrics reader per run) so refreshing
+the runs table every second stays cheap even with long metrics files."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.runs import MetricsTail, Run, last_row, list_runs, read_json
+from bvae_tui.engine.runs.store import MetricsTail, Run, last_row, list_runs, read_json
 
 STATE_STYLES = {
     "queued": "cyan",
@@ -170,7 +169,7 @@ class DatasetSources:
             return hit[1]
         source = ""
         try:
-            from datasets.loader import dataset_status
+            from bvae_tui.datasets.loader import dataset_status
 
             source = dataset_status(name, data_dir).get("source") or ""
         except Exception:  # noqa: BLE001 - a dataset we cannot inspect just shows no source

@@ -13,7 +13,7 @@ import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from engine.errors import DeviceError
+from bvae_tui.engine.errors import DeviceError
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 ``evaluate_run`` loads a run's checkpoint, encodes every image the metrics need once (batched, no
 autograd, on the run's device) into a table of encoder means, scores the metrics from that table
-(:mod:`engine.metrics`) and writes ``eval.json`` in the run directory atomically::
+(:mod:`bvae_tui.engine.analysis.metrics`) and writes ``eval.json`` in the run directory atomically::
 
     {"scores": {"betavae": .., "factorvae": .., "mig": ..}, "details": {...}, "params": {...},
      "seed": 0, "fast": false, "iteration": 12000, "checkpoint": "checkpoints/last.pt",
@@ -10,7 +10,7 @@ autograd, on the run's device) into a table of encoder means, scores the metrics
      "timings": {...}, "created": 1764070000.0}
 
 Baselines (ground truth, raw pixels, PCA, an untrained network) go through the same code:
-:mod:`engine.baselines`.
+:mod:`bvae_tui.engine.analysis.baselines`.
 """
 
 from __future__ import annotations
@@ -22,81 +22,29 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.errors import DataError, RunError
-from engine.metrics import (
+from bvae_tui.datasets.prepare import open_dataset
+from bvae_tui.datasets.registry import get_spec
+from bvae_tui.engine.analysis.baselines import baseline_table_maker, canonical
+from bvae_tui.engine.analysis.encode import Progress, model_table_maker
+from bvae_tui.engine.analysis.metrics import (
     METRICS,
-    CodeTable,
     Table,
     evaluate_representation,
     parse_metrics,
     resolve_params,
 )
+from bvae_tui.engine.errors import DataError, DeviceError, RunError
+from bvae_tui.engine.runs.devices import resolve_device
+from bvae_tui.engine.runs.store import write_json_atomic
+from bvae_tui.engine.train import fastpath
+from bvae_tui.engine.train.checkpoint import checkpoint_path, load_model
 
 if TYPE_CHECKING:
-    import torch
 
-    from engine.runs import Run
-
-Progress = Callable[[str, int, int | None], None]
-
-# Higgins et al. 2017, BetaVAE metric on dSprites (REFERENCE.md), for side-by-side tables.
-PAPER_BETAVAE = {
-    "ground truth": 1.0, "raw pixels": 0.4575, "PCA": 0.849, "ICA": 0.4203, "DC-IGN": 0.993,
-    "InfoGAN": 0.735, "untrained VAE": 0.4414, "VAE": 0.6158, "beta-VAE": 0.9923,
-}
-
-# Images per encoder call on the CPU (256 measured faster than 1024: activations stay in cache);
-# GPUs get 8x that.
-ENCODE_BATCH = 256
-
-
-def encode_table(model: torch.nn.Module, dataset: Any, indices: np.ndarray, device: str,
-                 batch_size: int | None = None, progress: Progress | None = None,
-                 device_images: bool | None = None) -> CodeTable:
-    """Encoder means of ``dataset[indices]`` (sorted, unique) as a :class:`CodeTable`.
-
-    Sorted indices read the memory-mapped images mostly in order. On a GPU (``device_images``
-    defaults to it) the packed images are uploaded once and unpacked there (``DeviceImages``);
-    on the CPU each batch is unpacked by the dataset.
-    """
-    import torch
-
-    indices = np.asarray(indices, dtype=np.int64)
-    codes = np.empty((len(indices), int(model.z_dim)), dtype=np.float32)
-    on_gpu = str(device).startswith("cuda")
-    batch_size = batch_size or (8 * ENCODE_BATCH if on_gpu else ENCODE_BATCH)
-    # Channels-last convolutions: ~1.5x the images/s of the default layout on this project's
-    # 2-core CPU (benchmarks/bench_eval.py). Converts the model in place: a layout change only.
-    model.to(memory_format=torch.channels_last)
-    source = None
-    if on_gpu if device_images is None else device_images:
-        from datasets.tensors import DeviceImages
-
-        source = DeviceImages(dataset, device)
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start:start + batch_size]
-            if source is not None:
-                x = source.batch(torch.from_numpy(chunk).to(device))
-            else:
-                x = torch.from_numpy(np.ascontiguousarray(dataset.float_images_at(chunk)))
-            x = x.to(device).contiguous(memory_format=torch.channels_last)
-            mu, _ = model.encode(x)
-            codes[start:start + len(chunk)] = mu.float().cpu().numpy()
-            if progress:
-                progress("encoding images", start + len(chunk), len(indices))
-    return CodeTable(codes, indices, n=int(dataset.n))
-
-
-def model_table_maker(model: torch.nn.Module, dataset: Any, device: str,
-                      progress: Progress | None = None) -> Callable[[np.ndarray], Table]:
-    return lambda needed: encode_table(model, dataset, needed, device, progress=progress)
-
+    from bvae_tui.engine.runs.store import Run
 
 def require_factors(dataset_name: str, what: str) -> None:
     """A one-line :class:`DataError` when ``dataset_name`` has no ground-truth factors."""
-    from datasets.registry import get_spec
 
     spec = get_spec(dataset_name)
     if not spec.has_factors:
@@ -107,8 +55,6 @@ def require_factors(dataset_name: str, what: str) -> None:
 
 def _run_device(run: Run, device: str | None) -> str:
     """``device`` if given, else the device the run trained on, else its configured one."""
-    from engine.devices import resolve_device
-    from engine.errors import DeviceError
 
     if device is not None:
         return resolve_device(str(device))
@@ -121,7 +67,6 @@ def _run_device(run: Run, device: str | None) -> str:
 
 def _configure(device: str) -> None:
     """The training fast paths' process set-up (allocator, threads): encoding benefits too."""
-    from engine import fastpath
 
     fastpath.configure_process(device)
 
@@ -158,8 +103,6 @@ def evaluate_run(run: Run, metrics: Any = None, fast: bool = False, seed: int = 
     ``metrics``: names or "betavae,mig" (default all); ``fast``: smaller sample counts (recorded);
     ``params``: per-metric overrides of the sample counts (tests use tiny ones).
     """
-    from datasets.loader import open_dataset
-    from engine.checkpoint import checkpoint_path, load_model
 
     start = time.perf_counter()
     names = parse_metrics(metrics)  # validate before the slow parts
@@ -190,7 +133,6 @@ def evaluate_run(run: Run, metrics: Any = None, fast: bool = False, seed: int = 
         "seconds": round(time.perf_counter() - start, 3),
     })
     if write:
-        from engine.runs import write_json_atomic
 
         write_json_atomic(run.eval_path, _merged(run.eval_results(), result))
     return result
@@ -219,15 +161,12 @@ def evaluate_baseline(name: str, dataset: str = "dsprites", data_dir: str | None
                       device: str | None = None, arch: str = "H", z_dim: int = 10,
                       params: dict[str, dict[str, Any]] | None = None,
                       progress: Progress | None = None) -> dict[str, Any]:
-    """Score a baseline representation (see :mod:`engine.baselines`) on ``dataset``."""
-    from datasets.loader import open_dataset
-    from engine.baselines import baseline_table_maker, canonical
+    """Score a baseline representation (:mod:`.baselines`) on ``dataset``."""
 
     key = canonical(name)
     require_factors(dataset, f"baseline '{key}'")
     names = parse_metrics(metrics)
     resolve_params(names, fast, params)
-    from engine.devices import resolve_device
 
     dev = resolve_device(device or "auto")
     _configure(dev)
@@ -240,6 +179,3 @@ def evaluate_baseline(name: str, dataset: str = "dsprites", data_dir: str | None
                    "seconds": round(time.perf_counter() - start, 3)})
     return result
 
-
-__all__ = ["METRICS", "PAPER_BETAVAE", "encode_table", "evaluate_run", "evaluate_baseline",
-           "score"]

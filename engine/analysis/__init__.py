@@ -1,0 +1,1 @@
+"""Analysis of trained runs: disentanglement metrics, evaluation, baselines, traversals, exports."""

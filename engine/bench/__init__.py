@@ -1,0 +1,1 @@
+"""`bvae bench`: the project's training path against the textbook PyTorch loop."""

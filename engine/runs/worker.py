@@ -1,0 +1,60 @@
+"""The detached training worker: ``python -m bvae_tui.engine.runs.worker RUN_DIR [--resume]``.
+
+Started by :func:`bvae_tui.engine.runs.launch.launch` in a new process session. SIGTERM or SIGINT
+asks it to stop: it finishes the current step, writes a checkpoint and marks the run ``stopped``.
+SIGHUP is ignored, so a dropped SSH session does not stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from bvae_tui.engine.runs.store import Run
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Handlers first: a SIGTERM that arrives while torch is still importing must stop cleanly too.
+    stop_requested = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    parser = argparse.ArgumentParser(prog="python -m bvae_tui.engine.runs.worker",
+                                     description="train one run directory (detached worker)")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the run's last checkpoint")
+    args = parser.parse_args(argv)
+    run = Run(args.run_dir.resolve())
+    if not run.config_path.exists():
+        print(f"error: {run.path} is not a run directory", file=sys.stderr)
+        return 2
+
+    from bvae_tui.engine.train.trainer import train
+
+    print(f"worker pid {os.getpid()} training {run.id}"
+          f"{' (resume)' if args.resume else ''}", flush=True)
+    def log_row(row: dict) -> None:  # a readable line per metrics row for worker.log
+        c = "" if row["c"] is None else f" C {row['c']:.2f}"
+        print(f"iter {row['iter']} loss {row['loss']:.3f} recon {row['recon']:.3f} "
+              f"kl {row['kl']:.3f}{c} {row['img_per_s']:.0f} img/s", flush=True)
+
+    state = train(run, resume=args.resume, should_stop=lambda: stop_requested, on_row=log_row)
+    error = run.raw_status().get("error") if state == "failed" else None
+    # The reason goes to worker.log here, not from the trainer, so a foreground `bvae train`
+    # (which reports it itself) does not print it twice.
+    print(f"worker done: {state}" + (f": {error}" if error else ""), flush=True)
+    return 0 if state in ("finished", "stopped") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

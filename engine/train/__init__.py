@@ -1,0 +1,1 @@
+"""Training: networks, objectives, the training step and loop, checkpoints, fast paths."""
