@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,11 +15,18 @@ from tests.conftest import ROOT
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
-    build = tmp_path_factory.mktemp("build")
+    # Build from a copy of the tracked files: setuptools writes build/ into the source tree.
+    src = tmp_path_factory.mktemp("src")
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
     # No isolation: setuptools comes from the dev environment, so the test needs no network.
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "--quiet", "-w", str(out), str(ROOT)], check=True, timeout=300,
-                   env={"PIP_NO_INPUT": "1", "PATH": "/usr/bin:/bin", "TMPDIR": str(build)})
+                    "--quiet", "-w", str(out), str(src)], check=True, timeout=300,
+                   env={"PIP_NO_INPUT": "1", "PATH": "/usr/bin:/bin", "TMPDIR": str(src)})
     (path,) = out.glob("bvae_tui-*.whl")
     with zipfile.ZipFile(path) as archive:
         return archive.namelist()

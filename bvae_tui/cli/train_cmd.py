@@ -140,7 +140,7 @@ def _report_end(run: Any, state: str) -> None:
 # bvae train (options generated from the config schema)
 
 
-def _train(**values: Any) -> None:
+def train_command(**values: Any) -> None:
     from bvae_tui.engine.config import make_config
     from bvae_tui.engine.errors import ConfigError
     from bvae_tui.engine.runs.devices import gpu_spec
@@ -193,7 +193,7 @@ app.command(
     "train",
     help="Train a beta-VAE. Every option defaults to the preset's value, else the schema default.",
     no_args_is_help=False,
-)(with_config_options(_train, _TRAIN_EXTRA))
+)(with_config_options(train_command, _TRAIN_EXTRA))
 
 
 # --------------------------------------------------------------------------------------------
