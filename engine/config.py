@@ -1,7 +1,9 @@
 """One training configuration schema, shared by the CLI, the TUI form and the worker.
 
 Each field of :class:`TrainConfig` carries its default, bounds, choices, help text and help group
-in ``dataclasses.field(metadata=...)``. The CLI builds its ``bvae train`` options from
+in ``dataclasses.field(metadata=...)``, plus what the faces need to show it: a widget hint (a plain
+string from :data:`WIDGETS`; the TUI maps it to a control), the objectives it belongs to, and a
+cheap check against the files on disk. The CLI builds its ``bvae train`` options from
 :func:`schema`, the TUI builds its form from the same, and :meth:`TrainConfig.validate` is the only
 place values are checked, so the two faces cannot drift apart.
 """
@@ -10,10 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from bvae_tui.engine.errors import ConfigError
+from bvae_tui.errors import UserError
 
 OBJECTIVES = ("H", "B")
 ARCHITECTURES = ("auto", "H", "B")
@@ -28,10 +33,27 @@ GROUP_OPTIM = "Optimisation"
 GROUP_RUN = "Run"
 GROUP_SPEED = "Speed"
 
+# Widget hints: how a form shows a field. Without one, a field with choices is a "choice", a bool
+# a "toggle" and anything else "text"; "dataset" and "device" are pickers that know their world.
+WIDGETS = ("text", "choice", "toggle", "dataset", "device")
+
 
 def _f(default: Any, help: str, group: str, **meta: Any) -> Any:
-    """A dataclass field with its UI metadata: help, group, and optional min/max/choices."""
+    """A dataclass field with its UI metadata: help, group, and optional min/max/choices,
+    ``widget`` (a hint from :data:`WIDGETS`), ``objectives`` (the objectives that use it) and
+    ``launch_check`` (see :attr:`FieldInfo.launch_check`)."""
     return field(default=default, metadata={"help": help, "group": group, **meta})
+
+
+def check_dataset_source(name: str) -> None:
+    """A known dataset name, and for ``folder:PATH`` an existing folder: checked as the user types
+    (launch repeats it in full, with the data itself), so a typo does not make a failed run."""
+    from bvae_tui.datasets.loader import folder_missing_error
+    from bvae_tui.datasets.registry import get_spec
+
+    problem = folder_missing_error(get_spec(name))
+    if problem is not None:
+        raise problem
 
 
 @dataclass
@@ -40,16 +62,19 @@ class TrainConfig:
 
     # Data
     dataset: str = _f("dsprites", "dataset name (dsprites, dsprites-mini, celeba, chairs, "
-                      "folder:PATH)", GROUP_DATA)
+                      "folder:PATH)", GROUP_DATA, widget="dataset",
+                      launch_check=check_dataset_source)
     # Objective
     objective: str = _f("H", "H: recon + beta*KL (Higgins); B: recon + gamma*|KL - C| (Burgess)",
                         GROUP_OBJECTIVE, choices=OBJECTIVES)
     beta: float = _f(4.0, "weight of the KL term (objective H); 1 is the plain VAE",
-                     GROUP_OBJECTIVE, min=0.0)
-    gamma: float = _f(1000.0, "weight of |KL - C| (objective B)", GROUP_OBJECTIVE, min=0.0)
-    c_max: float = _f(25.0, "final capacity C in nats (objective B)", GROUP_OBJECTIVE, min=0.0)
+                     GROUP_OBJECTIVE, min=0.0, objectives=("H",))
+    gamma: float = _f(1000.0, "weight of |KL - C| (objective B)", GROUP_OBJECTIVE, min=0.0,
+                      objectives=("B",))
+    c_max: float = _f(25.0, "final capacity C in nats (objective B)", GROUP_OBJECTIVE, min=0.0,
+                      objectives=("B",))
     c_stop_iter: int = _f(100_000, "iterations over which C rises linearly from 0 to c_max",
-                          GROUP_OBJECTIVE, min=1)
+                          GROUP_OBJECTIVE, min=1, objectives=("B",))
     recon: str = _f("auto", "reconstruction distribution; auto: bernoulli for binary data, "
                     "gaussian otherwise", GROUP_OBJECTIVE, choices=RECONS)
     # Model
@@ -65,7 +90,7 @@ class TrainConfig:
     seed: int = _f(1, "random seed (model init, batch order)", GROUP_OPTIM, min=0)
     # Run
     device: str = _f("auto", "cpu, cuda:N, or auto (the GPU with most free memory, else cpu)",
-                     GROUP_RUN)
+                     GROUP_RUN, widget="device")
     log_every: int = _f(100, "iterations between metrics rows", GROUP_RUN, min=1)
     checkpoint_every: int = _f(5000, "iterations between checkpoints", GROUP_RUN, min=1)
     preview_every: int = _f(1000, "iterations between traversal previews (0: never)", GROUP_RUN,
@@ -82,36 +107,16 @@ class TrainConfig:
 
     # ----------------------------------------------------------------------------------------
     def validate(self) -> TrainConfig:
-        """Check every field against its metadata; raise one :class:`ConfigError` naming the fix."""
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            meta = f.metadata
-            opt = "--" + f.name.replace("_", "-")
-            if f.type in ("float", float):
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ConfigError(f"{opt} must be a number, got {value!r}")
-                if not math.isfinite(float(value)):
-                    raise ConfigError(f"{opt} must be a finite number, got {value!r}")
-            if f.type in ("int", int) and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ConfigError(f"{opt} must be a whole number, got {value!r}")
-            if "choices" in meta and value not in meta["choices"]:
-                raise ConfigError(f"{opt} must be one of {', '.join(meta['choices'])}; "
-                                  f"got {value!r}")
-            if "min" in meta:
-                lo = meta["min"]
-                if value < lo or (meta.get("exclusive_min") and value == lo):
-                    rel = "greater than" if meta.get("exclusive_min") else "at least"
-                    raise ConfigError(f"{opt} must be {rel} {lo:g}; got {value:g}")
-            if "max" in meta:
-                hi = meta["max"]
-                if value > hi or (meta.get("exclusive_max") and value == hi):
-                    rel = "less than" if meta.get("exclusive_max") else "at most"
-                    raise ConfigError(f"{opt} must be {rel} {hi:g}; got {value:g}")
+        """Check every field against its metadata; raise one :class:`ConfigError` naming the fix
+        (and, in ``field``, the field)."""
+        for info in _schema():
+            info.check(getattr(self, info.name))
+        dataset, device = field_info("dataset"), field_info("device")
         if not self.dataset:
-            raise ConfigError("--dataset must not be empty; e.g. --dataset dsprites")
+            raise dataset.error(f"must not be empty; e.g. {dataset.option} dsprites")
         dev = self.device
         if not (dev in ("auto", "cpu") or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise ConfigError(f"--device must be cpu, cuda:N or auto; got {dev!r}")
+            raise device.error(f"must be cpu, cuda:N or auto; got {dev!r}")
         return self
 
     # Derived values -----------------------------------------------------------------------------
@@ -174,55 +179,153 @@ class FieldInfo:
     default: Any
     help: str
     group: str
+    widget: str = "text"
     choices: tuple[str, ...] | None = None
     min: float | None = None
     max: float | None = None
+    exclusive_min: bool = False
+    exclusive_max: bool = False
+    objectives: tuple[str, ...] | None = None  # None: every objective uses it
+    # A cheap check against the world (files on disk) for a form to run as the user types; not
+    # part of validate, so a saved config stays readable after, say, its folder is gone.
+    launch_check: Callable[[Any], None] | None = field(default=None, compare=False)
 
     @property
     def option(self) -> str:
+        """The command-line option: ``z_dim`` -> ``--z-dim``."""
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def negative_option(self) -> str:
+        """The option that turns a bool field off: ``--no-compile``."""
+        return "--no-" + self.option[2:]
+
+    def words(self, value: Any) -> list[str]:
+        """The command-line words that set this field to ``value``."""
+        if self.type is bool:
+            return [self.option if value else self.negative_option]
+        return [self.option, self.show(value)]
+
+    def show(self, value: Any) -> str:
+        """``value`` as text for a form or a command line (floats short but exact)."""
+        if isinstance(value, float):
+            short = f"{value:g}"
+            return short if float(short) == value else repr(value)
+        return str(value)
+
+    def applies(self, values: Mapping[str, Any]) -> bool:
+        """Whether the field matters for a config with these values (e.g. gamma only under
+        objective B); a form hides the fields that do not."""
+        return self.objectives is None or values.get("objective") in self.objectives
+
+    def error(self, problem: str) -> ConfigError:
+        """``--option problem`` as a :class:`ConfigError` about this field."""
+        return ConfigError(f"{self.option} {problem}", field=self.name)
+
+    def check(self, value: Any) -> None:
+        """The field's own checks: type, choices, bounds."""
+        if self.type is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.error(f"must be a number, got {value!r}")
+            if not math.isfinite(float(value)):
+                raise self.error(f"must be a finite number, got {value!r}")
+        elif self.type is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise self.error(f"must be a whole number, got {value!r}")
+        elif self.type is bool and not isinstance(value, bool):
+            raise self.error(f"must be true or false, got {value!r}")
+        elif self.type is str and not isinstance(value, str):
+            raise self.error(f"must be text, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise self.error(f"must be one of {', '.join(self.choices)}; got {value!r}")
+        lo, hi = self.min, self.max
+        if lo is not None and (value < lo or (self.exclusive_min and value == lo)):
+            rel = "greater than" if self.exclusive_min else "at least"
+            raise self.error(f"must be {rel} {lo:g}; got {value:g}")
+        if hi is not None and (value > hi or (self.exclusive_max and value == hi)):
+            rel = "less than" if self.exclusive_max else "at most"
+            raise self.error(f"must be {rel} {hi:g}; got {value:g}")
+
+    def parse(self, text: str) -> Any:
+        """Parse form text into the field's type, or raise a :class:`ConfigError`."""
+        text = text.strip()
+        try:
+            if self.type is bool:
+                low = text.lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError
+            if self.type is int:
+                as_float = float(text)  # accept 1e5
+                if not as_float.is_integer():
+                    raise ValueError
+                return int(as_float)
+            if self.type is float:
+                return float(text)
+            return text
+        except ValueError:
+            kind = {bool: "true or false", int: "a whole number", float: "a number"}[self.type]
+            raise self.error(f"must be {kind}; got {text!r}") from None
 
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
 
-def schema() -> list[FieldInfo]:
-    """The fields of :class:`TrainConfig` in declaration order, with their metadata."""
+@cache
+def _schema() -> tuple[FieldInfo, ...]:
     out = []
     for f in dataclasses.fields(TrainConfig):
         m = f.metadata
+        ftype = _TYPES[f.type] if isinstance(f.type, str) else f.type
+        default_widget = "choice" if "choices" in m else "toggle" if ftype is bool else "text"
+        widget = m.get("widget", default_widget)
+        if widget not in WIDGETS:
+            raise ValueError(f"field {f.name}: unknown widget hint {widget!r}")
         out.append(FieldInfo(
             name=f.name,
-            type=_TYPES[f.type] if isinstance(f.type, str) else f.type,
+            type=ftype,
             default=f.default,
             help=m["help"],
             group=m["group"],
+            widget=widget,
             choices=tuple(m["choices"]) if "choices" in m else None,
             min=m.get("min"),
             max=m.get("max"),
+            exclusive_min=bool(m.get("exclusive_min")),
+            exclusive_max=bool(m.get("exclusive_max")),
+            objectives=tuple(m["objectives"]) if "objectives" in m else None,
+            launch_check=m.get("launch_check"),
         ))
-    return out
+    return tuple(out)
+
+
+def schema() -> list[FieldInfo]:
+    """The fields of :class:`TrainConfig` in declaration order, with their metadata."""
+    return list(_schema())
+
+
+def field_info(name: str) -> FieldInfo:
+    """The schema entry of one field."""
+    return next(info for info in _schema() if info.name == name)
 
 
 def parse_value(info: FieldInfo, text: str) -> Any:
     """Parse a form string into the field's type, or raise :class:`ConfigError` (for the TUI)."""
-    text = text.strip()
-    try:
-        if info.type is bool:
-            low = text.lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if info.type is int:
-            as_float = float(text)  # accept 1e5
-            if not as_float.is_integer():
-                raise ValueError
-            return int(as_float)
-        if info.type is float:
-            return float(text)
-        return text
-    except ValueError:
-        kind = {bool: "true or false", int: "a whole number", float: "a number"}[info.type]
-        raise ConfigError(f"{info.option} must be {kind}; got {text!r}") from None
+    return info.parse(text)
+
+
+def check_field(info: FieldInfo, raw: Any) -> Any:
+    """One field on its own, as a form checks it while the user types: text parsed into the
+    field's type, then the schema's checks and the field's launch check. Returns the value;
+    raises a :class:`ConfigError` whose ``field`` is the field."""
+    value = info.parse(raw) if isinstance(raw, str) and info.type is not str else raw
+    TrainConfig(**{info.name: value}).validate()  # the other fields keep their valid defaults
+    if info.launch_check is not None:
+        try:
+            info.launch_check(value)
+        except UserError as exc:
+            if isinstance(exc, ConfigError) and exc.field:
+                raise
+            raise ConfigError(str(exc), field=info.name) from None
+    return value

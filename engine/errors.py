@@ -7,7 +7,15 @@ __all__ = ["UserError", "DataError", "ConfigError", "RunError", "DeviceError"]
 
 
 class ConfigError(UserError):
-    """A training option is out of bounds or inconsistent."""
+    """A training option is out of bounds or inconsistent.
+
+    ``field`` names the TrainConfig field the message is about (None: several, or none), so a
+    form can mark that field without reading the message.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class RunError(UserError):

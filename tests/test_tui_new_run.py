@@ -1,15 +1,34 @@
-"""New-run form: fields from the schema, inline validation, launch refused while invalid, the
-equivalent command, and the device picker with a stand-in NVML and with none."""
+"""New-run form: fields from the schema (widgets from its hints, rows from its objectives),
+inline validation marked on the field each error names, launch refused while invalid, the
+equivalent command in the CLI's spelling, and the device picker with a stand-in NVML and with
+none."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
+import pytest
+import typer
+from textual.app import App
+from typer.testing import CliRunner
+
 import bvae_tui.engine.runs.devices
-from bvae_tui.engine.config import PRESETS, schema
+from bvae_tui.cli.main import app as cli_app
+from bvae_tui.engine.config import PRESETS, WIDGETS, TrainConfig, field_info, schema
+from bvae_tui.engine.errors import ConfigError
 from bvae_tui.tui.app import BvaeApp
-from bvae_tui.tui.screens.new_run import NewRunScreen
-from bvae_tui.tui.widgets.device_picker import DevicePicker
+from bvae_tui.tui.screens import new_run
+from bvae_tui.tui.screens.new_run import NewRunScreen, train_command
+from bvae_tui.tui.widgets.dataset_select import DatasetField
+from bvae_tui.tui.widgets.device_picker import DeviceField, DevicePicker
+from bvae_tui.tui.widgets.field_widgets import (
+    FIELD_WIDGETS,
+    ChoiceField,
+    TextField,
+    ToggleField,
+    field_widget,
+)
 from tests.tui_helpers import wait_for
 
 GIB = 1024**3
@@ -51,11 +70,12 @@ def _no_nvml():
     raise ImportError("No module named 'pynvml'")
 
 
-async def _open_form(app, pilot) -> NewRunScreen:
+async def _open_form(app, pilot, picker: bool = True) -> NewRunScreen:
     await pilot.press("n")
     await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen), 5, "the form")
     form = app.screen
-    await wait_for(pilot, lambda: form.query_one(DevicePicker).loaded, 10, "the devices")
+    if picker:
+        await wait_for(pilot, lambda: form.query_one(DevicePicker).loaded, 10, "the devices")
     return form
 
 
@@ -167,7 +187,7 @@ async def test_focus_is_marked_and_q_does_not_quit_the_form(runs_dir, tmp_path, 
     app = BvaeApp(runs_dir, tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         form = await _open_form(app, pilot)
-        dataset = form.query_one("#f-dataset")
+        dataset = form.query_one("#f-dataset Select")  # the dataset field's focusable control
         objective = form.query_one("#f-objective")
         assert app.focused is dataset
         await pilot.pause()
@@ -219,3 +239,110 @@ async def test_folder_dataset_must_be_an_existing_folder(runs_dir, tmp_path, mon
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert len(launches) == 1
+
+
+async def test_the_widget_comes_from_the_hint_not_the_name(tmp_path):
+    assert set(FIELD_WIDGETS) == set(WIDGETS)
+    dataset, amp = field_info("dataset"), field_info("amp")
+    async with App().run_test():  # widgets are built inside a running app
+        assert isinstance(field_widget(dataset, tmp_path), DatasetField)
+        assert isinstance(field_widget(amp, tmp_path), ChoiceField)
+        # Same names, other hints: the hint decides.
+        assert isinstance(field_widget(replace(dataset, widget="text"), tmp_path), TextField)
+        assert isinstance(field_widget(replace(amp, widget="text"), tmp_path), TextField)
+        assert isinstance(field_widget(replace(field_info("seed"), widget="device"), tmp_path),
+                          DeviceField)
+        assert isinstance(field_widget(replace(field_info("beta"), widget="toggle"),
+                                       tmp_path), ToggleField)
+        with pytest.raises(ValueError, match="no widget for hint 'slider'"):
+            field_widget(replace(amp, widget="slider"), tmp_path)
+
+
+async def test_form_builds_a_hinted_field_with_its_widget(runs_dir, tmp_path, monkeypatch):
+    # The device field with a plain "text" hint: the form shows an entry, and the schema's
+    # device check still marks it.
+    fields = [replace(f, widget="text") if f.name == "device" else f for f in schema()]
+    monkeypatch.setattr(new_run, "schema", lambda: fields)
+    monkeypatch.setattr(bvae_tui.engine.runs.devices, "_nvml", _no_nvml)
+    app = BvaeApp(runs_dir, tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        form = await _open_form(app, pilot, picker=False)
+        device = form.query_one("#f-device")
+        assert isinstance(device, TextField) and not form.query(DevicePicker)
+        assert device.value == "auto" and form.revalidate()
+        device.value = "gpu"
+        await pilot.pause()
+        assert set(form.errors) == {"device"}
+        assert "--device must be cpu, cuda:N or auto" in str(form.query_one("#err-device")
+                                                              .render())
+
+
+async def test_form_marks_the_field_the_error_names(runs_dir, tmp_path, monkeypatch):
+    # A check on two fields at once (none such exists yet): its error goes under the field it
+    # names, whatever its text; one that names no field goes to the summary line.
+    validate = TrainConfig.validate
+    named: dict[str, str | None] = {"field": "seed"}
+
+    def validate_pair(cfg: TrainConfig) -> TrainConfig:
+        if cfg.batch_size == 7 and cfg.seed == 3:
+            raise ConfigError("seven and three do not mix", field=named["field"])
+        return validate(cfg)
+
+    monkeypatch.setattr(TrainConfig, "validate", validate_pair)
+    monkeypatch.setattr(bvae_tui.engine.runs.devices, "_nvml", _no_nvml)
+    app = BvaeApp(runs_dir, tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        form = await _open_form(app, pilot)
+        form.set_field("batch_size", "7")
+        form.set_field("seed", "3")
+        await pilot.pause()
+        assert not form.revalidate()
+        assert form.errors == {"seed": "seven and three do not mix"}
+        assert "seven and three" in str(form.query_one("#err-seed").render())
+        assert not form.query_one("#err-batch_size").display
+        named["field"] = None
+        assert not form.revalidate() and form.errors == {}
+        assert "seven and three" in str(form.query_one("#form-error").render())
+
+
+async def test_form_shows_only_the_chosen_objectives_fields(runs_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(bvae_tui.engine.runs.devices, "_nvml", _no_nvml)
+    app = BvaeApp(runs_dir, tmp_path)
+    async with app.run_test(size=(100, 40)) as pilot:
+        form = await _open_form(app, pilot)
+
+        def shown() -> set[str]:
+            return {f.name for f in schema() if form.query_one(f"#row-{f.name}").display}
+
+        assert {"beta", "recon"} <= shown() and not {"gamma", "c_max", "c_stop_iter"} & shown()
+        form.set_field("objective", "B")
+        await pilot.pause()
+        assert {"gamma", "c_max", "c_stop_iter", "recon"} <= shown() and "beta" not in shown()
+        # A hidden field that blocks launch is shown, so that it can be fixed.
+        form.set_field("beta", "-1")
+        await pilot.pause()
+        assert "beta" in shown() and "beta" in form.errors
+        form.set_field("beta", "4")
+        await pilot.pause()
+        assert "beta" not in shown() and form.revalidate()
+        form.set_field("objective", "H")
+        await pilot.pause()
+        assert "beta" in shown() and "gamma" not in shown()
+
+
+def test_no_option_spellings_match_between_cli_help_and_form_command():
+    result = CliRunner().invoke(cli_app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    train = typer.main.get_command(cli_app).commands["train"]  # type: ignore[attr-defined]
+    opts = {p.name: p for p in train.params}
+    bools = [f for f in schema() if f.type is bool]
+    assert bools
+    for info in bools:
+        # The form turns a field off that a preset (here: the default) turned on.
+        on_by_default = [replace(f, default=True) if f is info else f for f in schema()]
+        command = train_command(on_by_default, {info.name: False}, None, None)
+        assert command.split()[3:] == [info.negative_option]
+        assert opts[info.name].secondary_opts == [info.negative_option]
+        assert info.negative_option in result.output
+        assert train_command(schema(), {info.name: True}, None, None).split()[3:] == \
+            [info.option]

@@ -21,18 +21,13 @@ from bvae_tui.engine.config import FieldInfo, schema
 
 def _help(info: FieldInfo) -> str:
     # Parentheses, not brackets: Typer's rich help would read "[...]" as markup and drop it.
-    if info.type is bool:
-        default = "on" if info.default else "off"
-    elif info.type is float:
-        default = f"{info.default:g}"
-    else:
-        default = str(info.default)
+    default = ("on" if info.default else "off") if info.type is bool else info.show(info.default)
     return f"{info.help} (default: {default})"
 
 
 def config_parameter(info: FieldInfo) -> inspect.Parameter:
     """One keyword parameter whose annotation carries the Typer option of a schema field."""
-    decls = [f"{info.option}/--no-{info.option[2:]}"] if info.type is bool else [info.option]
+    decls = [f"{info.option}/{info.negative_option}"] if info.type is bool else [info.option]
     option = typer.Option(*decls, help=_help(info), rich_help_panel=info.group,
                           show_default=False, metavar=_metavar(info))
     annotation = Annotated[info.type | None, option]

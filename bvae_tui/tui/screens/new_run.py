@@ -1,14 +1,17 @@
 """New-run screen: a form generated from the engine's config schema.
 
-Fields, defaults, bounds, choices and help all come from :func:`bvae_tui.engine.config.schema`;
-values are checked by :meth:`TrainConfig.validate` (the same code the CLI uses), so the form and
-`bvae train` cannot drift apart. Launch creates the run directory, starts the detached worker and
-opens the monitor.
+Fields, defaults, bounds, choices, help, each field's control (its widget hint, see
+widgets/field_widgets.py) and which objective uses it all come from
+:func:`bvae_tui.engine.config.schema`; values are checked by :func:`check_field` and
+:meth:`TrainConfig.validate` (the code the CLI uses), whose errors name their field, so the form
+and `bvae train` cannot drift apart. Launch creates the run directory, starts the detached worker
+and opens the monitor.
 """
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +24,20 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from bvae_tui.engine.config import PRESETS, FieldInfo, TrainConfig, parse_value, schema
-from bvae_tui.errors import UserError
+from bvae_tui.engine.config import PRESETS, FieldInfo, TrainConfig, check_field, schema
+from bvae_tui.engine.errors import ConfigError
 from bvae_tui.tui.widgets.device_picker import DevicePicker
+from bvae_tui.tui.widgets.field_widgets import field_widget
 
 NO_PRESET = "(none)"
-FOLDER = "folder:"
 
 HELP = """
 # New run
 
 The form is the `bvae train` options: same names, defaults, bounds and checks. A preset fills
-in a paper's setting; anything you change afterwards wins. Errors show under their field and
-launch waits until there are none. The line at the bottom is the same run as a command.
+in a paper's setting; anything you change afterwards wins. Fields the chosen objective does not
+use (gamma under H, beta under B) are hidden. Errors show under their field and launch waits
+until there are none. The line at the bottom is the same run as a command.
 
 | key | action |
 |---|---|
@@ -45,28 +49,6 @@ launch waits until there are none. The line at the bottom is the same run as a c
 Device: `auto` takes the GPU with most free memory when training starts; the list refreshes
 every 2 s (bar: memory in use; then free / total and utilisation).
 """
-
-
-def dataset_options(data_dir: Path) -> list[tuple[Text, str]]:
-    """Dataset choices labelled with whether each is prepared (and from which source)."""
-    from bvae_tui.datasets.loader import dataset_status
-    from bvae_tui.datasets.registry import dataset_names
-
-    options = []
-    for name in dataset_names():
-        label = Text(f"{name:<14}")
-        try:
-            st = dataset_status(name, data_dir)
-        except (UserError, OSError) as exc:
-            label.append(f" ? {exc}", style="red")
-        else:
-            if st.get("prepared"):
-                label.append(f" ✓ prepared ({st.get('source') or '?'})", style="green")
-            else:
-                label.append(" not prepared yet", style="yellow")
-        options.append((label, name))
-    options.append((Text("folder:PATH    any folder of images"), FOLDER))
-    return options
 
 
 class NewRunScreen(Screen):
@@ -83,6 +65,7 @@ class NewRunScreen(Screen):
         self.data_dir = data_dir
         self.fields: list[FieldInfo] = schema()
         self.by_name = {f.name: f for f in self.fields}
+        self.inputs: dict[str, Any] = {}  # name -> its control (see widgets/field_widgets.py)
         self.errors: dict[str, str] = {}
         self.values: dict[str, Any] = {}
         self._loading = False
@@ -105,7 +88,11 @@ class NewRunScreen(Screen):
                 if info.group != group:
                     group = info.group
                     yield Static(group, classes="group-title")
-                yield from self._field(info)
+                with Horizontal(classes="row", id=f"row-{info.name}"):
+                    yield Label(info.name, classes="field-label")
+                    self.inputs[info.name] = field_widget(info, self.data_dir)
+                    yield self.inputs[info.name]
+                yield Static("", classes="field-error", id=f"err-{info.name}")
         yield Static(id="form-error", classes="error")
         yield Static(id="form-hint", classes="hint")
         yield Static(id="form-command", classes="command")
@@ -114,96 +101,36 @@ class NewRunScreen(Screen):
             yield Button("Back (esc)", id="back", compact=True)
         yield Footer()
 
-    def _field(self, info: FieldInfo) -> ComposeResult:
-        wid = f"f-{info.name}"
-        with Horizontal(classes="row", id=f"row-{info.name}"):
-            yield Label(info.name, classes="field-label")
-            if info.name == "dataset":
-                yield Select(dataset_options(self.data_dir), value=self._dataset_choice(
-                    str(info.default)), allow_blank=False, compact=True, id=wid)
-            elif info.name == "device":
-                yield Static(str(info.default), id=wid)
-            elif info.choices:
-                yield Select([(c, c) for c in info.choices], value=info.default,
-                             allow_blank=False, compact=True, id=wid)
-            elif info.type is bool:
-                yield Checkbox("enable", value=bool(info.default), id=wid)
-            else:
-                yield Input(_show(info.default), compact=True, id=wid)
-        if info.name == "dataset":
-            with Horizontal(classes="row", id="row-folder"):
-                yield Label("folder path", classes="field-label")
-                yield Input(placeholder="/path/to/images", compact=True, id="f-folder")
-        if info.name == "device":
-            yield DevicePicker(str(info.default), id="device-picker")
-        yield Static("", classes="field-error", id=f"err-{info.name}")
-
     def on_mount(self) -> None:
-        self.query_one("#row-folder").display = False
         for info in self.fields:
             self.query_one(f"#err-{info.name}").display = False
-        self.query_one("#f-dataset").focus()
+        self.inputs[self.fields[0].name].focus()
         self.revalidate()
 
-    @staticmethod
-    def _dataset_choice(name: str) -> str:
-        return FOLDER if name.startswith(FOLDER) else name
-
     # Reading and checking the form ---------------------------------------------------------------
-    def raw_value(self, info: FieldInfo) -> Any:
-        if info.name == "device":
-            return self.query_one(DevicePicker).value
-        widget = self.query_one(f"#f-{info.name}")
-        if info.name == "dataset":
-            choice = widget.value  # type: ignore[attr-defined]
-            if choice == FOLDER:
-                return FOLDER + self.query_one("#f-folder", Input).value.strip()
-            return choice
-        if isinstance(widget, Checkbox):
-            return widget.value
-        if isinstance(widget, Select):
-            return widget.value
-        return widget.value  # type: ignore[attr-defined]
+    def raw_values(self) -> dict[str, Any]:
+        """Each field's control as it stands: text still to parse, or a typed value."""
+        return {name: control.field_value for name, control in self.inputs.items()}
 
     def revalidate(self) -> bool:
         """Parse and check every field; show errors inline. True when the form is launchable."""
         if self._loading:
             return False
+        raw = self.raw_values()
         errors: dict[str, str] = {}
         values: dict[str, Any] = {}
         for info in self.fields:
-            raw = self.raw_value(info)
-            try:
-                value = parse_value(info, raw) if isinstance(raw, str) and info.type is not str \
-                    else raw
-                # Each field alone against the schema's own checks: one message per field.
-                TrainConfig(**{info.name: value}).validate()
-            except UserError as exc:
-                errors[info.name] = str(exc)
-                continue
-            except TypeError as exc:
-                errors[info.name] = f"{info.option}: {exc}"
-                continue
-            values[info.name] = value
-        if "dataset" not in errors:
-            try:
-                from bvae_tui.datasets.registry import get_spec
-
-                get_spec(values["dataset"])
-            except UserError as exc:
-                errors["dataset"] = str(exc)
-            else:
-                folder_error = _folder_error(str(values["dataset"]))
-                if folder_error:
-                    errors["dataset"] = folder_error
+            try:  # each field alone against the schema's own checks: one message per field
+                values[info.name] = check_field(info, raw[info.name])
+            except ConfigError as exc:
+                errors[exc.field or info.name] = str(exc)
         general = ""
         if not errors:
             try:  # the whole config once more, for checks that involve several fields
                 TrainConfig.from_dict(values).validate()
-            except UserError as exc:
-                name = _field_of(str(exc), self.fields)
-                if name:
-                    errors[name] = str(exc)
+            except ConfigError as exc:
+                if exc.field:
+                    errors[exc.field] = str(exc)
                 else:
                     general = str(exc)
         self.errors, self.values = errors, values
@@ -212,6 +139,8 @@ class NewRunScreen(Screen):
             message = errors.get(info.name, "")
             err.update(Text("✗ " + message, style="bold red") if message else "")
             err.display = bool(message)
+            # A field the chosen objective does not use is hidden, unless it needs fixing.
+            self.query_one(f"#row-{info.name}").display = info.applies(raw) or bool(message)
         summary = self.query_one("#form-error", Static)
         if errors or general:
             n = len(errors)
@@ -228,25 +157,9 @@ class NewRunScreen(Screen):
     def command(self) -> str:
         """The `bvae train` command line that starts the same run."""
         preset = self.query_one("#preset", Select).value
-        base: dict[str, Any] = {f.name: f.default for f in self.fields}
-        parts = ["bvae", "train", "--detach"]
-        if preset != NO_PRESET and preset in PRESETS:
-            parts += ["--preset", str(preset)]
-            base.update(PRESETS[str(preset)])
         name = self.query_one("#run-name", Input).value.strip()
-        if name:
-            parts += ["--name", name]
-        for info in self.fields:
-            if info.name not in self.values:
-                continue
-            value = self.values[info.name]
-            if value == base.get(info.name):
-                continue
-            if info.type is bool:
-                parts.append(info.option if value else f"--no-{info.option[2:]}")
-            else:
-                parts += [info.option, _show(value)]
-        return " ".join(shlex.quote(p) for p in parts)
+        return train_command(self.fields, self.values,
+                             str(preset) if preset != NO_PRESET else None, name or None)
 
     # Events -----------------------------------------------------------------------------------
     @on(Input.Changed)
@@ -257,10 +170,6 @@ class NewRunScreen(Screen):
         control = getattr(event, "control", None)
         if control is not None and control.id == "preset":
             self.apply_preset(str(event.value))
-        if isinstance(event, DevicePicker.Changed):
-            self.query_one("#f-device", Static).update(event.value)
-        if control is not None and control.id == "f-dataset":
-            self.query_one("#row-folder").display = event.value == FOLDER
         self.revalidate()
 
     def on_descendant_focus(self, event: Any) -> None:
@@ -272,12 +181,9 @@ class NewRunScreen(Screen):
                 info = self.by_name[wid[2:]]
                 extra = ""
                 if info.min is not None or info.max is not None:
-                    extra = f"  [{_show(info.min) if info.min is not None else ''}…" \
-                            f"{_show(info.max) if info.max is not None else ''}]"
+                    extra = f"  [{info.show(info.min) if info.min is not None else ''}…" \
+                            f"{info.show(info.max) if info.max is not None else ''}]"
                 hint.update(Text(f"{info.option}: {info.help}{extra}", style="dim"))
-                return
-            if wid == "device-picker":
-                hint.update(Text("--device: " + self.by_name["device"].help, style="dim"))
                 return
             widget = widget.parent  # type: ignore[assignment]
         hint.update("")
@@ -301,24 +207,8 @@ class NewRunScreen(Screen):
             self._loading = False
 
     def set_field(self, name: str, value: Any) -> None:
-        """Put a value into a field's widget (also used by tests)."""
-        info = self.by_name[name]
-        if name == "device":
-            self.query_one(DevicePicker).select(str(value))
-            return
-        widget = self.query_one(f"#f-{name}")
-        if name == "dataset":
-            text = str(value)
-            widget.value = self._dataset_choice(text)  # type: ignore[attr-defined]
-            if text.startswith(FOLDER):
-                self.query_one("#f-folder", Input).value = text[len(FOLDER):]
-            return
-        if isinstance(widget, Checkbox):
-            widget.value = bool(value)
-        elif isinstance(widget, Select):
-            widget.value = value
-        else:
-            widget.value = _show(value) if info.type is not str else str(value)  # type: ignore
+        """Put a value (or the text a user would type) into a field's control."""
+        self.inputs[name].set_field_value(value)
 
     # Actions ----------------------------------------------------------------------------------
     def action_cancel(self) -> None:
@@ -332,9 +222,7 @@ class NewRunScreen(Screen):
         if not self.revalidate():
             first = next(iter(self.errors), None)
             if first:
-                target = self.query_one(f"#f-{first}") if first != "device" else \
-                    self.query_one(DevicePicker)
-                target.focus()
+                self.inputs[first].focus()
             self.notify("fix the fields marked ✗ first", severity="error")
             return
         name = self.query_one("#run-name", Input).value.strip() or None
@@ -345,29 +233,18 @@ class NewRunScreen(Screen):
         self.app.open_monitor(run_path)
 
 
-def _folder_error(dataset: str) -> str:
-    """Why a ``folder:PATH`` dataset cannot train ('' when it can, or is not a folder): checked
-    here, before launch, so that a typo does not make a failed run."""
-    if not dataset.startswith(FOLDER):
-        return ""
-    raw = dataset[len(FOLDER):].strip()
-    path = Path(raw).expanduser()
-    if not path.exists():
-        return f"folder {raw} does not exist"
-    if not path.is_dir():
-        return f"{raw} is not a folder"
-    return ""
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _field_of(message: str, fields: list[FieldInfo]) -> str | None:
-    """The field a validation message is about (messages start with its option)."""
-    for info in sorted(fields, key=lambda f: -len(f.option)):
-        if message.startswith(info.option):
-            return info.name
-    return None
+def train_command(fields: Sequence[FieldInfo], values: dict[str, Any], preset: str | None,
+                  name: str | None) -> str:
+    """The `bvae train --detach` line for these values: the preset, then every value that
+    differs from what the preset (or the default) gives, spelt as the CLI spells it."""
+    base: dict[str, Any] = {f.name: f.default for f in fields}
+    parts = ["bvae", "train", "--detach"]
+    if preset in PRESETS:
+        parts += ["--preset", str(preset)]
+        base.update(PRESETS[str(preset)])
+    if name:
+        parts += ["--name", name]
+    for info in fields:
+        if info.name in values and values[info.name] != base.get(info.name):
+            parts += info.words(values[info.name])
+    return " ".join(shlex.quote(p) for p in parts)

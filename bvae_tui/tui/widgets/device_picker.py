@@ -1,4 +1,5 @@
-"""Device picker: every GPU NVML reports (name, free / total memory bar, utilisation), the CPU.
+"""Device picker: every GPU NVML reports (name, free / total memory bar, utilisation), the CPU;
+and :class:`DeviceField`, the picker as the new-run form's ``device`` field.
 
 NVML is read in a thread worker every couple of seconds (a call can block for a while on a busy
 driver); without NVML the picker shows the reason on one line and offers the CPU alone.
@@ -16,6 +17,7 @@ from textual.message import Message
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from bvae_tui.engine.config import FieldInfo
 from bvae_tui.tui.messages import DevicesUpdated
 from bvae_tui.tui.widgets.kl_bars import bar
 
@@ -147,3 +149,37 @@ class DevicePicker(Vertical):
         if value in ids:
             self.query_one(OptionList).highlighted = ids.index(value)
             self.value = value
+
+
+class DeviceField(Vertical):
+    """The config's device field: the chosen device on one line, the picker under it."""
+
+    DEFAULT_CSS = """
+    DeviceField { height: auto; width: 1fr; }
+    DeviceField > .device-value { height: 1; }
+    """
+
+    def __init__(self, info: FieldInfo, *, id: str) -> None:
+        super().__init__(id=id)
+        self.default = str(info.default)
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.default, classes="device-value")
+        yield DevicePicker(self.default, id="device-picker")
+
+    @on(DevicePicker.Changed)
+    def _picked(self, event: DevicePicker.Changed) -> None:  # the form hears the change too
+        self.query_one(".device-value", Static).update(event.value)
+
+    @property
+    def field_value(self) -> str:
+        return self.query_one(DevicePicker).value
+
+    def set_field_value(self, value: Any) -> None:
+        picker = self.query_one(DevicePicker)
+        picker.select(str(value))  # a device not on offer keeps the current one
+        self.query_one(".device-value", Static).update(picker.value)
+
+    def focus(self, scroll_visible: bool = True) -> DeviceField:
+        self.query_one(OptionList).focus(scroll_visible)
+        return self
