@@ -19,7 +19,7 @@ from bvae_tui.engine.config import PRESETS, WIDGETS, TrainConfig, field_info, sc
 from bvae_tui.engine.errors import ConfigError
 from bvae_tui.tui.app import BvaeApp
 from bvae_tui.tui.screens import new_run
-from bvae_tui.tui.screens.new_run import NewRunScreen, train_command
+from bvae_tui.tui.screens.new_run import NewRunScreen, command_line
 from bvae_tui.tui.widgets.dataset_select import DatasetField
 from bvae_tui.tui.widgets.device_picker import DeviceField, DevicePicker
 from bvae_tui.tui.widgets.field_widgets import (
@@ -340,9 +340,9 @@ def test_no_option_spellings_match_between_cli_help_and_form_command():
     for info in bools:
         # The form turns a field off that a preset (here: the default) turned on.
         on_by_default = [replace(f, default=True) if f is info else f for f in schema()]
-        command = train_command(on_by_default, {info.name: False}, None, None)
+        command = command_line(on_by_default, {info.name: False}, None, None)
         assert command.split()[3:] == [info.negative_option]
         assert opts[info.name].secondary_opts == [info.negative_option]
         assert info.negative_option in result.output
-        assert train_command(schema(), {info.name: True}, None, None).split()[3:] == \
+        assert command_line(schema(), {info.name: True}, None, None).split()[3:] == \
             [info.option]

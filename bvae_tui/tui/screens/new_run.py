@@ -158,7 +158,7 @@ class NewRunScreen(Screen):
         """The `bvae train` command line that starts the same run."""
         preset = self.query_one("#preset", Select).value
         name = self.query_one("#run-name", Input).value.strip()
-        return train_command(self.fields, self.values,
+        return command_line(self.fields, self.values,
                              str(preset) if preset != NO_PRESET else None, name or None)
 
     # Events -----------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ class NewRunScreen(Screen):
         self.app.open_monitor(run_path)
 
 
-def train_command(fields: Sequence[FieldInfo], values: dict[str, Any], preset: str | None,
+def command_line(fields: Sequence[FieldInfo], values: dict[str, Any], preset: str | None,
                   name: str | None) -> str:
     """The `bvae train --detach` line for these values: the preset, then every value that
     differs from what the preset (or the default) gives, spelt as the CLI spells it."""
