@@ -22,8 +22,6 @@ from bvae_tui.engine.train.process import is_cuda
 if TYPE_CHECKING:
     from bvae_tui.engine.config import TrainConfig
 
-Optimizer = Any  # Adam or torch.optim.Adam: the methods the trainer uses are the same
-
 # Group keys that choose torch.optim.Adam's implementation. torch.optim's load_state_dict copies
 # them from the saved group, so a checkpoint would otherwise carry the writer's choice along.
 IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
@@ -118,6 +116,10 @@ class Adam:
                 "exp_avg": entry["exp_avg"].to(dtype=p.dtype, device=p.device),
                 "exp_avg_sq": entry["exp_avg_sq"].to(dtype=p.dtype, device=p.device),
             }
+
+
+# What make_adam returns; the trainer uses the methods the two share.
+Optimizer = Adam | torch.optim.Adam
 
 
 def _reference_adam(p: list[float], grads: list[list[float]], lr: float,
