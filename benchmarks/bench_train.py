@@ -29,7 +29,8 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
 
-    from bvae_tui.engine.bench.suite import format_gain, format_value, run_bench
+    from bvae_tui.engine.bench.report import format_gain, format_value
+    from bvae_tui.engine.bench.suite import run_bench
     from bvae_tui.engine.runs.devices import resolve_device
 
     device = resolve_device(args.device)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/kernel_time.py [--steps 40] [--batch 64] [--rounds 2] [--strace]
 
 Runs the same training loop (arch H, the trainer's step, channels-last) in fresh processes with
-glibc's default allocator behaviour and with the allocator settings of engine/train/fastpath.py,
+glibc's default allocator behaviour and with the allocator settings of engine/train/process.py,
 interleaved, and prints img/s, user and system CPU seconds and minor page faults per step for
 each. With --strace (needs strace) it also counts the mmap/munmap/brk calls of one plain run: the
 cause of the kernel time.
@@ -23,26 +23,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = """
 import json, resource, sys, time, torch
-from bvae_tui.engine.train import fastpath
 from bvae_tui.engine.config import TrainConfig
+from bvae_tui.engine.train import fastpath
+from bvae_tui.engine.train.adam import make_optimizer
 from bvae_tui.engine.train.models import build_model
-from bvae_tui.engine.train.objectives import compute_loss
+from bvae_tui.engine.train.process import tune_allocator
+from bvae_tui.engine.train.step import TrainStep
 steps, batch = int(sys.argv[1]), int(sys.argv[2])
-tuned = fastpath.tune_allocator()
+tuned = tune_allocator()
 cfg = TrainConfig(dataset="dsprites", batch_size=batch)
 torch.manual_seed(0)
 model = build_model("H", 1, 10)
-net = fastpath.prepare_model(model, cfg, "cpu")
-opt = fastpath.make_optimizer(model.parameters(), cfg, "cpu")
+net = fastpath.prepare_model(model, cfg)
+train_step = TrainStep(net, make_optimizer(model.parameters(), cfg, "cpu"), cfg, "cpu",
+                       "bernoulli")
 data = (torch.rand(4096, 1, 64, 64) < 0.05).to(torch.uint8)
 def step(i):
     idx = torch.randint(0, len(data), (batch,))
-    x = fastpath.to_memory_format(data[idx].float(), cfg, "cpu")
-    logits, mu, logvar = net(x)
-    out = compute_loss(cfg, logits, x, mu, logvar, i + 1, "bernoulli")
-    opt.zero_grad(set_to_none=True)
-    out["loss"].backward()
-    opt.step()
+    train_step(data[idx].float(), i + 1)
 for i in range(3):
     step(i)
 r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -57,10 +55,10 @@ print(json.dumps({"tuned": tuned, "img_per_s": steps * batch / max(dt, 1e-9),
 
 
 def run(plain: bool, steps: int, batch: int, prefix: list[str] | None = None) -> dict:
-    from bvae_tui.engine.train import fastpath
+    from bvae_tui.engine.train.process import MALLOC_ENV, PLAIN_ENV
 
-    env = {k: v for k, v in os.environ.items() if k not in fastpath.MALLOC_ENV}
-    env[fastpath.PLAIN_ENV] = "1" if plain else "0"
+    env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV}
+    env[PLAIN_ENV] = "1" if plain else "0"
     env["PYTHONPATH"] = str(ROOT)
     cmd = [*(prefix or []), sys.executable, "-c", CHILD, str(steps), str(batch)]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=True)

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from bvae_tui.engine.bench import suite as bench
+from bvae_tui.engine.bench import report
 from tests.conftest import ROOT, bvae_command
 
 
@@ -26,8 +26,8 @@ def quick_record(mini_data_dir) -> dict:
 
 def test_quick_bench_emits_the_documented_keys(quick_record):
     record = quick_record
-    assert set(bench.RECORD_KEYS) <= set(record)
-    assert record["schema"] == bench.SCHEMA
+    assert set(report.RECORD_KEYS) <= set(record)
+    assert record["schema"] == report.SCHEMA
     assert record["device"] == "cpu" and record["device_name"]
     assert record["quick"] is True and record["dataset"] == "dsprites-mini"
     assert record["threads"] >= 1 and record["torch"]
@@ -35,7 +35,7 @@ def test_quick_bench_emits_the_documented_keys(quick_record):
     assert keys == {"train.H.b8", "train.B.b8", "draw.b8", "eval.b64", "first_step",
                     "peak_rss"}
     for fig in record["figures"]:
-        assert set(fig) == set(bench.FIGURE_KEYS)
+        assert set(fig) == set(report.FIGURE_KEYS)
         assert fig["fast"] > 0 and fig["baseline"] > 0, fig
         expected = (fig["fast"] / fig["baseline"] if fig["higher_is_better"]
                     else fig["baseline"] / fig["fast"])
@@ -50,15 +50,15 @@ def test_quick_bench_emits_the_documented_keys(quick_record):
 
 def test_targets_follow_the_figures():
     record = {"dataset": "dsprites", "figures": [
-        bench._figure("train.H.b64", "t", "img/s", 300.0, 100.0),
-        bench._figure("train.B.b64", "t", "img/s", 120.0, 100.0),
-        bench._figure("first_step", "f", "s", 2.0, 30.0, higher_is_better=False),
-        bench._figure("peak_rss", "r", "bytes", 2e9, 15e9, higher_is_better=False),
+        report.figure("train.H.b64", "t", "img/s", 300.0, 100.0),
+        report.figure("train.B.b64", "t", "img/s", 120.0, 100.0),
+        report.figure("first_step", "f", "s", 2.0, 30.0, higher_is_better=False),
+        report.figure("peak_rss", "r", "bytes", 2e9, 15e9, higher_is_better=False),
     ]}
-    targets = {t["key"]: t for t in bench._targets(record, "cpu")}
+    targets = {t["key"]: t for t in report.targets(record, "cpu")}
     assert targets["train.H.b64"]["ok"] and targets["train.H.b64"]["value"] == 3.0
     assert not targets["train.B.b64"]["ok"]
     assert targets["first_step"]["ok"] and targets["first_step"]["value"] == 2.0
     assert not targets["peak_rss"]["ok"]
-    assert bench.format_value(2**30, "bytes") == "1,024 MB"
-    assert bench.format_gain(None) == "-" and bench.format_gain(1.5) == "1.50x"
+    assert report.format_value(2**30, "bytes") == "1,024 MB"
+    assert report.format_gain(None) == "-" and report.format_gain(1.5) == "1.50x"

@@ -13,9 +13,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from bvae_tui.engine.config import TrainConfig  # noqa: E402
-from bvae_tui.engine.train import fastpath  # noqa: E402
+from bvae_tui.engine.train import adam, fastpath, process  # noqa: E402
 from bvae_tui.engine.train.models import build_model  # noqa: E402
 from bvae_tui.engine.train.objectives import compute_loss  # noqa: E402
+from bvae_tui.engine.train.step import TrainStep  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,25 +31,27 @@ def _batches(n: int, batch: int = 4) -> list[torch.Tensor]:
 
 def _train(cfg: TrainConfig, fast: bool, optimizer: str = "fast", arch: str = "H",
            steps: int = 3) -> tuple[list[float], torch.nn.Module, object]:
-    """A few training steps as the trainer takes them; returns the losses."""
+    """A few training steps: the trainer's step (``fast``) or the plain PyTorch loop; returns
+    the losses."""
     torch.manual_seed(0)
     model = build_model(arch, 1, cfg.z_dim)
-    net = fastpath.prepare_model(model, cfg, "cpu") if fast else model
     if optimizer == "fast":
-        opt = fastpath.make_optimizer(model.parameters(), cfg, "cpu")
+        opt = adam.make_optimizer(model.parameters(), cfg, "cpu")
     else:
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=optimizer == "fused")
+    if fast:
+        step = TrainStep(fastpath.prepare_model(model, cfg), opt, cfg, "cpu", "bernoulli")
     losses = []
     torch.manual_seed(1)  # the reparameterisation noise
     for i, x in enumerate(_batches(steps)):
         if fast:
-            x = fastpath.to_memory_format(x, cfg, "cpu")
-        with fastpath.autocast(cfg, "cpu"):
-            logits, mu, logvar = net(x)
-        out = compute_loss(cfg, logits, x, mu, logvar, i + 1, "bernoulli")
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        opt.step()
+            out = step(x, i + 1)
+        else:
+            logits, mu, logvar = model(x)
+            out = compute_loss(cfg, logits, x, mu, logvar, i + 1, "bernoulli")
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            opt.step()
         losses.append(out["loss"].item())
     return losses, model, opt
 
@@ -59,8 +62,8 @@ def test_channels_last_matches_plain_path(arch):
     fast, _, _ = _train(cfg, fast=True, arch=arch)
     plain, _, _ = _train(cfg.replace(channels_last="off"), fast=False, arch=arch)
     assert fast == pytest.approx(plain, rel=1e-4)
-    assert fastpath.use_channels_last(cfg.replace(channels_last="auto"), "cpu")
-    assert not fastpath.use_channels_last(cfg.replace(channels_last="off"), "cpu")
+    assert fastpath.use_channels_last(cfg.replace(channels_last="auto"))
+    assert not fastpath.use_channels_last(cfg.replace(channels_last="off"))
 
 
 def test_lean_adam_equals_torch_adam():
@@ -77,7 +80,7 @@ def test_lean_adam_equals_torch_adam():
     assert set(state["state"][0]) == {"step", "exp_avg", "exp_avg_sq"}
     theirs = torch.optim.Adam(m_lean.parameters(), lr=cfg.lr)
     theirs.load_state_dict(state)
-    ours = fastpath.Adam(m_lean.parameters(), lr=0.5)
+    ours = adam.Adam(m_lean.parameters(), lr=0.5)
     ours.load_state_dict(theirs.state_dict())
     assert ours.param_groups[0]["lr"] == cfg.lr
     assert float(ours.state[next(iter(m_lean.parameters()))]["step"]) == 3.0
@@ -90,14 +93,14 @@ def test_lean_adam_resumes_like_an_uninterrupted_run():
     def run(split: int | None) -> torch.Tensor:
         torch.manual_seed(0)
         model = build_model("B", 1, 4)
-        opt = fastpath.Adam(model.parameters(), lr=cfg.lr)
+        opt = adam.Adam(model.parameters(), lr=cfg.lr)
         for i, x in enumerate(batches):
             if split is not None and i == split:  # "checkpoint" and reload into fresh objects
                 saved = {"m": {k: v.clone() for k, v in model.state_dict().items()},
                          "o": opt.state_dict()}
                 model = build_model("B", 1, 4)
                 model.load_state_dict(saved["m"])
-                opt = fastpath.Adam(model.parameters(), lr=99.0)
+                opt = adam.Adam(model.parameters(), lr=99.0)
                 opt.load_state_dict(saved["o"])
             torch.manual_seed(100 + i)
             logits, mu, logvar = model(x)
@@ -115,32 +118,44 @@ def test_autocast_is_a_null_context_off_cuda():
     with fastpath.autocast(cfg, "cpu"):
         y = torch.ones(2, 2) @ torch.ones(2, 2)
     assert y.dtype == torch.float32
-    assert fastpath.optimizer_options("cpu") == {}
-    assert fastpath.optimizer_options("cuda:0") == {"fused": True}
+
+
+def test_fallback_adam_is_fused_on_cuda_only(monkeypatch):
+    """Where the private op fails its check, torch.optim.Adam takes over: one fused kernel for
+    all parameters on CUDA, PyTorch's default (not fused) on the CPU."""
+    params = [torch.nn.Parameter(torch.ones(3))]
+    assert isinstance(adam.make_adam(params, "cpu", lr=1e-3), adam.Adam)  # the op works here
+    monkeypatch.setattr(adam, "_probed", {"cpu": "test", "cuda": "test"})
+    on_cpu = adam.make_adam(params, "cpu", lr=1e-3)
+    on_cuda = adam.make_adam(params, "cuda:0", lr=1e-3)
+    assert isinstance(on_cpu, torch.optim.Adam) and isinstance(on_cuda, torch.optim.Adam)
+    assert not on_cpu.param_groups[0]["fused"]
+    assert on_cuda.param_groups[0]["fused"] is True
 
 
 def test_worker_env_carries_the_allocator_settings(monkeypatch):
-    for key in fastpath.MALLOC_ENV:
+    for key in process.MALLOC_ENV:
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.delenv(fastpath.PLAIN_ENV, raising=False)
-    env = fastpath.worker_env("cpu")
-    assert env == fastpath.MALLOC_ENV
+    monkeypatch.delenv(process.PLAIN_ENV, raising=False)
+    env = process.worker_env()
+    assert env == process.MALLOC_ENV
     assert int(env["MALLOC_MMAP_THRESHOLD_"]) >= 32 << 20
     monkeypatch.setenv("MALLOC_TOP_PAD_", "1")  # a user's own choice wins
-    assert "MALLOC_TOP_PAD_" not in fastpath.worker_env("cpu")
-    monkeypatch.setenv(fastpath.PLAIN_ENV, "1")
-    assert fastpath.worker_env("cpu") == {}
+    assert "MALLOC_TOP_PAD_" not in process.worker_env()
+    monkeypatch.setenv(process.PLAIN_ENV, "1")
+    assert process.worker_env() == {}
 
 
 _FAULTS = textwrap.dedent("""
     import json, resource, sys, torch
-    from bvae_tui.engine.train import fastpath
+    from bvae_tui.engine.train.adam import Adam
     from bvae_tui.engine.train.models import build_model
-    tuned = fastpath.tune_allocator()
+    from bvae_tui.engine.train.process import tune_allocator
+    tuned = tune_allocator()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = build_model("H", 1, 10)
-    opt = fastpath.Adam(model.parameters(), lr=1e-4)
+    opt = Adam(model.parameters(), lr=1e-4)
     x = (torch.rand(32, 1, 64, 64) < 0.1).float()
     def step():
         logits, mu, logvar = model(x)
@@ -160,8 +175,8 @@ _FAULTS = textwrap.dedent("""
 def test_allocator_tuning_stops_per_step_page_faults_and_keeps_results():
     """The reason for the allocator settings: without them each step maps fresh pages."""
     def child(plain: bool) -> dict:
-        env = {k: v for k, v in os.environ.items() if k not in fastpath.MALLOC_ENV}
-        env[fastpath.PLAIN_ENV] = "1" if plain else "0"
+        env = {k: v for k, v in os.environ.items() if k not in process.MALLOC_ENV}
+        env[process.PLAIN_ENV] = "1" if plain else "0"
         env["PYTHONPATH"] = ROOT
         out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, cwd=ROOT, check=True,
                              capture_output=True, text=True, timeout=120).stdout
@@ -185,20 +200,14 @@ def test_gpu_fast_paths_match_plain_path():
         c = cfg.replace(**changes)
         torch.manual_seed(0)
         model = build_model("H", 1, 10).to(device)
-        net = fastpath.prepare_model(model, c, device)
-        opt = (fastpath.make_optimizer(model.parameters(), c, device) if name != "plain"
+        net = fastpath.prepare_model(model, c)
+        opt = (adam.make_optimizer(model.parameters(), c, device) if name != "plain"
                else torch.optim.Adam(model.parameters(), lr=c.lr))
+        step = TrainStep(net, opt, c, device, "bernoulli")
         losses = []
         torch.manual_seed(1)
         for i, x in enumerate(_batches(4)):
-            x = fastpath.to_memory_format(x.to(device), c, device)
-            with fastpath.autocast(c, device):
-                logits, mu, logvar = net(x)
-            out = compute_loss(c, logits, x, mu, logvar, i + 1, "bernoulli")
-            opt.zero_grad()
-            out["loss"].backward()
-            opt.step()
-            losses.append(out["loss"].item())
+            losses.append(step(x.to(device), i + 1)["loss"].item())
         results[name] = losses
     assert results["fast"] == pytest.approx(results["plain"], rel=1e-3)  # TF32 convolutions
     assert results["bf16"] == pytest.approx(results["plain"], rel=2e-2)

@@ -12,7 +12,8 @@ from bvae_tui.engine.config import make_config
 from bvae_tui.engine.errors import RunError
 from bvae_tui.engine.runs.store import create_run
 from bvae_tui.engine.train.checkpoint import load_checkpoint, load_model
-from bvae_tui.engine.train.trainer import BatchSampler, train
+from bvae_tui.engine.train.sampler import BatchSampler
+from bvae_tui.engine.train.trainer import train
 
 ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "mu_mean",
             "var_mean", "c", "img_per_s"}
@@ -110,9 +111,9 @@ def test_resume_after_a_crash_drops_rows_past_the_checkpoint(runs_dir, mini_data
 
 
 def test_non_finite_loss_fails_with_its_iteration(runs_dir, mini_data_dir, monkeypatch):
-    import bvae_tui.engine.train.objectives as objectives
+    import bvae_tui.engine.train.step as step
 
-    real = objectives.compute_loss
+    real = step.compute_loss
 
     def poisoned(cfg, logits, x, mu, logvar, iteration, dist=None):
         out = real(cfg, logits, x, mu, logvar, iteration, dist)
@@ -120,7 +121,7 @@ def test_non_finite_loss_fails_with_its_iteration(runs_dir, mini_data_dir, monke
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(objectives, "compute_loss", poisoned)
+    monkeypatch.setattr(step, "compute_loss", poisoned)
     run = _run(runs_dir, mini_data_dir, iterations=20)
     assert train(run) == "failed"
     status = run.status()
@@ -130,12 +131,12 @@ def test_non_finite_loss_fails_with_its_iteration(runs_dir, mini_data_dir, monke
 
 
 def test_out_of_memory_fails_with_a_hint(runs_dir, mini_data_dir, monkeypatch):
-    import bvae_tui.engine.train.models as models
+    import bvae_tui.engine.train.trainer as trainer
 
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(models, "build_model", no_memory)
+    monkeypatch.setattr(trainer, "build_model", no_memory)
     run = _run(runs_dir, mini_data_dir)
     assert train(run) == "failed"
     error = run.status()["error"]
@@ -166,10 +167,10 @@ def test_corrupt_checkpoint_is_a_one_line_error(runs_dir, mini_data_dir, tmp_pat
 
 
 def test_eval_at_end_calls_the_evaluator(runs_dir, mini_data_dir, monkeypatch):
-    import bvae_tui.engine.analysis.evaluate as evaluate
+    import bvae_tui.engine.train.trainer as trainer
 
     called = []
-    monkeypatch.setattr(evaluate, "evaluate_run", lambda run, **kw: called.append(run.id) or {})
+    monkeypatch.setattr(trainer, "evaluate_run", lambda run, **kw: called.append(run.id) or {})
     run = _run(runs_dir, mini_data_dir, iterations=10, eval_at_end=True)
     assert train(run) == "finished"
     assert called == [run.id]
@@ -192,3 +193,34 @@ def test_metrics_file_is_valid_json_lines(runs_dir, mini_data_dir):
     train(run)
     lines = run.metrics_path.read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["iter"] == 10
+
+
+@pytest.mark.parametrize("broken_half", ["first", "second"])
+def test_the_adam_fallback_trains_and_its_checkpoints_resume_either_way(
+        runs_dir, mini_data_dir, monkeypatch, capsys, broken_half):
+    """Where torch._fused_adam_ fails its start-up check the run trains on torch.optim.Adam and
+    the log says so; a checkpoint written by either optimiser resumes in the other."""
+    import bvae_tui.engine.train.adam as adam
+
+    run = _run(runs_dir, mini_data_dir, iterations=20, log_every=5, checkpoint_every=10)
+    calls = {"n": 0}
+
+    def stop_after_10() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 10
+
+    for half in ("first", "second"):
+        with monkeypatch.context() as m:
+            m.setattr(adam, "_probed", {})  # a fresh process checks the op again
+            if half == broken_half:
+                m.delattr(torch, "_fused_adam_")
+            state = train(run, resume=half == "second",
+                          should_stop=stop_after_10 if half == "first" else None)
+        assert state == ("stopped" if half == "first" else "finished")
+        warned = "torch.optim.Adam" in capsys.readouterr().err
+        assert warned == (half == broken_half)
+    saved = load_checkpoint(run.last_checkpoint)
+    assert saved["iteration"] == 20
+    # Adam's moments and step counts carried over the switch (a fresh optimiser would say 10).
+    assert {float(s["step"]) for s in saved["optimizer"]["state"].values()} == {20.0}
+    assert [r["iter"] for r in run.metrics()] == [5, 10, 15, 20]

@@ -27,7 +27,8 @@ def bench(
     the textbook PyTorch loop (DataLoader over a float32 TensorDataset) run in the same call."""
     import sys
 
-    from bvae_tui.engine.bench.suite import format_gain, format_value, run_bench
+    from bvae_tui.engine.bench.report import format_gain, format_value
+    from bvae_tui.engine.bench.suite import run_bench
     from bvae_tui.engine.runs.devices import resolve_device
 
     dev = resolve_device(device)

@@ -36,8 +36,8 @@ from bvae_tui.engine.analysis.metrics import (
 from bvae_tui.engine.errors import DataError, DeviceError, RunError
 from bvae_tui.engine.runs.devices import resolve_device
 from bvae_tui.engine.runs.store import write_json_atomic
-from bvae_tui.engine.train import fastpath
 from bvae_tui.engine.train.checkpoint import checkpoint_path, load_model
+from bvae_tui.engine.train.process import configure_process
 
 if TYPE_CHECKING:
 
@@ -68,7 +68,7 @@ def _run_device(run: Run, device: str | None) -> str:
 def _configure(device: str) -> None:
     """The training fast paths' process set-up (allocator, threads): encoding benefits too."""
 
-    fastpath.configure_process(device)
+    configure_process(device)
 
 
 def score(dataset: Any, make_table: Callable[[np.ndarray], Table], metrics: Any = None,

@@ -28,6 +28,7 @@ from bvae_tui.engine.runs.store import (
     read_json,
     runs_root,
 )
+from bvae_tui.engine.train.process import worker_env
 
 if TYPE_CHECKING:
     from bvae_tui.engine.config import TrainConfig
@@ -128,12 +129,10 @@ def worker_command(run: Run, resume: bool = False) -> list[str]:
 
 def launch(run: Run, resume: bool = False) -> int:
     """Start the worker for ``run`` detached from this process; return its pid at once."""
-    from bvae_tui.engine.train import fastpath
-
     env = dict(os.environ)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     env["PYTHONUNBUFFERED"] = "1"  # worker.log shows progress as it happens
-    env.update(fastpath.worker_env(run.config.device))
+    env.update(worker_env())
     with open(run.log_path, "ab") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} "
                   f"{'resume' if resume else 'start'}\n".encode())

@@ -25,14 +25,26 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
-from bvae_tui.engine.errors import ConfigError, DeviceError, RunError
+from bvae_tui.datasets.prepare import open_dataset
+from bvae_tui.datasets.tensors import DeviceImages
+from bvae_tui.engine.analysis.evaluate import evaluate_run
+from bvae_tui.engine.analysis.visualise import fixed_images, to_tensor, write_previews
+from bvae_tui.engine.errors import ConfigError, DeviceError
+from bvae_tui.engine.runs.devices import resolve_device
 from bvae_tui.engine.runs.store import Run, process_start_time
+from bvae_tui.engine.train import fastpath
+from bvae_tui.engine.train.adam import load_optimizer_state, make_optimizer
+from bvae_tui.engine.train.checkpoint import load_checkpoint, save_checkpoint
+from bvae_tui.engine.train.models import build_model
+from bvae_tui.engine.train.objectives import recon_distribution
+from bvae_tui.engine.train.process import configure_process, is_cuda
+from bvae_tui.engine.train.sampler import BatchSampler, rng_state, set_rng_state
+from bvae_tui.engine.train.step import TrainStep
 from bvae_tui.errors import UserError
 
 if TYPE_CHECKING:
-    import torch
-
     from bvae_tui.engine.config import TrainConfig
 
 HEARTBEAT_S = 1.0  # status.json refresh while training
@@ -44,91 +56,6 @@ class NonFiniteLoss(Exception):
         super().__init__(f"loss became non-finite ({value}) at iteration {iteration}; "
                          "try a lower --lr or a smaller --gamma / --beta")
         self.iteration = iteration
-
-
-class BatchSampler:
-    """Batch indices from shuffled epochs of ``range(n)``, driven by its own seeded generator.
-
-    Its state is the generator state at the start of the current epoch plus the position in it,
-    so a resumed run draws exactly the batches the uninterrupted run would have drawn.
-    """
-
-    def __init__(self, n: int, batch_size: int, seed: int, device: str = "cpu"):
-        import torch
-
-        self.n, self.batch_size, self.device = n, batch_size, device
-        self.generator = torch.Generator().manual_seed(seed)  # CPU: the same order on any device
-        self._new_epoch()
-
-    def _new_epoch(self) -> None:
-        import torch
-
-        self.epoch_state = self.generator.get_state()
-        # One host-to-device copy an epoch; slicing it per step needs no transfer and no sync.
-        self.perm = torch.randperm(self.n, generator=self.generator).to(self.device)
-        self.pos = 0
-
-    def next(self) -> torch.Tensor:
-        import torch
-
-        parts, need = [], self.batch_size
-        while need:
-            if self.pos == self.n:
-                self._new_epoch()
-            take = self.perm[self.pos : self.pos + need]
-            parts.append(take)
-            self.pos += len(take)
-            need -= len(take)
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch_state": self.epoch_state.clone(), "pos": self.pos, "n": self.n}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if int(state["n"]) != self.n:
-            raise RunError(f"the dataset now has {self.n} images but the checkpoint was trained "
-                           f"on {state['n']}; start a new run")
-        self.generator.set_state(state["epoch_state"])
-        self._new_epoch()
-        self.pos = int(state["pos"])
-
-
-# --------------------------------------------------------------------------------------------
-# RNG state as plain tensors and lists (what torch.load(weights_only=True) accepts)
-
-
-def _rng_state(device: str, sampler: BatchSampler) -> dict[str, Any]:
-    import torch
-
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    version, py_state, gauss = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": version, "state": list(py_state), "gauss": gauss},
-        "batches": sampler.state_dict(),
-    }
-    if device.startswith("cuda"):
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: str, sampler: BatchSampler) -> None:
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    npy = state["numpy"]
-    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"],
-                         npy["has_gauss"], npy["cached_gaussian"]))
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
-    sampler.load_state_dict(state["batches"])
-    if device.startswith("cuda") and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-# --------------------------------------------------------------------------------------------
 
 
 def _truncate_metrics(run: Run, iteration: int) -> None:
@@ -148,8 +75,6 @@ def _truncate_metrics(run: Run, iteration: int) -> None:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    import torch
-
     oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
     return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
 
@@ -168,14 +93,12 @@ def train(run: Run, resume: bool = False,
     second, and ``should_stop()`` is polled between steps (the worker's SIGTERM handler and the
     foreground Ctrl-C handler set it). Unexpected exceptions mark the run failed and propagate.
     """
-    import torch
-
     pid = os.getpid()
     now = time.time()
     run.write_status(state="running", pid=pid, pid_start=process_start_time(pid), started=now,
                      heartbeat=now, error=None, eval_error=None, phase="starting")
     try:
-        return _train(run, resume, on_row, should_stop or (lambda: False), on_progress)
+        return _train_loop(run, resume, on_row, should_stop or (lambda: False), on_progress)
     except NonFiniteLoss as exc:
         return _fail(run, str(exc), iteration=exc.iteration)
     except UserError as exc:
@@ -202,27 +125,18 @@ def _fail(run: Run, reason: str, **fields: Any) -> str:
     return "failed"
 
 
-def _train(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | None,
-           should_stop: Callable[[], bool], on_progress: Callable[[int], None] | None) -> str:
-    import torch
-
-    from bvae_tui.datasets.prepare import open_dataset
-    from bvae_tui.datasets.tensors import DeviceImages
-    from bvae_tui.engine.runs.devices import resolve_device
-    from bvae_tui.engine.train import fastpath
-    from bvae_tui.engine.train.checkpoint import load_checkpoint, save_checkpoint
-    from bvae_tui.engine.train.models import build_model
-    from bvae_tui.engine.train.objectives import compute_loss, recon_distribution
-
+def _train_loop(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | None,
+                should_stop: Callable[[], bool],
+                on_progress: Callable[[int], None] | None) -> str:
     cfg: TrainConfig = run.config.validate()
     # -- device --------------------------------------------------------------------------------
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # cuda:N == NVML's GPU N
     device = resolve_device(cfg.device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if is_cuda(device) and not torch.cuda.is_available():
         raise DeviceError(f"{device} was requested but this PyTorch build cannot use CUDA; "
                           "use --device cpu or install a CUDA build of torch")
     run.write_status(device=device, total=cfg.iterations, phase="loading data")
-    fastpath.configure_process(device)
+    configure_process(device)
 
     # -- data ----------------------------------------------------------------------------------
     dataset = open_dataset(cfg.dataset, run.data_dir)
@@ -246,19 +160,16 @@ def _train(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | No
         model.load_state_dict(state["model"])
         iteration, elapsed = int(state["iteration"]), float(state.get("elapsed", 0.0))
     model.to(device)
-    net = fastpath.prepare_model(model, cfg, device)  # may be channels-last / compiled
-    # torch.optim.Adam(fused=True)'s arithmetic without its ~150 MB / 1-2 s import of
-    # torch._dynamo; same state-dict format (engine/fastpath.py, BENCH)
-    optimizer = fastpath.make_optimizer(model.parameters(), cfg, device)
+    net = fastpath.prepare_model(model, cfg)  # may be channels-last / compiled
+    optimizer = make_optimizer(model.parameters(), cfg, device)
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        _set_rng_state(state["rng"], device, sampler)
+        load_optimizer_state(optimizer, state["optimizer"])
+        set_rng_state(state["rng"], device, sampler)
+    step = TrainStep(net, optimizer, cfg, device, dist)
     _truncate_metrics(run, iteration)  # a fresh start, or rows past the checkpoint, go
 
     fixed = None
     if cfg.preview_every:
-        from bvae_tui.engine.analysis.visualise import fixed_images, to_tensor
-
         fixed = to_tensor(fixed_images(dataset, n=3), device)
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -307,15 +218,13 @@ def _train(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | No
             "format": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "iteration": iteration, "elapsed": elapsed + time.time() - t_last,
             "arch": cfg.architecture, "channels": data.channels, "z_dim": z,
-            "config": cfg.to_dict(), "rng": _rng_state(device, sampler),
+            "config": cfg.to_dict(), "rng": rng_state(device, sampler),
         })
 
     def previews() -> None:
-        from bvae_tui.engine.analysis.visualise import write_previews
-
         try:
             # Previews must not shift the training RNG, or resumed runs would diverge.
-            devices = [torch.device(device)] if device.startswith("cuda") else []
+            devices = [torch.device(device)] if is_cuda(device) else []
             with torch.random.fork_rng(devices=devices):
                 write_previews(model, fixed, run.previews_dir, last_kl)
         except Exception as exc:  # a preview is never worth a training run
@@ -334,21 +243,14 @@ def _train(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | No
             if should_stop():
                 final = "stopped"
                 break
-            idx = sampler.next()
-            x = fastpath.to_memory_format(data.batch(idx), cfg, device)
             iteration += 1
-            with fastpath.autocast(cfg, device):
-                logits, mu, logvar = net(x)
-            out = compute_loss(cfg, logits, x, mu, logvar, iteration, dist)
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            optimizer.step()
+            out = step(data.batch(sampler.next()), iteration)
 
             with torch.no_grad():  # statistics stay on the device until the row is due
                 scalars[n_in] = torch.stack((out["loss"], out["recon"], out["kl"])).detach()
                 vectors[0] += out["kl_per_latent"]
-                vectors[1] += mu.float().mean(0)
-                vectors[2] += logvar.float().exp().mean(0)
+                vectors[1] += out["mu"].float().mean(0)
+                vectors[2] += out["logvar"].float().exp().mean(0)
             if out["c"] is not None:
                 c_sum += out["c"]
             n_in += 1
@@ -395,8 +297,6 @@ def _train(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | No
     if cfg.eval_at_end:
         run.write_status(iteration=iteration, heartbeat=time.time(), phase="evaluating")
         try:
-            from bvae_tui.engine.analysis.evaluate import evaluate_run
-
             evaluate_run(run)
         except Exception as exc:  # the training is done and saved: report, do not fail it
             if not isinstance(exc, UserError):
