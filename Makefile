@@ -11,7 +11,7 @@ DEMO_ITERATIONS ?= 3000
 DEMO_NAME := demo-$(shell date +%Y%m%d-%H%M%S)
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean-venv
+.PHONY: setup demo test lint bench docs clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/bvae bench
+
+# docs/run-directory.md is generated from engine/runs/records.py (a test checks it is current).
+docs: $(STAMP)
+	$(BIN)/python -m bvae_tui.engine.runs.records --markdown > docs/run-directory.md
 
 clean-venv:
 	rm -rf $(VENV)

@@ -34,20 +34,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bvae_tui.engine.config import make_config  # noqa: E402
-from bvae_tui.engine.runs.store import Run, create_run, process_start_time  # noqa: E402
+from bvae_tui.engine.runs.process import process_start_time  # noqa: E402
+from bvae_tui.engine.runs.records import MetricsRow  # noqa: E402
+from bvae_tui.engine.runs.store import Run, create_run  # noqa: E402
 
 Z = 10
 
 
-def _row(iteration: int, loss: float) -> dict:
-    return {"iter": iteration, "time": time.time(), "elapsed": iteration / 100.0, "loss": loss,
-            "recon": loss * 0.9, "kl": 12.0, "kl_per_latent": [3, 2, 1.5, 1, 0.5] + [0.01] * 5,
-            "mu_mean": [0.0] * Z, "var_mean": [0.5] * Z, "c": None, "img_per_s": 6400.0}
+def _row(iteration: int, loss: float) -> MetricsRow:
+    return MetricsRow(iter=iteration, time=time.time(), elapsed=iteration / 100.0, loss=loss,
+                      recon=loss * 0.9, kl=12.0, kl_per_latent=[3, 2, 1.5, 1, 0.5] + [0.01] * 5,
+                      mu_mean=[0.0] * Z, var_mean=[0.5] * Z, c=None, img_per_s=6400.0)
 
 
-def _append(run: Run, row: dict) -> None:
+def _append(run: Run, row: MetricsRow) -> None:
     with open(run.metrics_path, "a") as fh:
-        fh.write(json.dumps(row) + "\n")
+        fh.write(row.to_line())
         fh.flush()
 
 

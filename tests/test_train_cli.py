@@ -99,7 +99,7 @@ def test_foreground_train_then_run_commands(runs_dir, env_data):
     assert result.exit_code == 0, result.output
     assert "finished" in result.output
     (run,) = list_runs(runs_dir)
-    assert run.status()["state"] == "finished" and run.config.gamma == 10.0
+    assert run.status().state == "finished" and run.config.gamma == 10.0
 
     listing = invoke("runs", "--json")
     data = json.loads(listing.output)
@@ -120,13 +120,13 @@ def test_foreground_train_then_run_commands(runs_dir, env_data):
     run.write_status(state="stopped")
     run.last_checkpoint.write_bytes(b"PK\x03\x04 this is not a checkpoint")
     assert_one_line_error(invoke("resume", run.id), "is corrupt")
-    assert run.status()["state"] == "stopped"
+    assert run.status().state == "stopped"
     # Without a checkpoint a resume would start over: it needs --restart.
     run.last_checkpoint.unlink()
     assert_one_line_error(invoke("resume", run.id), "--restart")
     restarted = invoke("resume", run.id, "--restart")
     assert restarted.exit_code == 0, restarted.output
-    assert run.status()["state"] == "finished" and run.last_checkpoint.exists()
+    assert run.status().state == "finished" and run.last_checkpoint.exists()
 
     no_answer = invoke("runs", "rm", run.id)  # no input at all: says how to do it
     assert no_answer.exit_code == 1 and "--yes" in no_answer.output and run.path.exists()
@@ -148,7 +148,7 @@ def test_ctrl_c_stops_the_foreground_run_with_a_checkpoint(runs_dir, env_data):
         run = None
         while time.monotonic() < deadline:
             runs = list_runs(runs_dir)
-            if runs and runs[0].raw_status().get("iteration", 0) > 0:
+            if runs and (runs[0].raw_status().iteration or 0) > 0:
                 run = runs[0]
                 break
             time.sleep(0.05)
@@ -161,8 +161,8 @@ def test_ctrl_c_stops_the_foreground_run_with_a_checkpoint(runs_dir, env_data):
     assert proc.returncode == 130, err  # the shell's convention for an interrupted command
     assert "Traceback" not in err
     status = Run(run.path).status()
-    assert status["state"] == "stopped"
+    assert status.state == "stopped"
     from bvae_tui.engine.train.checkpoint import load_checkpoint
 
-    assert load_checkpoint(run.last_checkpoint)["iteration"] == status["iteration"] > 0
+    assert load_checkpoint(run.last_checkpoint)["iteration"] == status.iteration > 0
     assert f"bvae resume {run.id}" in " ".join(out.split())

@@ -35,19 +35,20 @@ def test_training_writes_rows_checkpoint_and_status(runs_dir, mini_data_dir):
     seen = []
     assert train(run, on_row=seen.append) == "finished"
     rows = run.metrics()
-    assert [r["iter"] for r in rows] == [10, 20, 30] and seen == rows
+    assert [r.iter for r in rows] == [10, 20, 30] and seen == rows
+    written = [json.loads(line) for line in run.metrics_path.read_text().splitlines()]
+    assert all(set(row) == ROW_KEYS for row in written)  # the field names other tools read
     for row in rows:
-        assert set(row) == ROW_KEYS
-        assert all(len(row[k]) == 3 for k in ("kl_per_latent", "mu_mean", "var_mean"))
-        assert all(v > 0 for v in row["var_mean"]) and row["img_per_s"] > 0
+        assert all(len(v) == 3 for v in (row.kl_per_latent, row.mu_mean, row.var_mean))
+        assert all(v > 0 for v in row.var_mean) and row.img_per_s > 0
     # C is averaged over each interval: iterations 1..10 of a ramp to 10 over 20 steps
-    assert rows[0]["c"] == pytest.approx(sum(10 * i / 20 for i in range(1, 11)) / 10)
-    assert rows[2]["c"] == pytest.approx(10.0)
-    assert rows[0]["recon"] > rows[-1]["recon"]
+    assert rows[0].c == pytest.approx(sum(10 * i / 20 for i in range(1, 11)) / 10)
+    assert rows[2].c == pytest.approx(10.0)
+    assert rows[0].recon > rows[-1].recon
     status = run.status()
-    assert status["state"] == "finished" and status["iteration"] == 30
-    assert status["device"] == "cpu" and status["error"] is None
-    assert (run.previews_dir / "traversal.png").exists()
+    assert status.state == "finished" and status.iteration == 30
+    assert status.device == "cpu" and status.error is None
+    assert run.preview_path("traversal").exists() and run.preview_path("recon").exists()
 
     # The checkpoint opens with the safe loader, holds everything, and rebuilds the model.
     raw = torch.load(run.last_checkpoint, map_location="cpu", weights_only=True)
@@ -72,12 +73,12 @@ def test_stopped_and_resumed_run_reproduces_the_uninterrupted_one(runs_dir, mini
         return calls["n"] > 15
 
     assert train(split, should_stop=stop_after_15) == "stopped"
-    assert split.status()["state"] == "stopped" and split.status()["iteration"] == 15
+    assert split.status().state == "stopped" and split.status().iteration == 15
     assert load_checkpoint(split.last_checkpoint)["iteration"] == 15
     assert train(split, resume=True) == "finished"
 
-    a = {r["iter"]: r for r in full.metrics()}
-    b = {r["iter"]: r for r in split.metrics()}
+    a = {r.iter: r.to_dict() for r in full.metrics()}
+    b = {r.iter: r.to_dict() for r in split.metrics()}
     assert sorted(b) == [10, 15, 20, 30, 40]  # a partial row at the stop, then aligned rows
     for it in (10, 30, 40):
         for key in ("loss", "recon", "kl", "c"):
@@ -100,13 +101,13 @@ def test_resume_after_a_crash_drops_rows_past_the_checkpoint(runs_dir, mini_data
     assert train(run, should_stop=stop_after_10) == "stopped"
     at_10 = run.last_checkpoint.read_bytes()
     assert train(run, resume=True) == "finished"
-    assert [r["iter"] for r in run.metrics()] == [10, 20]
+    assert [r.iter for r in run.metrics()] == [10, 20]
     # Pretend the worker died after writing row 20 but before its final checkpoint.
     run.last_checkpoint.write_bytes(at_10)
     run.write_status(state="running", pid=999_999_999, pid_start=1)
-    assert run.status()["state"] == "lost"
+    assert run.status().state == "lost"
     assert train(run, resume=True) == "finished"
-    assert [r["iter"] for r in run.metrics()] == [10, 20]
+    assert [r.iter for r in run.metrics()] == [10, 20]
     assert load_checkpoint(run.last_checkpoint)["iteration"] == 20
 
 
@@ -125,8 +126,8 @@ def test_non_finite_loss_fails_with_its_iteration(runs_dir, mini_data_dir, monke
     run = _run(runs_dir, mini_data_dir, iterations=20)
     assert train(run) == "failed"
     status = run.status()
-    assert status["state"] == "failed" and status["iteration"] == 7
-    assert "non-finite" in status["error"] and "iteration 7" in status["error"]
+    assert status.state == "failed" and status.iteration == 7
+    assert "non-finite" in status.error and "iteration 7" in status.error
     assert not run.last_checkpoint.exists()  # a spoilt model is never saved
 
 
@@ -139,7 +140,7 @@ def test_out_of_memory_fails_with_a_hint(runs_dir, mini_data_dir, monkeypatch):
     monkeypatch.setattr(trainer, "build_model", no_memory)
     run = _run(runs_dir, mini_data_dir)
     assert train(run) == "failed"
-    error = run.status()["error"]
+    error = run.status().error
     assert "out of memory" in error and "--batch-size" in error and "\n" not in error
 
 
@@ -147,7 +148,7 @@ def test_missing_data_fails_with_the_reason(runs_dir, tmp_path):
     run = _run(runs_dir, tmp_path / "empty-data", dataset="celeba")
     assert train(run) == "failed"
     status = run.status()
-    assert status["state"] == "failed" and "celeba" in status["error"].lower()
+    assert status.state == "failed" and "celeba" in status.error.lower()
 
 
 def test_corrupt_checkpoint_is_a_one_line_error(runs_dir, mini_data_dir, tmp_path):
@@ -162,7 +163,7 @@ def test_corrupt_checkpoint_is_a_one_line_error(runs_dir, mini_data_dir, tmp_pat
     run.checkpoint_dir.mkdir()
     run.last_checkpoint.write_bytes(b"garbage")
     assert train(run, resume=True) == "failed"
-    assert "corrupt" in run.status()["error"]
+    assert "corrupt" in run.status().error
     assert not zipfile.is_zipfile(run.last_checkpoint)  # left as it was for inspection
 
 

@@ -53,7 +53,7 @@ async def test_launch_from_form_monitor_follows_worker_then_export(runs_dir, env
 
         def finished() -> bool:
             seen.add(monitor.history.rows_seen)
-            return monitor.status.get("state") == "finished" and monitor.history.rows_seen == 12
+            return monitor.status.state == "finished" and monitor.history.rows_seen == 12
 
         await wait_for(pilot, finished, 90, "the run to finish in the monitor")
         assert len(seen - {0}) >= 2, f"monitor jumped straight to the end: {seen}"
@@ -105,18 +105,18 @@ async def test_stop_from_tui(runs_dir, env_data):
                 run.id, "dataset"))
             await pilot.press("s")
             await wait_for(pilot, lambda: state() == "stopped", 60, "the run to stop")
-            assert Run(run.path).status()["state"] == "stopped"
+            assert Run(run.path).status().state == "stopped"
             assert run.last_checkpoint.exists()  # it checkpointed before stopping
 
             # Resume from the TUI: the worker continues from the checkpoint's iteration.
-            stopped_at = Run(run.path).status()["iteration"]
+            stopped_at = Run(run.path).status().iteration
             await pilot.press("r")
             await wait_for(pilot, lambda: state() == "running"
                            and screen.rows[0].iteration > stopped_at, 60, "the resumed run")
             await pilot.press("s")
             await wait_for(pilot, lambda: state() == "stopped", 60, "the run to stop again")
     finally:
-        if Run(run.path).status()["state"] in ("queued", "running"):
+        if Run(run.path).status().active:
             from bvae_tui.engine.runs.launch import stop
 
             stop(Run(run.path), wait=20)

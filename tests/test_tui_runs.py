@@ -139,7 +139,7 @@ async def test_damaged_files_and_run_deleted_while_shown(runs_dir, tmp_path):
     bad_config.config_path.write_text("[]")
     torn = make_run(runs_dir, tmp_path, "torn", "stopped")
     with open(torn.metrics_path, "a") as fh:
-        fh.write("garbage line\n" + json.dumps(metrics_row(40)) + "\n" + '{"iter": 5')
+        fh.write("garbage line\n" + metrics_row(40).to_line() + '{"iter": 5')
     odd = make_run(runs_dir, tmp_path, "odd", "stopped")
     odd.status_path.write_text(json.dumps({"state": "running", "pid": "abc"}))
     with open(odd.metrics_path, "a") as fh:  # valid JSON, wrong shapes
@@ -160,7 +160,8 @@ async def test_damaged_files_and_run_deleted_while_shown(runs_dir, tmp_path):
             app.open_monitor(run.path)
             await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
             mon = app.screen
-            await wait_for(pilot, lambda m=mon: m.status, 5, "a status")  # type: ignore[misc]
+            await wait_for(pilot, lambda m=mon: m.status.state, 5,  # type: ignore[misc]
+                           "a status")
             await pilot.press("escape")
             await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), 5, "runs")
         app.open_monitor(torn.path)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from textual.app import App, ComposeResult
 
+from bvae_tui.engine.runs.records import MetricsRow
 from bvae_tui.tui.messages import MetricsChanged, ScoresChanged
-from bvae_tui.tui.run_data import MetricsHistory, fmt_duration, fmt_num, last_row
+from bvae_tui.tui.run_data import MetricsHistory, fmt_duration, fmt_num
 from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
 from bvae_tui.tui.widgets.halfblock_image import UPPER_HALF, HalfBlockImage, area_resize, to_strips
 from bvae_tui.tui.widgets.kl_bars import KLBars, bar, nice_ceiling
@@ -41,8 +40,10 @@ def test_bars_and_scale():
 
 def test_history_decimates_and_rates():
     h = MetricsHistory(max_points=10)
-    h.extend([{"iter": i, "elapsed": i / 10, "loss": 1.0, "recon": 1.0, "kl": 0.0}
+    h.extend([MetricsRow(iter=i, elapsed=i / 10, loss=1.0, recon=1.0, kl=0.0)
               for i in range(1, 12)])
+    h.extend([MetricsRow(loss=5.0)])  # a row without its step is not plotted
+    assert h.rows_seen == 11
     assert len(h.iters) <= 10 and h.iters[-1] == 11 and h.rows_seen == 11
     assert abs(h.iter_rate() - 10.0) < 1e-9
     assert fmt_num(1234.5) == "1234" and fmt_num(None) == "-" and fmt_duration(3725) == "1:02:05"
@@ -90,23 +91,12 @@ async def test_fast_metric_stream_is_coalesced():
     async with app.run_test() as pilot:
         history = MetricsHistory()
         for i in range(1, 101):  # a burst faster than the UI handles messages
-            history.extend([{"iter": i, "loss": 1.0}])
+            history.extend([MetricsRow(iter=i, loss=1.0)])
             app.post_message(MetricsChanged("run", history.snapshot()))
         app.post_message(ScoresChanged("run", {}))  # another kind is never merged away
         await pilot.pause()
         assert app.handled[-1] == 100  # the newest state always arrives
         assert len(app.handled) < 100  # ... without one repaint per row
-
-
-def test_last_row_reads_only_the_end(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    assert last_row(path) is None  # missing
-    rows = "".join(json.dumps({"iter": i, "pad": "x" * 100}) + "\n" for i in range(500))
-    path.write_text(rows + '{"iter": 50')  # the writer is mid-line
-    assert last_row(path)["iter"] == 499
-    assert last_row(path, chunk=64)["iter"] == 499  # rows longer than the first read
-    path.write_text(json.dumps({"iter": 7}) + "\nnot json\n")
-    assert last_row(path) == {"iter": 7}
 
 
 class _LogApp(App):

@@ -99,22 +99,24 @@ def test_frame_duration_is_milliseconds():
 def test_write_previews_atomic_and_restores_mode(model, images, tmp_path):
     model.train()
     out = tmp_path / "previews"
-    vis.write_previews(model, images, out, kl_per_latent=[0.0, 4.0, 1.0, 0.0, 2.0])
+    kl = [0.0, 4.0, 1.0, 0.0, 2.0]
+    vis.write_previews(model, images, out / "t.png", out / "r.png", kl_per_latent=kl)
     assert model.training  # mode restored for the trainer
     model.eval()
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["previews.json", "recon.png", "traversal.png"]  # no temp files left
-    trav = vis.read_png_rgb(out / "traversal.png")
+    assert names == ["r.png", "t.png"]  # no temp files left
+    trav = vis.read_png_rgb(out / "t.png")
     assert trav.shape == (*vis.grid_size(Z, 10, 1), 3)
-    recon = vis.read_png_rgb(out / "recon.png")
+    # Rows by KL, largest first: the grid of the first image with latents 1, 4, 2, 0, 3.
+    rows = [1, 4, 2, 0, 3]
+    expected = vis.traversal_grid(vis.traverse(model, vis.encode_means(model, images[:1]), rows),
+                                  rows, kl)
+    assert np.abs(trav.astype(int) - expected.astype(int)).max() <= 1
+    recon = vis.read_png_rgb(out / "r.png")
     assert recon.shape == (2 * 65 + 1, 3 * 65 + 1, 3)
     # Top row: the inputs themselves.
     top = recon[1:65, 1:65, 0]
     assert np.array_equal(top, (images[0, 0].numpy() * 255).astype(np.uint8))
-    import json
-
-    meta = json.loads((out / "previews.json").read_text())
-    assert meta["rows"] == [1, 4, 2, 0, 3]
 
 
 def test_random_codes_are_seeded_standard_normal():
@@ -153,7 +155,8 @@ def test_colour_model_previews_are_rgb(tmp_path):
     torch.manual_seed(1)
     colour = build_model("B", 3, 3).eval()
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    vis.write_previews(colour, x, tmp_path, kl_per_latent=None, steps=4)
+    vis.write_previews(colour, x, tmp_path / "traversal.png", tmp_path / "recon.png",
+                       kl_per_latent=None, steps=4)
     recon = vis.read_png_rgb(tmp_path / "recon.png")
     assert recon.shape == (2 * 65 + 1, 2 * 65 + 1, 3)
     # Colour survives: the input tile's channels match the input, not a grey copy.

@@ -40,6 +40,11 @@ def listed(env) -> dict[str, dict]:
     return {r["id"]: r for r in json.loads(out.stdout)}
 
 
+def raw_rows(run: Run) -> list[dict]:
+    """metrics.jsonl as written: the field names other tools read."""
+    return [json.loads(line) for line in run.metrics_path.read_text().splitlines()]
+
+
 def wait_for(predicate, timeout=120.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,23 +67,23 @@ def test_detached_run_survives_its_terminal_and_finishes(env, runs_dir):
         assert run.path.is_dir(), run_id
         states = [listed(env)[run_id]["state"]]
         assert states[0] in ("queued", "running")
-        pid = wait_for(lambda: run.raw_status().get("state") == "running"
-                       and run.raw_status()["pid"], what="the worker to start")
+        pid = wait_for(lambda: run.raw_status().state == "running"
+                       and run.raw_status().pid, what="the worker to start")
         assert os.getsid(pid) != os.getsid(shell.pid)  # its own session, not the terminal's
         states.append(listed(env)[run_id]["state"])
         # Close the terminal: hang up its whole session, then kill it outright.
         os.killpg(shell.pid, signal.SIGHUP)
         os.killpg(shell.pid, signal.SIGKILL)
         shell.wait(timeout=10)
-        wait_for(lambda: run.status()["state"] != "running", what="the run to end")
+        wait_for(lambda: run.status().state != "running", what="the run to end")
         states.append(listed(env)[run_id]["state"])
     finally:
         if shell.poll() is None:
             os.killpg(shell.pid, signal.SIGKILL)
     assert "running" in states and states[-1] == "finished", states
     rows = run.metrics()
-    assert [r["iter"] for r in rows] == [25, 50, 75, 100, 125, 150]
-    assert all(set(r) == ROW_KEYS for r in rows)
+    assert [r.iter for r in rows] == [25, 50, 75, 100, 125, 150]
+    assert all(set(r) == ROW_KEYS for r in raw_rows(run))
     assert "worker done: finished" in run.log_path.read_text()
 
 
@@ -89,28 +94,28 @@ def test_kill_lost_resume_stop_resume(env, runs_dir):
     run = Run(runs_dir / out.stdout.strip())
     ckpt: Path = run.last_checkpoint
     wait_for(ckpt.exists, what="the first checkpoint")
-    pid = run.raw_status()["pid"]
+    pid = run.raw_status().pid
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: run.status()["state"] == "lost", timeout=10, what="lost")
+    wait_for(lambda: run.status().state == "lost", timeout=10, what="lost")
     assert listed(env)[run.id]["state"] == "lost"
 
     out = bvae(env, "resume", run.id[:12], "--detach")
     assert out.returncode == 0, out.stderr
-    wait_for(lambda: run.raw_status().get("pid") not in (None, pid)
-             and run.raw_status().get("state") == "running"
-             and run.raw_status().get("iteration", 0) > 0, what="the resumed worker")
+    wait_for(lambda: run.raw_status().pid not in (None, pid)
+             and run.raw_status().state == "running"
+             and (run.raw_status().iteration or 0) > 0, what="the resumed worker")
     out = bvae(env, "stop", run.id)
     assert out.returncode == 0, out.stderr
     status = run.status()
-    assert status["state"] == "stopped", status
-    assert f"stopped at iteration {status['iteration']}" in out.stdout
+    assert status.state == "stopped", status
+    assert f"stopped at iteration {status.iteration}" in out.stdout
     from bvae_tui.engine.train.checkpoint import load_checkpoint
 
-    assert load_checkpoint(ckpt)["iteration"] == status["iteration"] < 300
+    assert load_checkpoint(ckpt)["iteration"] == status.iteration < 300
 
     out = bvae(env, "resume", run.id)  # in the foreground this time
     assert out.returncode == 0, out.stderr
-    assert run.status()["state"] == "finished" and run.status()["iteration"] == 300
-    iters = [r["iter"] for r in run.metrics()]
+    assert run.status().state == "finished" and run.status().iteration == 300
+    iters = [r.iter for r in run.metrics()]
     assert iters == sorted(set(iters)) and iters[-1] == 300  # no duplicates after the crash
-    assert all(set(r) == ROW_KEYS for r in run.metrics())
+    assert all(set(r) == ROW_KEYS for r in raw_rows(run))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -11,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bvae_tui.engine.config import make_config
-from bvae_tui.engine.runs.store import Run, create_run, process_start_time
+from bvae_tui.engine.runs.process import process_start_time
+from bvae_tui.engine.runs.records import MetricsRow
+from bvae_tui.engine.runs.store import Run, create_run
 
 
 async def wait_for(pilot: Any, condition: Callable[[], Any], timeout: float = 30.0,
@@ -43,15 +44,15 @@ def make_run(root: Path, data_dir: Path, name: str, state: str, *, pid: int | No
     run.write_status(**fields)
     with open(run.metrics_path, "w") as fh:
         for i in range(1, rows + 1):
-            fh.write(json.dumps(metrics_row(i * 10)) + "\n")
+            fh.write(metrics_row(i * 10).to_line())
     return run
 
 
-def metrics_row(iteration: int, z_dim: int = 4) -> dict[str, Any]:
-    return {"iter": iteration, "time": time.time(), "elapsed": iteration / 10,
-            "loss": 1000.0 / iteration, "recon": 900.0 / iteration, "kl": 3.0,
-            "kl_per_latent": [2.0, 0.9, 0.05, 0.0][:z_dim], "mu_mean": [0.1] * z_dim,
-            "var_mean": [0.5] * z_dim, "c": None, "img_per_s": 500.0}
+def metrics_row(iteration: int, z_dim: int = 4) -> MetricsRow:
+    return MetricsRow(iter=iteration, time=time.time(), elapsed=iteration / 10,
+                      loss=1000.0 / iteration, recon=900.0 / iteration, kl=3.0,
+                      kl_per_latent=[2.0, 0.9, 0.05, 0.0][:z_dim], mu_mean=[0.1] * z_dim,
+                      var_mean=[0.5] * z_dim, c=None, img_per_s=500.0)
 
 
 def sleeper() -> subprocess.Popen:

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from bvae_tui.cli.common import JsonOpt, RunArg, RunsDirOpt, console, find_run, print_json
 from bvae_tui.cli.main import app
+from bvae_tui.styles import state_style
 
 runs_app = typer.Typer(help="List runs; show or delete one.", no_args_is_help=False)
 app.add_typer(runs_app, name="runs")
-
-
-def _summary(run: Any) -> dict[str, Any]:
-    """What the runs table and its JSON show for one run (no torch, no full metrics read)."""
-    status = run.status()
-    record: dict[str, Any] = {}
-    try:
-        record = run.record()
-    except Exception:  # a damaged config.json still gets listed, as such
-        record = {}
-    cfg = record.get("config") or {}
-    last = run.last_metrics() or {}
-    return {
-        "id": run.id, "name": run.name, "path": str(run.path), "state": status["state"],
-        "iteration": status.get("iteration", 0), "total": status.get("total"),
-        "device": status.get("device") or cfg.get("device"), "dataset": cfg.get("dataset"),
-        "objective": cfg.get("objective"), "created": record.get("created"),
-        "updated": status.get("updated"), "error": status.get("error"),
-        "loss": last.get("loss"), "kl": last.get("kl"), "img_per_s": last.get("img_per_s"),
-    }
 
 
 def _age(ts: float | None) -> str:
@@ -44,11 +25,6 @@ def _age(ts: float | None) -> str:
     return f"{s:.0f}s ago"
 
 
-
-STATE_STYLE = {"running": "green", "queued": "cyan", "finished": "blue", "stopped": "yellow",
-               "failed": "red", "lost": "red"}
-
-
 @runs_app.callback(invoke_without_command=True)
 def runs_list(ctx: typer.Context, runs_dir: RunsDirOpt = None, json: JsonOpt = False) -> None:
     """List runs with their state, progress and latest loss."""
@@ -59,9 +35,9 @@ def runs_list(ctx: typer.Context, runs_dir: RunsDirOpt = None, json: JsonOpt = F
     from bvae_tui.engine.runs.store import list_runs, runs_root
 
     root = runs_root(runs_dir)
-    rows = [_summary(r) for r in list_runs(root)]
+    rows = [r.summary() for r in list_runs(root)]
     if json:
-        print_json(rows)
+        print_json([r.as_json() for r in rows])
         return
     out = console()
     if not rows:
@@ -74,15 +50,17 @@ def runs_list(ctx: typer.Context, runs_dir: RunsDirOpt = None, json: JsonOpt = F
         table.add_column(col, justify="right" if col in ("LOSS", "KL") else "left",
                          no_wrap=True, min_width=len(col) if col != "ID" else None)
     for r in rows:
-        total = r["total"] or 0
-        pct = f" {100 * r['iteration'] / total:.0f}%" if total else ""
-        style = STATE_STYLE.get(r["state"], "")
-        table.add_row(r["id"], f"[{style}]{r['state']}[/]" if style else r["state"],
-                      f"{r['iteration']}/{total or '?'}{pct}",
-                      "-" if r["loss"] is None else f"{r['loss']:.2f}",
-                      "-" if r["kl"] is None else f"{r['kl']:.2f}",
-                      r["device"] or "-", _age(r["updated"]))
+        total = r.total or 0
+        pct = f" {100 * r.iteration / total:.0f}%" if total else ""
+        table.add_row(r.id, _state(r.state), f"{r.iteration}/{total or '?'}{pct}",
+                      "-" if r.loss is None else f"{r.loss:.2f}",
+                      "-" if r.kl is None else f"{r.kl:.2f}", r.device or "-", _age(r.updated))
     out.print(table)
+
+
+def _state(state: str) -> str:
+    style = state_style(state)
+    return f"[{style}]{state}[/]" if style else state
 
 
 @runs_app.command("show")
@@ -93,47 +71,40 @@ def runs_show(
     """Show one run: config, status, latest metrics and evaluation scores."""
 
     found = find_run(run, runs_dir)
-    record = found.record()
-    data = {**_summary(found), "status": found.status(), "config": record["config"],
-            "data_dir": record.get("data_dir"), "dataset_source": record.get("dataset_source"),
-            "host": record.get("host"),
-            "versions": record.get("versions"), "last_metrics": found.last_metrics(),
-            "eval": found.eval_results(),
-            "checkpoint": str(found.last_checkpoint) if found.last_checkpoint.exists() else None}
+    record, status, last, scored = (found.record(), found.status(), found.last_metrics(),
+                                    found.eval_results())
+    summary = found.summary()
+    checkpoint = str(found.last_checkpoint) if found.last_checkpoint.exists() else None
     if json:
-        print_json(data)
+        print_json({**summary.as_json(), "status": status.to_dict(), "config": record.config,
+                    "data_dir": record.data_dir, "dataset_source": record.dataset_source,
+                    "host": record.host, "versions": record.versions,
+                    "last_metrics": last.to_dict() if last else None,
+                    "eval": scored.to_dict() if scored else None, "checkpoint": checkpoint})
         return
     out = console()
-    status = data["status"]
-    style = STATE_STYLE.get(status["state"], "")
-    out.print(f"[bold]{found.id}[/]  [{style}]{status['state']}[/]  "
-              f"{data['iteration']}/{data['total']}  {found.path}")
-    if status.get("error"):
-        out.print(f"[red]{status['error']}[/]")
-    cfg = record["config"]
-    if data["dataset_source"]:
-        out.print(f"data: {record['config']['dataset']} ({data['dataset_source']}) "
-                  f"from {data['data_dir']}")
-    out.print("config: " + " ".join(f"{k}={v}" for k, v in cfg.items()))
-    last = data["last_metrics"]
+    out.print(f"[bold]{found.id}[/]  {_state(summary.state)}  "
+              f"{summary.iteration}/{summary.total}  {found.path}")
+    if status.error:
+        out.print(f"[red]{status.error}[/]")
+    if record.dataset_source:
+        out.print(f"data: {record.config.get('dataset')} ({record.dataset_source}) "
+                  f"from {record.data_dir}")
+    out.print("config: " + " ".join(f"{k}={v}" for k, v in record.config.items()))
     if last:
-        def num(key: str, fmt: str = ".3f") -> str:  # a hand-edited row may lack fields
-            value = last.get(key)
-            return format(value, fmt) if isinstance(value, (int, float)) else "-"
+        def num(value: float | None, fmt: str = ".3f") -> str:  # a hand-edited row may lack it
+            return "-" if value is None else format(value, fmt)
 
-        c = f" C {num('c', '.2f')}" if last.get("c") is not None else ""
-        out.print(f"iteration {last.get('iter', '-')}: loss {num('loss')} recon {num('recon')} "
-                  f"KL {num('kl')}{c}  {num('img_per_s', '.0f')} img/s")
-        kls = last.get("kl_per_latent")
-        if isinstance(kls, list):
-            out.print("KL per latent: " + " ".join(
-                f"{v:.2f}" if isinstance(v, (int, float)) else "-" for v in kls))
-    if data["eval"]:
-        scores = data["eval"].get("scores", {})
-        out.print("eval: " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                      for k, v in scores.items()))
-    if data["checkpoint"]:
-        out.print(f"checkpoint: {data['checkpoint']}")
+        c = f" C {num(last.c, '.2f')}" if last.c is not None else ""
+        out.print(f"iteration {last.iter if last.iter is not None else '-'}: "
+                  f"loss {num(last.loss)} recon {num(last.recon)} KL {num(last.kl)}{c}  "
+                  f"{num(last.img_per_s, '.0f')} img/s")
+        if last.kl_per_latent is not None:
+            out.print("KL per latent: " + " ".join(f"{v:.2f}" for v in last.kl_per_latent))
+    if scored:
+        out.print("eval: " + " ".join(f"{k}={v:.3f}" for k, v in scored.scores.items()))
+    if checkpoint:
+        out.print(f"checkpoint: {checkpoint}")
 
 
 @runs_app.command("rm")
@@ -144,11 +115,12 @@ def runs_rm(
 ) -> None:
     """Delete a run directory (not while it is running)."""
     from bvae_tui.engine.errors import RunError
-    from bvae_tui.engine.runs.store import ACTIVE_STATES, delete_run
+    from bvae_tui.engine.runs.store import delete_run
 
     found = find_run(run, runs_dir)
-    state = found.status()["state"]
-    if state in ACTIVE_STATES:
+    status = found.status()
+    state = status.state
+    if status.active:
         raise RunError(f"run {found.id} is {state}; stop it first with 'bvae stop {found.id}'")
     try:
         confirmed = yes or typer.confirm(f"delete run {found.id} ({state}) and all its files?")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import signal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,9 @@ from bvae_tui.cli.common import (
 )
 from bvae_tui.cli.main import app
 from bvae_tui.cli.options import config_field_names, with_config_options
+
+if TYPE_CHECKING:
+    from bvae_tui.engine.runs.records import MetricsRow
 
 RUN_PANEL = "Run"
 
@@ -59,7 +62,7 @@ def _train_foreground(run: Any, resume: bool) -> None:
                   "(Ctrl-C again to abort at once)[/]")
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    start = run.raw_status().get("iteration", 0) if resume else 0
+    start = (run.raw_status().iteration or 0) if resume else 0
     progress = Progress(
         BarColumn(bar_width=16), MofNCompleteColumn(),
         TextColumn("loss [cyan]{task.fields[loss]}[/] KL [magenta]{task.fields[kl]}[/] "
@@ -70,9 +73,9 @@ def _train_foreground(run: Any, resume: bool) -> None:
     task = progress.add_task("train", total=cfg.iterations, completed=start or 0,
                              loss="-", kl="-", ips="-")
 
-    def on_row(row: dict[str, Any]) -> None:
-        progress.update(task, completed=row["iter"], loss=f"{row['loss']:.2f}",
-                        kl=f"{row['kl']:.2f}", ips=f"{row['img_per_s']:.0f}")
+    def on_row(row: MetricsRow) -> None:
+        progress.update(task, completed=row.iter, loss=f"{row.loss:.2f}",
+                        kl=f"{row.kl:.2f}", ips=f"{row.img_per_s:.0f}")
 
     def on_progress(iteration: int) -> None:
         progress.update(task, completed=iteration)
@@ -122,17 +125,17 @@ def _prepare_data_visibly(dataset: str, data_dir: str | None) -> None:
 def _report_end(run: Any, state: str) -> None:
     status = run.status()
     out = console()
-    last = run.last_metrics() or {}
-    it = status.get("iteration", 0)
+    last = run.last_metrics()
+    it = status.iteration or 0
     if state == "finished":
-        loss = f", loss {last['loss']:.2f}" if "loss" in last else ""
+        loss = f", loss {last.loss:.2f}" if last and last.loss is not None else ""
         out.print(f"[green]finished[/] {run.id} at iteration {it}{loss}")
         out.print(f"next: bvae export gif {run.id}   bvae eval {run.id}")
     elif state == "stopped":
         out.print(f"[yellow]stopped[/] {run.id} at iteration {it}; "
                   f"continue with: bvae resume {run.id}")
     else:
-        typer.echo(f"error: run {run.id} failed: {status.get('error') or state}", err=True)
+        typer.echo(f"error: run {run.id} failed: {status.error or state}", err=True)
         raise typer.Exit(code=1)
 
 
@@ -229,12 +232,11 @@ def stop(
 ) -> None:
     """Stop a running run: it finishes its step, writes a checkpoint and becomes 'stopped'."""
     from bvae_tui.engine.runs.launch import stop as stop_run
-    from bvae_tui.engine.runs.store import ACTIVE_STATES
 
     found = find_run(run, runs_dir)
     stop_run(found, wait=wait)
     status = found.status()
-    if status["state"] in ACTIVE_STATES:
+    if status.active:
         typer.echo(f"stop requested for {found.id}; it is still finishing its step")
     else:
-        typer.echo(f"{found.id}: {status['state']} at iteration {status.get('iteration', 0)}")
+        typer.echo(f"{found.id}: {status.state} at iteration {status.iteration or 0}")

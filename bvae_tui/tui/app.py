@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from bvae_tui.datasets.registry import data_root
-from bvae_tui.engine.runs.store import ACTIVE_STATES, Run, runs_root
+from bvae_tui.engine.runs.store import Run, runs_root
 from bvae_tui.errors import UserError
 from bvae_tui.tui.messages import ExportDone
 from bvae_tui.tui.screens.confirm import ConfirmScreen
@@ -90,7 +90,7 @@ class BvaeApp(App):
         except UserError as exc:
             self.notify(str(exc), severity="error")
             return
-        pid = run.raw_status().get("pid")
+        pid = run.raw_status().pid
         self.notify(f"started {run.id} (worker pid {pid})")
         if self.runs_screen is not None:
             self.runs_screen.select_run(run.id)
@@ -140,7 +140,7 @@ class BvaeApp(App):
         if self._deleted(run_path):
             return
         run = Run(run_path)
-        if run.status().get("state") in ACTIVE_STATES:
+        if run.status().active:
             self.notify(f"{run.id} is running; stop it first (s)", severity="warning")
             return
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from textual.message import Message
 
+from bvae_tui.engine.runs.records import Status
 from bvae_tui.tui.run_data import MetricsHistory, RunRow
 
 
@@ -33,7 +34,7 @@ class RunsUpdated(_Latest):
 
 
 class StatusChanged(_Latest):
-    def __init__(self, source: str, status: dict[str, Any]) -> None:
+    def __init__(self, source: str, status: Status) -> None:
         super().__init__(source)
         self.status = status
 
@@ -57,7 +58,7 @@ class LogChanged(_Latest):
 
 
 class ScoresChanged(_Latest):
-    def __init__(self, source: str, scores: dict[str, Any]) -> None:
+    def __init__(self, source: str, scores: dict[str, float]) -> None:
         super().__init__(source)
         self.scores = scores
 

@@ -1,28 +1,22 @@
 """What the screens show, read from run directories (no Textual here, so it is easy to test).
 
-Everything comes through :mod:`bvae_tui.engine.runs.store`; this module only gathers and formats.
-The pollers keep small caches (config by mtime, an incremental metrics reader per run) so refreshing
-the runs table every second stays cheap even with long metrics files."""
+Everything comes through :mod:`bvae_tui.engine.runs.store` (the runs table from the same
+``Run.summary()`` as `bvae runs`); this module only gathers and formats. The pollers keep small
+caches (files parsed again only when they change, an incremental metrics reader per run) so
+refreshing the runs table every second stays cheap even with long metrics files."""
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bvae_tui.engine.runs.store import MetricsTail, Run, last_row, list_runs, read_json
+from bvae_tui.engine.runs.files import FileCache, stat_key
+from bvae_tui.engine.runs.records import MetricsRow, RunSummary, Status
+from bvae_tui.engine.runs.store import MetricsTail, Run, list_runs
 
-STATE_STYLES = {
-    "queued": "cyan",
-    "running": "bold green",
-    "finished": "blue",
-    "stopped": "yellow",
-    "failed": "bold red",
-    "lost": "bold magenta",
-}
 SCORE_NAMES = (("betavae", "BV"), ("factorvae", "FV"), ("mig", "MIG"))
 
 
@@ -104,7 +98,7 @@ class RunRow:
     path: str
     name: str
     state: str
-    error: str
+    error: str  # the note: what went wrong, or what an active run is doing
     dataset: str
     source: str  # real | procedural | files | '' (not known)
     objective: str
@@ -117,6 +111,15 @@ class RunRow:
     duration: float | None
     device: str
 
+    @classmethod
+    def from_summary(cls, s: RunSummary, source: str = "") -> RunRow:
+        return cls(id=s.id, path=s.path, name=s.name, state=s.state, error=s.note,
+                   dataset=s.dataset or "?", source=source,
+                   objective=objective_text(s.config) if s.config else "?",
+                   iteration=s.iteration, total=s.total or 0, loss=s.loss, kl=s.kl,
+                   scores=fmt_scores(s.scores), started=s.started or s.created,
+                   duration=s.duration, device=s.device or "")
+
     @property
     def progress(self) -> str:
         return f"{self.iteration}/{self.total}" if self.total else str(self.iteration)
@@ -126,28 +129,6 @@ class RunRow:
         hay = " ".join((self.id, self.name, self.state, self.dataset, self.source,
                         self.objective, self.device, self.error)).lower()
         return all(word in hay for word in text.split())
-
-
-@dataclass
-class _RunCache:
-    config_mtime: float = -1.0
-    config: dict[str, Any] = field(default_factory=dict)
-    config_error: str = ""
-    name: str = ""
-    data_dir: str | None = None
-    dataset_source: str = ""
-    created: float | None = None
-    metrics_key: Any = None
-    last_row: dict[str, Any] | None = None
-    eval_mtime: float = -1.0
-    scores: str = ""
-
-
-def _mtime(path: Path) -> float | None:
-    try:
-        return os.stat(path).st_mtime_ns / 1e9
-    except OSError:
-        return None
 
 
 class DatasetSources:
@@ -184,92 +165,27 @@ class RunsPoller:
     def __init__(self, root: Path, sources: DatasetSources | None = None):
         self.root = Path(root)
         self.sources = sources or DatasetSources()
-        self._cache: dict[str, _RunCache] = {}
+        self._caches: dict[str, FileCache] = {}
 
     def poll(self) -> list[RunRow]:
         runs = list_runs(self.root)
         alive = {r.id for r in runs}
-        for gone in set(self._cache) - alive:
-            del self._cache[gone]
+        for gone in set(self._caches) - alive:
+            del self._caches[gone]
         rows = []
         for run in runs:
             try:
-                rows.append(self._row(run))
+                summary = run.summary(self._caches.setdefault(run.id, FileCache()))
             except FileNotFoundError:  # deleted between listing and reading
                 continue
             except Exception as exc:  # noqa: BLE001 - one damaged run must not hide the others
                 rows.append(broken_row(run, f"cannot read this run ({exc})"))
+                continue
+            # Before its worker has loaded the data, the prepared cache says which source it is.
+            source = summary.dataset_source or (
+                self.sources.get(summary.dataset, summary.data_dir) if summary.dataset else "")
+            rows.append(RunRow.from_summary(summary, source))
         return rows
-
-    def _row(self, run: Run) -> RunRow:
-        cache = self._cache.setdefault(run.id, _RunCache())
-        mtime = _mtime(run.config_path)
-        if mtime != cache.config_mtime:
-            cache.config_mtime = mtime if mtime is not None else -1.0
-            record = read_json(run.config_path)
-            if record is None or not isinstance(record.get("config"), dict):
-                cache.config, cache.config_error = {}, "config.json is missing or corrupt"
-                cache.name, cache.data_dir, cache.created = run.id, None, None
-            else:
-                cache.config, cache.config_error = record["config"], ""
-                cache.name = str(record.get("name") or run.id)
-                cache.data_dir = record.get("data_dir")
-                # what the worker actually loaded (written at start-up), if it has started
-                cache.dataset_source = str(record.get("dataset_source") or "")
-                created = record.get("created")
-                cache.created = created if isinstance(created, (int, float)) else None
-        mkey = _stat_key(run.metrics_path)
-        if mkey != cache.metrics_key:
-            cache.metrics_key = mkey
-            cache.last_row = last_row(run.metrics_path) if mkey else None
-        emtime = _mtime(run.eval_path)
-        if emtime != cache.eval_mtime:
-            cache.eval_mtime = emtime if emtime is not None else -1.0
-            data = run.eval_results() or {}
-            scores = data.get("scores")
-            cache.scores = fmt_scores(scores if isinstance(scores, dict) else None)
-
-        status = run.status()
-        state = status.get("state", "failed")
-        error = status.get("error") or cache.config_error or ""
-        phase = status.get("phase")
-        if state in ("queued", "running") and phase and phase != "training" and not error:
-            error = str(phase)  # e.g. 'loading data', 'evaluating': shown in the note column
-        if state == "finished" and status.get("eval_error"):
-            error = f"evaluation failed: {status['eval_error']}"
-        cfg = cache.config
-        dataset = str(cfg.get("dataset", "?"))
-        source = cache.dataset_source or (
-            self.sources.get(dataset, cache.data_dir) if cfg else "")
-        started = _num(status.get("started")) or cache.created
-        end = time.time() if state == "running" else (_num(status.get("updated"))
-                                                       or _num(status.get("heartbeat")))
-        duration = (end - started) if (started and end and _num(status.get("started"))) else None
-        last = cache.last_row or {}
-        iteration = status.get("iteration")
-        if not isinstance(iteration, int):
-            iteration = int(last.get("iter", 0) or 0)
-        total = status.get("total") if isinstance(status.get("total"), int) else int(
-            cfg.get("iterations", 0) or 0)
-        return RunRow(
-            id=run.id,
-            path=str(run.path),
-            name=cache.name,
-            state=state,
-            error=str(error) if state != "finished" or cache.config_error
-            or status.get("eval_error") else "",
-            dataset=dataset,
-            source=source,
-            objective=objective_text(cfg) if cfg else "?",
-            iteration=iteration,
-            total=total,
-            loss=_num(last.get("loss")),
-            kl=_num(last.get("kl")),
-            scores=cache.scores,
-            started=started,
-            duration=duration,
-            device=str(status.get("device") or cfg.get("device") or ""),
-        )
 
 
 def broken_row(run: Run, error: str) -> RunRow:
@@ -277,10 +193,6 @@ def broken_row(run: Run, error: str) -> RunRow:
     return RunRow(id=run.id, path=str(run.path), name=run.id, state="failed", error=error,
                   dataset="?", source="", objective="?", iteration=0, total=0, loss=None,
                   kl=None, scores="", started=None, duration=None, device="")
-
-
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,25 +213,23 @@ class MetricsHistory:
     recon: list[float] = field(default_factory=list)
     kl: list[float] = field(default_factory=list)
     c: list[float] = field(default_factory=list)
-    last: dict[str, Any] | None = None
+    last: MetricsRow | None = None
     rows_seen: int = 0
     _recent: list[tuple[float, float]] = field(default_factory=list)  # (elapsed, iter)
 
-    def extend(self, rows: list[dict[str, Any]]) -> None:
+    def extend(self, rows: list[MetricsRow]) -> None:
         for row in rows:
-            it = _num(row.get("iter"))
-            if it is None:
+            if row.iter is None:
                 continue
             self.rows_seen += 1
-            self.iters.append(it)
-            self.loss.append(_nan(row.get("loss")))
-            self.recon.append(_nan(row.get("recon")))
-            self.kl.append(_nan(row.get("kl")))
-            self.c.append(_nan(row.get("c")))
+            self.iters.append(float(row.iter))
+            self.loss.append(_nan(row.loss))
+            self.recon.append(_nan(row.recon))
+            self.kl.append(_nan(row.kl))
+            self.c.append(_nan(row.c))
             self.last = row
-            elapsed = _num(row.get("elapsed"))
-            if elapsed is not None:
-                self._recent.append((elapsed, it))
+            if row.elapsed is not None:
+                self._recent.append((row.elapsed, float(row.iter)))
                 del self._recent[:-20]
         if len(self.iters) > self.max_points:
             for name in ("iters", "loss", "recon", "kl", "c"):
@@ -347,9 +257,8 @@ class MetricsHistory:
         return copy
 
 
-def _nan(value: Any) -> float:
-    num = _num(value)
-    return num if num is not None else math.nan
+def _nan(value: float | None) -> float:
+    return value if value is not None else math.nan
 
 
 def eta_seconds(history: MetricsHistory, iteration: int, total: int) -> float | None:
@@ -363,19 +272,16 @@ def eta_seconds(history: MetricsHistory, iteration: int, total: int) -> float | 
 class WatchEvents:
     """What changed in a run directory since the last poll (None: unchanged)."""
 
-    status: dict[str, Any] | None = None
+    status: Status | None = None
     metrics: MetricsHistory | None = None
     preview: dict[str, Path] | None = None  # kind -> png path, on any change
     log: list[str] | None = None
-    scores: dict[str, Any] | None = None
+    scores: dict[str, float] | None = None
     gone: bool = False
 
     def any(self) -> bool:
         return self.gone or any(v is not None for v in (self.status, self.metrics, self.preview,
                                                         self.log, self.scores))
-
-
-PREVIEW_FILES = {"traversal": "traversal.png", "recon": "recon.png"}
 
 
 class RunWatcher:
@@ -389,7 +295,7 @@ class RunWatcher:
         self._tail = MetricsTail(run.metrics_path)
         self._status_key: Any = None
         self._status_at = 0.0
-        self._last_status: dict[str, Any] | None = None
+        self._last_status: Status | None = None
         self._preview_key: Any = None
         self._log_key: Any = None
         self._eval_key: Any = None
@@ -404,17 +310,10 @@ class RunWatcher:
             return ev
         # Status: on any change of status.json, and every second anyway, because a worker that
         # dies writes nothing and only the liveness check turns it into 'lost'.
-        try:
-            st = os.stat(self.run.status_path)
-            skey: Any = (st.st_mtime_ns, st.st_size, st.st_ino)
-        except OSError:
-            skey = None
+        skey = stat_key(self.run.status_path)
         now = time.monotonic()
         if skey != self._status_key or now - self._status_at >= self.status_every:
-            try:
-                status = self.run.status()
-            except Exception as exc:  # noqa: BLE001 - e.g. a pid that is not a number
-                status = {"state": "failed", "error": f"status.json is unreadable ({exc})"}
+            status = self.run.status()
             if status != self._last_status:
                 ev.status = self._last_status = status
             self._status_key, self._status_at = skey, now
@@ -422,27 +321,18 @@ class RunWatcher:
         if rows:
             self.history.extend(rows)
             ev.metrics = self.history.snapshot()
-        pkey = tuple(_stat_key(self.run.previews_dir / f) for f in PREVIEW_FILES.values())
+        previews = self.run.preview_paths()
+        pkey = tuple(stat_key(path) for path in previews.values())
         if pkey != self._preview_key:
             self._preview_key = pkey
-            ev.preview = {kind: self.run.previews_dir / f for kind, f in PREVIEW_FILES.items()
-                          if (self.run.previews_dir / f).exists()}
-        lkey = _stat_key(self.run.log_path)
+            ev.preview = {kind: path for kind, path in previews.items() if path.exists()}
+        lkey = stat_key(self.run.log_path)
         if lkey != self._log_key:
             self._log_key = lkey
             ev.log = self.run.log_tail(self.log_lines)
-        ekey = _stat_key(self.run.eval_path)
+        ekey = stat_key(self.run.eval_path)
         if ekey != self._eval_key:
             self._eval_key = ekey
-            data = self.run.eval_results() or {}
-            scores = data.get("scores")
-            ev.scores = scores if isinstance(scores, dict) else {}
+            result = self.run.eval_results()
+            ev.scores = result.scores if result else {}
         return ev
-
-
-def _stat_key(path: Path) -> Any:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -15,6 +15,7 @@ Baselines (ground truth, raw pixels, PCA, an untrained network) go through the s
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,7 @@ from bvae_tui.engine.analysis.metrics import (
 )
 from bvae_tui.engine.errors import DataError, DeviceError, RunError
 from bvae_tui.engine.runs.devices import resolve_device
-from bvae_tui.engine.runs.store import write_json_atomic
+from bvae_tui.engine.runs.records import EvalResult
 from bvae_tui.engine.train.checkpoint import checkpoint_path, load_model
 from bvae_tui.engine.train.process import configure_process
 
@@ -58,7 +59,7 @@ def _run_device(run: Run, device: str | None) -> str:
 
     if device is not None:
         return resolve_device(str(device))
-    trained_on = run.raw_status().get("device") or run.config.device
+    trained_on = run.raw_status().device or run.config.device
     try:
         return resolve_device(str(trained_on))
     except DeviceError:  # that GPU is gone (run copied to another machine): any will do
@@ -133,27 +134,25 @@ def evaluate_run(run: Run, metrics: Any = None, fast: bool = False, seed: int = 
         "seconds": round(time.perf_counter() - start, 3),
     })
     if write:
-
-        write_json_atomic(run.eval_path, _merged(run.eval_results(), result))
+        run.write_eval(_merged(run.eval_results(), EvalResult.from_dict(result)))
     return result
 
 
-def _merged(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+def _merged(old: EvalResult | None, new: EvalResult) -> EvalResult:
     """``new``, keeping scores of other metrics from ``old`` when they describe the same thing.
 
     ``bvae eval RUN --metrics mig`` after a full evaluation of the same checkpoint (same seed and
     sample counts) keeps the BetaVAE and FactorVAE scores; anything else replaces the file.
     """
-    same = old is not None and all(old.get(k) == new.get(k) for k in
+    same = old is not None and all(getattr(old, k) == getattr(new, k) for k in
                                    ("iteration", "checkpoint", "seed", "fast", "dataset"))
-    if not same or not isinstance(old.get("scores"), dict):
+    if old is None or not same or not old.scores:
         return new
-    out = dict(new)
-    for key in ("scores", "details", "params", "timings"):
-        kept = {m: v for m, v in (old.get(key) or {}).items()
-                if m in METRICS and m not in new["scores"]}
-        out[key] = {**kept, **new.get(key, {})}
-    return out
+    kept = {key: {m: v for m, v in getattr(old, key).items()
+                  if m in METRICS and m not in new.scores}
+            for key in ("scores", "details", "params", "timings")}
+    return dataclasses.replace(new, **{key: {**kept[key], **getattr(new, key)}
+                                       for key in kept})
 
 
 def evaluate_baseline(name: str, dataset: str = "dsprites", data_dir: str | None = None,

@@ -49,7 +49,7 @@ def load_run_model(run: Run, checkpoint: str | os.PathLike | None = None,
                    device: str = "cpu") -> tuple[Any, Any, int]:
     """(model in eval mode, TrainConfig, iteration) from a checkpoint, as one-line errors."""
     if checkpoint is None and not run.last_checkpoint.exists():
-        state = run.status().get("state", "unknown")
+        state = run.status().state
         raise RunError(f"run {run.id} ({state}) has no checkpoint yet; wait for its first "
                        f"checkpoint or 'bvae resume {run.id}'")
     if device != "cpu":
@@ -133,9 +133,8 @@ def _kl_for_order(model: Any, run: Run, dataset: Any | None, seed: int) -> list[
 
         x = torch.from_numpy(np.ascontiguousarray(dataset.float_images_at(idx), np.float32))
         return vis.kl_of_images(model, x)
-    row = run.last_metrics() or {}
-    kl = row.get("kl_per_latent")
-    return [float(v) for v in kl] if isinstance(kl, list) else None
+    row = run.last_metrics()
+    return row.kl_per_latent if row else None
 
 
 def _traversal(run: Run, images: Sequence[int] | None, limit: float, steps: int,

@@ -43,10 +43,6 @@ LABEL_BG = (24, 24, 24)
 LABEL_FG = (235, 235, 235)
 KL_FG = (165, 165, 165)  # grey, like the rest: a grey grid is saved as a 1-channel PNG
 
-PREVIEW_TRAVERSAL = "traversal.png"
-PREVIEW_RECON = "recon.png"
-PREVIEW_META = "previews.json"
-
 
 # --------------------------------------------------------------------------------------------
 # Choosing the fixed images
@@ -397,17 +393,17 @@ def read_png_rgb(path: str | os.PathLike) -> np.ndarray:
         return np.asarray(img.convert("RGB")).copy()
 
 
-def write_previews(model: Any, images: torch.Tensor, out_dir: Path,
+def write_previews(model: Any, images: torch.Tensor, traversal_path: Path, recon_path: Path,
                    kl_per_latent: Sequence[float] | None = None, limit: float = 3.0,
                    steps: int = 10) -> None:
-    """The worker's live previews: ``traversal.png`` (first fixed image, rows by KL) and
-    ``recon.png`` (all images) in ``out_dir``, plus ``previews.json`` saying what they show.
+    """The worker's live previews: a traversal of the first fixed image (rows: latents by KL)
+    and the reconstructions of all of them, at the paths the run store gives.
 
     Cheap: no autograd, one batched decode each, fast PNG compression; every file is written
     atomically so the TUI never reads half a PNG. The model's train/eval mode is restored.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in (traversal_path, recon_path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     was_training = bool(getattr(model, "training", False))
     model.eval()
     try:
@@ -416,16 +412,10 @@ def write_previews(model: Any, images: torch.Tensor, out_dir: Path,
         kl = list(kl_per_latent) if kl_per_latent is not None else None
         rows = latent_order(kl, z_dim, "kl")
         trav = traverse(model, mu[:1], rows, limit=limit, steps=steps)
-        write_png(out_dir / PREVIEW_TRAVERSAL, traversal_grid(trav, rows, kl), compress_level=1)
+        write_png(traversal_path, traversal_grid(trav, rows, kl), compress_level=1)
         recons = decode(model, mu)
         inputs = images.detach().float().cpu().numpy()
-        write_png(out_dir / PREVIEW_RECON, recon_grid(inputs, recons), compress_level=1)
+        write_png(recon_path, recon_grid(inputs, recons), compress_level=1)
     finally:
         if was_training:
             model.train()
-    from bvae_tui.engine.runs.store import write_json_atomic
-
-    write_json_atomic(out_dir / PREVIEW_META, {
-        "rows": rows, "kl_per_latent": kl, "values": traversal_values(limit, steps).tolist(),
-        "images": int(images.shape[0]), "tile": TILE, "sep": SEP, "label_width": LABEL_W,
-    })

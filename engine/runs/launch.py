@@ -19,15 +19,12 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bvae_tui.datasets.loader import check_available
+from bvae_tui.datasets.registry import data_root, get_spec
 from bvae_tui.engine.errors import ConfigError, RunError
-from bvae_tui.engine.runs.store import (
-    ACTIVE_STATES,
-    Run,
-    create_run,
-    process_start_time,
-    read_json,
-    runs_root,
-)
+from bvae_tui.engine.runs.devices import resolve_device
+from bvae_tui.engine.runs.process import process_start_time
+from bvae_tui.engine.runs.store import Run, create_run, runs_root
 from bvae_tui.engine.train.process import worker_env
 
 if TYPE_CHECKING:
@@ -42,19 +39,16 @@ def check_resumable(run: Run, restart: bool = False) -> None:
     (e.g. its data was missing) just starts.
     """
     status = run.status()
-    state = status["state"]
-    if state == "finished":
+    if status.state == "finished":
         raise RunError(f"run {run.id} already finished; start a new run with 'bvae train'")
-    if state in ACTIVE_STATES:
-        raise RunError(f"run {run.id} is {state}; stop it first with 'bvae stop {run.id}'")
+    if status.active:
+        raise RunError(f"run {run.id} is {status.state}; stop it first with 'bvae stop {run.id}'")
     run.config.validate()  # a damaged config.json is reported before anything starts
-    reached = status.get("iteration") if isinstance(status.get("iteration"), int) else 0
+    reached = status.iteration or 0
     if not run.last_checkpoint.exists() and reached > 0 and not restart:
         raise RunError(f"run {run.id} has no checkpoint (it reached iteration {reached} before "
                        f"its first one); 'bvae resume {run.id} --restart' trains it again from 0")
     _check_checkpoint_file(run.last_checkpoint)
-    from bvae_tui.engine.runs.devices import resolve_device
-
     resolve_device(run.config.device)  # the GPU it trained on may be gone
 
 
@@ -80,10 +74,6 @@ def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) ->
     prepared nor obtainable offline, a GPU that does not exist or no NVIDIA driver for one.
     Preparing the data itself (generating dSprites, decoding a folder) is the worker's job.
     """
-    from bvae_tui.datasets.loader import check_available
-    from bvae_tui.datasets.registry import get_spec
-    from bvae_tui.engine.runs.devices import resolve_device
-
     cfg.validate()
     spec = get_spec(cfg.dataset)
     if cfg.eval_at_end and not spec.has_factors:
@@ -109,8 +99,6 @@ def start_run(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None,
     Nothing is created when validation fails. Without ``detach`` the caller trains in its own
     process with :func:`bvae_tui.engine.train.trainer.train`.
     """
-    from bvae_tui.datasets.registry import data_root
-
     check_launch(cfg, data_dir)
     run = create_run(runs_root(runs_dir), cfg, data_root(data_dir), name=name)
     if detach:
@@ -142,8 +130,7 @@ def launch(run: Run, resume: bool = False) -> int:
                                 start_new_session=True, close_fds=True)
     # Record the pid at once so the run reads 'queued' (not 'lost') while the worker imports
     # torch; the worker overwrites it with 'running'. Skip if it already has (a fast start).
-    current = read_json(run.status_path) or {}
-    if current.get("pid") != proc.pid:
+    if run.raw_status().pid != proc.pid:
         run.write_status(state="queued", pid=proc.pid, pid_start=process_start_time(proc.pid),
                          error=None, launched=time.time())
     return proc.pid
@@ -152,9 +139,11 @@ def launch(run: Run, resume: bool = False) -> int:
 def stop(run: Run, wait: float = 0) -> None:
     """Ask the run's worker to stop (SIGTERM); wait up to ``wait`` seconds for it to finish."""
     status = run.status()
-    if status["state"] not in ACTIVE_STATES:
-        raise RunError(f"run {run.id} is not running (it is {status['state']})")
-    pid = int(status["pid"])
+    if not status.active:
+        raise RunError(f"run {run.id} is not running (it is {status.state})")
+    if status.pid is None:
+        raise RunError(f"run {run.id} has no worker yet (it is being started); try again soon")
+    pid = status.pid
     if pid == os.getpid():
         raise RunError(f"run {run.id} is trained by this process; press Ctrl-C to stop it")
     try:
@@ -166,6 +155,6 @@ def stop(run: Run, wait: float = 0) -> None:
                        "it belongs to another user") from None
     deadline = time.monotonic() + wait
     while wait > 0 and time.monotonic() < deadline:
-        if run.status()["state"] not in ACTIVE_STATES:
+        if not run.status().active:
             return
         time.sleep(0.1)

@@ -1,13 +1,14 @@
-"""The run store: run directories, their status, and incremental reading of their metrics.
+"""The run store: run directories, and the only code that reads or writes the files in them.
 
-A run is a directory ``<runs root>/<run id>/`` (see DESIGN.md for every file in it). This module is
-the only code that knows the layout; the worker writes through it and both faces read through it.
-It imports neither torch nor anything heavy, so listing runs is fast.
+A run is a directory ``<runs root>/<run id>/``. What each file is called and holds is in
+:mod:`bvae_tui.engine.runs.records` (and docs/run-directory.md, generated from it); the worker
+writes through this module and both faces read through it. It imports neither torch nor anything
+heavy, so listing runs is fast.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import re
 import shutil
@@ -20,101 +21,43 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bvae_tui.engine.atomic import atomic_path, share_like_open
+from bvae_tui.engine.atomic import share_like_open
 from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.errors import ConfigError, RunError
+from bvae_tui.engine.runs.files import (
+    FileCache,
+    JsonLinesTail,
+    last_json_line,
+    read_json,
+    write_json_atomic,
+)
+from bvae_tui.engine.runs.process import worker_alive
+from bvae_tui.engine.runs.records import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    EVAL_FILE,
+    EXPORTS_DIR,
+    LAST_CHECKPOINT,
+    LOG_FILE,
+    METRICS_FILE,
+    PREVIEW_FILES,
+    PREVIEWS_DIR,
+    STATES,
+    STATUS_FILE,
+    EvalResult,
+    MetricsRow,
+    RunRecord,
+    RunSummary,
+    Status,
+)
 
-STATES = ("queued", "running", "finished", "stopped", "failed", "lost")
-ACTIVE_STATES = ("queued", "running")  # states that need a live worker behind them
 QUEUED_GRACE_S = 60.0  # a new run without a worker pid yet is 'queued', not 'lost', this long
-CONFIG_FILE = "config.json"
-STATUS_FILE = "status.json"
-METRICS_FILE = "metrics.jsonl"
-LOG_FILE = "worker.log"
-EVAL_FILE = "eval.json"
 
 
 def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
     """The runs root: ``--runs-dir``, else ``$BVAE_RUNS_DIR``, else ``./runs``."""
     chosen = runs_dir or os.environ.get("BVAE_RUNS_DIR") or "runs"
     return Path(chosen).expanduser().resolve()
-
-
-# --------------------------------------------------------------------------------------------
-# Atomic files
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers see either the old or the new file, even after a crash."""
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from ``path``, or None when it is missing or unreadable."""
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-# --------------------------------------------------------------------------------------------
-# Processes
-
-
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone.
-
-    Comparing it with the value the worker recorded tells a live worker from a recycled pid.
-    """
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            stat = fh.read()
-    except OSError:
-        return None if not _pid_exists(pid) else -1
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    try:
-        return int(fields[19])  # field 22 overall: starttime
-    except (IndexError, ValueError):
-        return -1
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def worker_alive(pid: int | None, start: int | None) -> bool:
-    """Is the process that wrote this status still the one running under ``pid``?"""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False  # missing, or a hand-edited / corrupt status.json
-    now = process_start_time(pid)
-    if now is None:
-        return False
-    if start in (None, -1) or now == -1:  # no /proc (not Linux): trust the pid
-        return True
-    if now != start:
-        return False
-    # A zombie (exited, not yet reaped by its parent) is not a live worker.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            stat = fh.read()
-        return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-# --------------------------------------------------------------------------------------------
-# Runs
 
 
 def _slug(text: str) -> str:
@@ -165,94 +108,121 @@ class Run:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.path / "checkpoints"
+        return self.path / CHECKPOINTS_DIR
 
     @property
     def last_checkpoint(self) -> Path:
-        return self.checkpoint_dir / "last.pt"
+        return self.checkpoint_dir / LAST_CHECKPOINT
 
     @property
     def previews_dir(self) -> Path:
-        return self.path / "previews"
+        return self.path / PREVIEWS_DIR
+
+    def preview_path(self, kind: str) -> Path:
+        """The live preview PNG of ``kind`` (``traversal`` or ``recon``)."""
+        return self.previews_dir / PREVIEW_FILES[kind]
+
+    def preview_paths(self) -> dict[str, Path]:
+        return {kind: self.preview_path(kind) for kind in PREVIEW_FILES}
 
     @property
     def exports_dir(self) -> Path:
-        return self.path / "exports"
+        return self.path / EXPORTS_DIR
 
     # Config -----------------------------------------------------------------------------------
-    def record(self) -> dict[str, Any]:
-        """config.json as written at creation (config, data_dir, name, versions, host, created)."""
-        data = read_json(self.config_path)
-        if data is None or not isinstance(data.get("config"), dict):
+    def record(self) -> RunRecord:
+        """config.json as written at creation and completed by the worker."""
+        record = _read_record(self.config_path)
+        if record is None:
             raise RunError(f"run {self.id}: {CONFIG_FILE} is missing or corrupt; "
                            f"delete the run with 'bvae runs rm {self.id}'")
-        return data
+        return record
 
-    def update_record(self, **fields: Any) -> None:
+    def update_record(self, **changes: Any) -> None:
         """Add facts learnt at start-up (e.g. which dSprites was used) to config.json."""
-        record = self.record()
-        record.update(fields)
-        write_json_atomic(self.config_path, record)
+        write_json_atomic(self.config_path,
+                          dataclasses.replace(self.record(), **changes).to_dict())
 
     @property
     def config(self) -> TrainConfig:
         try:
-            return TrainConfig.from_dict(self.record()["config"])
+            return TrainConfig.from_dict(self.record().config)
         except (ConfigError, TypeError) as exc:
             raise RunError(f"run {self.id}: {CONFIG_FILE} is not a valid config ({exc})") from None
 
     @property
     def name(self) -> str:
-        data = read_json(self.config_path) or {}
-        return str(data.get("name") or self.id)
+        record = _read_record(self.config_path)
+        return (record.name if record else None) or self.id
 
     @property
     def data_dir(self) -> str | None:
-        return (read_json(self.config_path) or {}).get("data_dir")
+        record = _read_record(self.config_path)
+        return record.data_dir if record else None
 
     # Status -----------------------------------------------------------------------------------
-    def raw_status(self) -> dict[str, Any]:
+    def raw_status(self) -> Status:
         """status.json as written, or a ``failed`` placeholder when it is missing or corrupt."""
         data = read_json(self.status_path)
-        if data is None or data.get("state") not in STATES:
-            return {"state": "failed", "error": f"{STATUS_FILE} is missing or corrupt"}
-        return data
+        status = Status.from_dict(data)
+        if data is None or status.state not in STATES:
+            return Status(state="failed", error=f"{STATUS_FILE} is missing or corrupt")
+        return status
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> Status:
         """The status with ``lost`` worked out: active on disk but no live worker behind it."""
-        data = self.raw_status()
-        if (data["state"] == "queued" and not data.get("pid")
-                and time.time() - float(data.get("updated") or 0) < QUEUED_GRACE_S):
-            return data  # just created; its worker is being started
-        if data["state"] in ACTIVE_STATES and not worker_alive(data.get("pid"),
-                                                              data.get("pid_start")):
-            data = {**data, "state": "lost",
-                    "error": f"worker (pid {data.get('pid')}) is gone; "
-                             f"'bvae resume {self.id}' continues from the last checkpoint"}
-        return data
+        status = self.raw_status()
+        if (status.state == "queued" and not status.pid
+                and time.time() - (status.updated or 0.0) < QUEUED_GRACE_S):
+            return status  # just created; its worker is being started
+        if status.active and not worker_alive(status.pid, status.pid_start):
+            return dataclasses.replace(
+                status, state="lost", error=f"worker (pid {status.pid}) is gone; "
+                f"'bvae resume {self.id}' continues from the last checkpoint")
+        return status
 
     @property
     def state(self) -> str:
-        return self.status()["state"]
+        return self.status().state or "failed"
 
-    def write_status(self, **fields: Any) -> dict[str, Any]:
-        """Merge ``fields`` into status.json (atomically) and stamp ``updated``."""
-        current = read_json(self.status_path) or {}
-        current.update(fields)
-        current["updated"] = time.time()
-        write_json_atomic(self.status_path, current)
-        return current
+    def write_status(self, **changes: Any) -> Status:
+        """Merge ``changes`` (:class:`Status` fields) into status.json atomically; stamp
+        ``updated``. Keys this version does not know are kept; an unknown field name or a value
+        of the wrong type is a TypeError (a bug in the caller, not a user error)."""
+        current = Status.from_dict(read_json(self.status_path))
+        status = dataclasses.replace(current, **changes, updated=time.time())
+        write_json_atomic(self.status_path, status.to_dict())
+        return status
 
     # Metrics and results -----------------------------------------------------------------------
-    def metrics(self) -> list[dict[str, Any]]:
+    def metrics(self) -> list[MetricsRow]:
         """Every complete row of metrics.jsonl (a torn last line is ignored)."""
         return MetricsTail(self.metrics_path).read_new()
 
-    def last_metrics(self) -> dict[str, Any] | None:
-        return last_row(self.metrics_path)
+    def last_metrics(self) -> MetricsRow | None:
+        return _last_row(self.metrics_path)
 
-    def eval_results(self) -> dict[str, Any] | None:
-        return read_json(self.eval_path)
+    def truncate_metrics(self, iteration: int) -> None:
+        """Drop rows after ``iteration`` (written after the checkpoint a resume starts from).
+
+        The file is replaced atomically; readers (:class:`MetricsTail`) see the new inode and
+        read it again from the start.
+        """
+        if not self.metrics_path.exists():
+            return
+        keep = [r for r in self.metrics() if (r.iter or 0) <= iteration]
+        tmp = self.metrics_path.with_name(f".{self.metrics_path.name}.tmp")
+        with open(tmp, "w") as fh:
+            fh.writelines(r.to_line() for r in keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.metrics_path)
+
+    def eval_results(self) -> EvalResult | None:
+        return _read_eval(self.eval_path)
+
+    def write_eval(self, result: EvalResult) -> None:
+        write_json_atomic(self.eval_path, result.to_dict())
 
     def log_tail(self, lines: int = 20) -> list[str]:
         try:
@@ -265,79 +235,74 @@ class Run:
             return []
         return text.splitlines()[-lines:]
 
+    # Summary ----------------------------------------------------------------------------------
+    def summary(self, cache: FileCache | None = None) -> RunSummary:
+        """This run at a glance, for `bvae runs` and the TUI's runs table.
 
-def last_row(path: Path, chunk: int = 65_536) -> dict[str, Any] | None:
-    """The last complete, valid row of a JSON-lines file, reading only its end.
+        ``cache``: a poller's, so that config.json, the last metrics row and eval.json are parsed
+        again only when they change (status.json is read every time: liveness can change
+        without it).
+        """
+        cache = cache or FileCache()
+        record = cache.get(self.config_path, _read_record)
+        last = cache.get(self.metrics_path, _last_row) or MetricsRow()
+        scored = cache.get(self.eval_path, _read_eval)
+        status = self.status()
+        config_error = None if record else f"{CONFIG_FILE} is missing or corrupt"
+        record = record or RunRecord()
+        cfg = record.config
+        state = status.state or "failed"
+        end = time.time() if state == "running" else (status.updated or status.heartbeat)
+        total = status.total if status.total is not None else _int(cfg.get("iterations"))
+        return RunSummary(
+            id=self.id, name=record.name or self.id, path=str(self.path), state=state,
+            iteration=status.iteration if status.iteration is not None else (last.iter or 0),
+            total=total, device=status.device or _str(cfg.get("device")),
+            dataset=_str(cfg.get("dataset")), objective=_str(cfg.get("objective")),
+            created=record.created or status.created, updated=status.updated,
+            error=status.error or config_error, loss=last.loss, kl=last.kl,
+            img_per_s=last.img_per_s, started=status.started,
+            duration=end - status.started if status.started and end else None,
+            activity=status.activity, eval_error=status.eval_error, config_error=config_error,
+            dataset_source=record.dataset_source, data_dir=record.data_dir,
+            scores=scored.scores if scored else {}, config=cfg)
 
-    The runs table and `bvae runs` need one row per run; parsing the whole metrics file of
-    every long run every second would not scale. A torn last line (mid-write) is skipped.
-    """
-    try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            start = size
-            while start > 0:
-                start = max(0, start - chunk)
-                fh.seek(start)
-                data = fh.read(size - start)
-                lines = data.split(b"\n")
-                complete = lines[:-1]  # after the last newline: torn or empty
-                if start > 0:
-                    complete = complete[1:]  # the first piece may be a partial line
-                for line in reversed(complete):
-                    try:
-                        row = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(row, dict):
-                        return row
-                chunk *= 4  # very long rows (many latents): look further back
-    except OSError:
+
+def _read_record(path: Path) -> RunRecord | None:
+    data = read_json(path)
+    if data is None or not isinstance(data.get("config"), dict):
         return None
-    return None
+    return RunRecord.from_dict(data)
+
+
+def _read_eval(path: Path) -> EvalResult | None:
+    data = read_json(path)
+    return EvalResult.from_dict(data) if data is not None else None
+
+
+def _last_row(path: Path) -> MetricsRow | None:
+    data = last_json_line(path)
+    return MetricsRow.from_dict(data) if data is not None else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class MetricsTail:
-    """Incremental reader of a growing JSON-lines file.
-
-    Each :meth:`read_new` returns only the rows completed since the last call. A last line without
-    its newline is held back until it is complete (the writer may be mid-write); a line that is
-    complete but not valid JSON is skipped. If the file shrinks or is replaced, reading restarts.
-    """
+    """Reads the rows appended to a metrics.jsonl since the last call (see
+    :class:`~bvae_tui.engine.runs.files.JsonLinesTail`: torn lines wait, a replaced file is
+    read again from the start)."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
-        self.offset = 0
-        self._inode: int | None = None
+        self._lines = JsonLinesTail(path)
 
-    def read_new(self) -> list[dict[str, Any]]:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return []
-        if st.st_ino != self._inode or st.st_size < self.offset:
-            self._inode, self.offset = st.st_ino, 0
-        if st.st_size == self.offset:
-            return []
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                chunk = fh.read()
-        except OSError:
-            return []
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return []
-        self.offset += end + 1
-        rows = []
-        for line in chunk[: end + 1].splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-        return rows
+    def read_new(self) -> list[MetricsRow]:
+        return [MetricsRow.from_dict(row) for row in self._lines.read_new()]
 
 
 def versions() -> dict[str, str]:
@@ -380,19 +345,14 @@ def create_run(root: Path, config: TrainConfig, data_dir: str | os.PathLike,
     tmp = Path(tempfile.mkdtemp(prefix=".creating-", dir=root))
     try:
         share_like_open(tmp, directory=True)
-        record = {
-            "config": config.to_dict(),
-            "name": name or default_name(config),
-            "data_dir": str(Path(data_dir).resolve()),
-            "created": time.time(),
-            "host": socket.gethostname(),
-            "versions": versions(),
-        }
-        write_json_atomic(tmp / CONFIG_FILE, record)
-        write_json_atomic(tmp / STATUS_FILE, {"state": "queued", "iteration": 0,
-                                              "total": config.iterations,
-                                              "created": record["created"],
-                                              "updated": record["created"]})
+        now = time.time()
+        record = RunRecord(config=config.to_dict(), name=name or default_name(config),
+                           data_dir=str(Path(data_dir).resolve()), created=now,
+                           host=socket.gethostname(), versions=versions())
+        write_json_atomic(tmp / CONFIG_FILE, record.to_dict())
+        status = Status(state="queued", iteration=0, total=config.iterations, created=now,
+                        updated=now)
+        write_json_atomic(tmp / STATUS_FILE, status.to_dict())
         os.rename(tmp, root / run_id)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -436,7 +396,7 @@ def find_run(root: Path, ref: str) -> Run:
 
 def delete_run(run: Run) -> None:
     """Remove a run directory; refuse while its worker is alive."""
-    if run.status()["state"] in ACTIVE_STATES:
+    if run.status().active:
         raise RunError(f"run {run.id} is still running; stop it first with 'bvae stop {run.id}'")
     # Rename first so a half-deleted run never shows up as a broken one.
     trash = run.path.parent / f".deleting-{run.id}"

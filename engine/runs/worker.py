@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from bvae_tui.engine.runs.records import MetricsRow
 from bvae_tui.engine.runs.store import Run
 
 
@@ -43,13 +44,14 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"worker pid {os.getpid()} training {run.id}"
           f"{' (resume)' if args.resume else ''}", flush=True)
-    def log_row(row: dict) -> None:  # a readable line per metrics row for worker.log
-        c = "" if row["c"] is None else f" C {row['c']:.2f}"
-        print(f"iter {row['iter']} loss {row['loss']:.3f} recon {row['recon']:.3f} "
-              f"kl {row['kl']:.3f}{c} {row['img_per_s']:.0f} img/s", flush=True)
+
+    def log_row(row: MetricsRow) -> None:  # a readable line per metrics row for worker.log
+        c = "" if row.c is None else f" C {row.c:.2f}"
+        print(f"iter {row.iter} loss {row.loss:.3f} recon {row.recon:.3f} "
+              f"kl {row.kl:.3f}{c} {row.img_per_s:.0f} img/s", flush=True)
 
     state = train(run, resume=args.resume, should_stop=lambda: stop_requested, on_row=log_row)
-    error = run.raw_status().get("error") if state == "failed" else None
+    error = run.raw_status().error if state == "failed" else None
     # The reason goes to worker.log here, not from the trainer, so a foreground `bvae train`
     # (which reports it itself) does not print it twice.
     print(f"worker done: {state}" + (f": {error}" if error else ""), flush=True)

@@ -15,7 +15,6 @@ with its iteration, out of memory with a hint).
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
@@ -33,7 +32,9 @@ from bvae_tui.engine.analysis.evaluate import evaluate_run
 from bvae_tui.engine.analysis.visualise import fixed_images, to_tensor, write_previews
 from bvae_tui.engine.errors import ConfigError, DeviceError
 from bvae_tui.engine.runs.devices import resolve_device
-from bvae_tui.engine.runs.store import Run, process_start_time
+from bvae_tui.engine.runs.process import process_start_time
+from bvae_tui.engine.runs.records import MetricsRow
+from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.train import fastpath
 from bvae_tui.engine.train.adam import load_optimizer_state, make_optimizer
 from bvae_tui.engine.train.checkpoint import load_checkpoint, save_checkpoint
@@ -58,22 +59,6 @@ class NonFiniteLoss(Exception):
         self.iteration = iteration
 
 
-def _truncate_metrics(run: Run, iteration: int) -> None:
-    """Drop rows after ``iteration`` (written after the checkpoint a resume starts from).
-
-    The file is replaced atomically; readers (MetricsTail) notice the new inode and re-read.
-    """
-    if not run.metrics_path.exists():
-        return
-    keep = [r for r in run.metrics() if int(r.get("iter", 0)) <= iteration]
-    tmp = run.metrics_path.with_name(f".{run.metrics_path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.writelines(json.dumps(r) + "\n" for r in keep)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, run.metrics_path)
-
-
 def _is_oom(exc: BaseException) -> bool:
     oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
     return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
@@ -84,7 +69,7 @@ def _warn(message: str) -> None:
 
 
 def train(run: Run, resume: bool = False,
-          on_row: Callable[[dict[str, Any]], None] | None = None,
+          on_row: Callable[[MetricsRow], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
           on_progress: Callable[[int], None] | None = None) -> str:
     """Train ``run`` (from its last checkpoint when ``resume``); return the final state.
@@ -112,7 +97,7 @@ def train(run: Run, resume: bool = False,
             cfg = run.config
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()  # let the next run on this GPU start clean
-            return _fail(run, f"out of memory on {run.raw_status().get('device') or 'the device'} "
+            return _fail(run, f"out of memory on {run.raw_status().device or 'the device'} "
                               f"at batch size {cfg.batch_size}; try a smaller --batch-size, "
                               "--device cpu, or a GPU with more free memory (--gpu auto)")
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -125,7 +110,7 @@ def _fail(run: Run, reason: str, **fields: Any) -> str:
     return "failed"
 
 
-def _train_loop(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None] | None,
+def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | None,
                 should_stop: Callable[[], bool],
                 on_progress: Callable[[int], None] | None) -> str:
     cfg: TrainConfig = run.config.validate()
@@ -166,7 +151,7 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None]
         load_optimizer_state(optimizer, state["optimizer"])
         set_rng_state(state["rng"], device, sampler)
     step = TrainStep(net, optimizer, cfg, device, dist)
-    _truncate_metrics(run, iteration)  # a fresh start, or rows past the checkpoint, go
+    run.truncate_metrics(iteration)  # a fresh start, or rows past the checkpoint, go
 
     fixed = None
     if cfg.preview_every:
@@ -190,7 +175,7 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None]
             i = int(bad[0])
             raise NonFiniteLoss(iteration - n_in + 1 + i, float(values[i]))
 
-    def flush(fh) -> dict[str, Any]:
+    def flush(fh) -> MetricsRow:
         nonlocal n_in, c_sum, t_last, overhead, elapsed, last_kl
         check_finite()
         means = scalars[:n_in].mean(0).tolist()
@@ -198,14 +183,14 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None]
         now = time.time()
         dt = now - t_last
         elapsed += dt
-        row = {
-            "iter": iteration, "time": now, "elapsed": elapsed,
-            "loss": means[0], "recon": means[1], "kl": means[2],
-            "kl_per_latent": vec[0], "mu_mean": vec[1], "var_mean": vec[2],
-            "c": c_sum / n_in if cfg.objective == "B" else None,
-            "img_per_s": n_in * cfg.batch_size / max(dt - overhead, 1e-9),
-        }
-        fh.write(json.dumps(row) + "\n")
+        row = MetricsRow(
+            iter=iteration, time=now, elapsed=elapsed,
+            loss=means[0], recon=means[1], kl=means[2],
+            kl_per_latent=vec[0], mu_mean=vec[1], var_mean=vec[2],
+            c=c_sum / n_in if cfg.objective == "B" else None,
+            img_per_s=n_in * cfg.batch_size / max(dt - overhead, 1e-9),
+        )
+        fh.write(row.to_line())
         fh.flush()
         last_kl = vec[0]
         vectors.zero_()
@@ -226,7 +211,8 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[dict[str, Any]], None]
             # Previews must not shift the training RNG, or resumed runs would diverge.
             devices = [torch.device(device)] if is_cuda(device) else []
             with torch.random.fork_rng(devices=devices):
-                write_previews(model, fixed, run.previews_dir, last_kl)
+                write_previews(model, fixed, run.preview_path("traversal"),
+                               run.preview_path("recon"), last_kl)
         except Exception as exc:  # a preview is never worth a training run
             if _is_oom(exc):
                 raise

@@ -17,7 +17,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from bvae_tui.engine.runs.store import Run, read_json
+from bvae_tui.engine.runs.records import Status
+from bvae_tui.engine.runs.store import Run
+from bvae_tui.styles import state_style
 from bvae_tui.tui.messages import (
     LogChanged,
     MetricsChanged,
@@ -28,7 +30,6 @@ from bvae_tui.tui.messages import (
     WatchError,
 )
 from bvae_tui.tui.run_data import (
-    STATE_STYLES,
     MetricsHistory,
     RunWatcher,
     eta_seconds,
@@ -82,13 +83,13 @@ class MonitorScreen(Screen):
     def __init__(self, run_path: Path) -> None:
         super().__init__()
         self.run = Run(run_path)
-        record = read_json(self.run.config_path) or {}
-        self.config: dict[str, Any] = record.get("config") if isinstance(
-            record.get("config"), dict) else {}
-        self.run_name = str(record.get("name") or self.run.id)
-        self.status: dict[str, Any] = {}
+        summary = self.run.summary()
+        self.config: dict[str, Any] = summary.config
+        self.run_name = summary.name
+        self.planned = summary.total or 0  # until status.json says how many steps
+        self.status = Status()  # no state until the watcher's first poll
         self.history = MetricsHistory()
-        self.scores: dict[str, Any] = {}
+        self.scores: dict[str, float] = {}
         self.previews: dict[str, Any] = {}
         self.preview_kind = "traversal"
         self.gone = False
@@ -162,9 +163,9 @@ class MonitorScreen(Screen):
         self.query_one("#plot-recon", CurvePlot).set_data(h.iters, [Series("recon", h.recon,
                                                                            "magenta")])
         self.query_one("#plot-kl", CurvePlot).set_data(h.iters, series_kl)
-        last = h.last or {}
-        self.query_one(KLBars).set_latents(last.get("kl_per_latent"), last.get("mu_mean"),
-                                           last.get("var_mean"))
+        if h.last is not None:
+            self.query_one(KLBars).set_latents(h.last.kl_per_latent, h.last.mu_mean,
+                                               h.last.var_mean)
         self._update_header()
 
     def on_scores_changed(self, message: ScoresChanged) -> None:
@@ -189,9 +190,8 @@ class MonitorScreen(Screen):
     # View -------------------------------------------------------------------------------------
     @property
     def iteration(self) -> int:
-        it = self.status.get("iteration")
-        last = (self.history.last or {}).get("iter")
-        values = [v for v in (it, last) if isinstance(v, int)]
+        last = self.history.last
+        values = [v for v in (self.status.iteration, last and last.iter) if v is not None]
         return max(values) if values else 0
 
     def on_resize(self, event: Any) -> None:
@@ -202,11 +202,10 @@ class MonitorScreen(Screen):
         (2) latest loss and KL, speed, ETA, device; (3) eval scores, id, objective, dataset (or
         the error of a run that ended badly)."""
         st = self.status
-        state = "deleted" if self.gone else st.get("state", "…")
-        total = st.get("total") if isinstance(st.get("total"), int) else int(
-            self.config.get("iterations", 0) or 0)
+        state = "deleted" if self.gone else st.state or "…"
+        total = st.total if st.total is not None else self.planned
         it = self.iteration
-        last = self.history.last or {}
+        last = self.history.last
         width = max(40, self.size.width - 2)  # the header's padding
         frac = it / total if total else 0.0
 
@@ -216,7 +215,7 @@ class MonitorScreen(Screen):
         bar_width = max(8, min(30, room - min(len(self.run_name), 24)))
         name = _ellipsis(self.run_name, max(4, room - bar_width))
         line1 = Text(no_wrap=True, overflow="ellipsis")
-        line1.append(f"{state} ", style=STATE_STYLES.get(state, "bold red"))
+        line1.append(f"{state} ", style=state_style(state) or "bold red")
         line1.append(name, style="bold")
         line1.append(" ▕")
         line1.append(bar(frac, bar_width), style="green" if state == "running" else "grey62")
@@ -226,21 +225,20 @@ class MonitorScreen(Screen):
         # Line 2: what the user watches most.
         line2 = Text(no_wrap=True, overflow="ellipsis")
         line2.append("loss ", style="dim")
-        line2.append(fmt_num(last.get("loss")))
+        line2.append(fmt_num(last.loss if last else None))
         line2.append("  KL ", style="dim")
-        line2.append(fmt_num(last.get("kl")))
-        phase = st.get("phase")
-        if state in ("queued", "running") and phase and phase != "training":
-            line2.append(f"  {phase}…", style="italic")  # e.g. loading data, evaluating
-        ips = last.get("img_per_s")
-        if isinstance(ips, (int, float)) and math.isfinite(ips) and state == "running":
+        line2.append(fmt_num(last.kl if last else None))
+        if st.activity and not self.gone:
+            line2.append(f"  {st.activity}…", style="italic")  # e.g. loading data, evaluating
+        ips = last.img_per_s if last else None
+        if ips is not None and math.isfinite(ips) and state == "running":
             line2.append(f"  {ips:,.0f} img/s", style="dim")
         if state == "running":
             eta = eta_seconds(self.history, it, total)
             line2.append("  ETA ", style="dim")
             line2.append(fmt_duration(eta), style="bold")
-        if st.get("device"):
-            line2.append(f"  {st.get('device')}", style="dim")
+        if st.device:
+            line2.append(f"  {st.device}", style="dim")
 
         # Line 3: scores first (they are short), then where the run comes from.
         line3 = Text(no_wrap=True, overflow="ellipsis")
@@ -249,11 +247,11 @@ class MonitorScreen(Screen):
             line3.append(f"{scores}  ", style="cyan")
         line3.append(f"{objective_text(self.config) if self.config else '?'}  "
                      f"{self.config.get('dataset', '?')}  {self.run.id}", style="dim")
-        error = st.get("error")
+        error = st.error
         if self.gone:
             line3 = Text("the run directory was deleted; esc goes back", style="bold red")
         elif error and state in ("failed", "lost", "stopped"):
-            line3 = Text(str(error), style=STATE_STYLES.get(state, ""), no_wrap=True,
+            line3 = Text(error, style=state_style(state), no_wrap=True,
                          overflow="ellipsis")
         lines = [line1, line2, line3]
         for line in lines:  # cut here too: a wrapped line would push the next ones off

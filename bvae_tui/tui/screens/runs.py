@@ -13,9 +13,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
-from bvae_tui.engine.runs.store import STATES
+from bvae_tui.engine.runs.records import STATES
+from bvae_tui.styles import state_style
 from bvae_tui.tui.messages import RunsUpdated, WatchError
-from bvae_tui.tui.run_data import STATE_STYLES, RunRow, RunsPoller, fmt_duration
+from bvae_tui.tui.run_data import RunRow, RunsPoller, fmt_duration
 from bvae_tui.tui.widgets.runs_table import RunsTable
 
 POLL_SECONDS = 1.0  # while this screen is shown
@@ -181,7 +182,7 @@ class RunsScreen(Screen):
             text.append("  — no runs yet: press n to start one", style="italic")
         for state in STATES:
             if counts.get(state):
-                text.append(f"  {counts[state]} {state}", style=STATE_STYLES[state])
+                text.append(f"  {counts[state]} {state}", style=state_style(state))
         self.query_one("#runs-title", Static).update(text)
 
     def _update_bar(self) -> None:
@@ -208,7 +209,7 @@ class RunsScreen(Screen):
         text = Text()
         text.append(row.id, style="bold")
         text.append("  ")
-        text.append(row.state, style=STATE_STYLES.get(row.state, ""))
+        text.append(row.state, style=state_style(row.state))
         if row.device:
             text.append(f"  on {row.device}", style="dim")
         text.append(f"  {fmt_duration(row.duration)}", style="dim")
@@ -218,7 +219,7 @@ class RunsScreen(Screen):
             text.append(row.scores, style="cyan")
         if row.error:
             text.append("\n")
-            text.append(row.error, style=STATE_STYLES.get(row.state, ""))
+            text.append(row.error, style=state_style(row.state))
         exported = getattr(self.app, "exports", {}).get(row.id)
         if exported:
             text.append(f"\nexported: {exported}", style="green")

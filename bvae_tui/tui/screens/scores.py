@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -20,8 +19,8 @@ from textual.widgets import DataTable, Static
 from bvae_tui.engine.runs.store import Run
 
 
-def _score(value: Any) -> Text:
-    if isinstance(value, (int, float)) and math.isfinite(value):
+def _score(value: float | None) -> Text:
+    if value is not None and math.isfinite(value):
         return Text(f"{value:.3f}", justify="right")
     return Text("-", style="dim", justify="right")
 
@@ -35,9 +34,9 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _iters(value: Any) -> str:
+def _iters(value: int | None) -> str:
     """``300k`` style iteration counts (the column stays narrow); '-' when unknown."""
-    if not isinstance(value, int) or isinstance(value, bool):
+    if value is None:
         return "-"
     if value >= 1_000_000:
         return f"{value / 1_000_000:.3g}M"
@@ -79,16 +78,16 @@ class ScoresScreen(ModalScreen[None]):
         scored = 0
         fast_any = False
         for name, path, objective, dataset in self.runs:
-            data = Run(path).eval_results() or {}
-            scores = data.get("scores") if isinstance(data.get("scores"), dict) else None
-            if not scores:
+            result = Run(path).eval_results()
+            if result is None or not result.scores:
                 continue
+            scores = result.scores
             scored += 1
-            fast = "*" if data.get("fast") else ""
+            fast = "*" if result.fast else ""
             fast_any = fast_any or bool(fast)
             table.add_row(_cut(name, NAME_WIDTH), _cut(objective, 10),
                           _cut(dataset, DATASET_WIDTH),
-                          Text(f"{_iters(data.get('iteration'))}{fast}", justify="right"),
+                          Text(f"{_iters(result.iteration)}{fast}", justify="right"),
                           _score(scores.get("betavae")), _score(scores.get("factorvae")),
                           _score(scores.get("mig")))
         for label, value in paper_betavae().items():

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from bvae_tui.tui.run_data import STATE_STYLES, RunRow, fmt_duration, fmt_num, fmt_time
+from bvae_tui.styles import state_style
+from bvae_tui.tui.run_data import RunRow, fmt_duration, fmt_num, fmt_time
 
 COLUMNS = (
     ("name", "name"),
@@ -24,7 +25,7 @@ SOURCE_SHORT = {"real": "real", "procedural": "proc", "files": "files"}
 
 
 def state_text(state: str) -> Text:
-    return Text(state, style=STATE_STYLES.get(state, ""))
+    return Text(state, style=state_style(state))
 
 
 def cells(row: RunRow) -> list[Text | str]:
@@ -44,7 +45,7 @@ def cells(row: RunRow) -> list[Text | str]:
         row.scores or Text("-", style="dim"),
         fmt_time(row.started),
         fmt_duration(row.duration),
-        Text(note, style=STATE_STYLES.get(row.state, "") if note else ""),
+        Text(note, style=state_style(row.state) if note else ""),
     ]
 
 

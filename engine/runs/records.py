@@ -1,0 +1,391 @@
+"""The run directory's contract: what each file is called and what its JSON holds.
+
+Four typed records, each with ONE reader (``from_dict``) and ONE writer (``to_dict``):
+:class:`RunRecord` (config.json), :class:`Status` (status.json), :class:`MetricsRow` (a line of
+metrics.jsonl) and :class:`EvalResult` (eval.json). The reader never raises: a missing key
+reads as its default (files of older versions), a value of the wrong type (or a list or map
+holding one) reads as missing (a hand-edited or damaged file), and unknown keys are kept in
+``extra`` and written back, so the fields of a newer version survive a rewrite by this one.
+The writer writes every field under the JSON name it has always had and refuses (TypeError) a
+value its reader would drop. :class:`RunSummary` is one run at a glance, for `bvae runs` and
+the TUI's runs table.
+
+Only :mod:`bvae_tui.engine.runs.store` reads and writes these files. ``docs/run-directory.md`` is
+generated from this module (``python -m bvae_tui.engine.runs.records --markdown``); a test fails
+when the two differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+STATES = ("queued", "running", "finished", "stopped", "failed", "lost")
+ACTIVE_STATES = ("queued", "running")  # states that need a live worker behind them
+
+CONFIG_FILE = "config.json"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.jsonl"
+LOG_FILE = "worker.log"
+EVAL_FILE = "eval.json"
+CHECKPOINTS_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+PREVIEWS_DIR = "previews"
+PREVIEW_FILES = {"traversal": "traversal.png", "recon": "recon.png"}
+EXPORTS_DIR = "exports"
+
+# (path in the run directory, who writes it, what it holds), for the generated document.
+RUN_FILES = (
+    (CONFIG_FILE, "launcher, worker", "what the run is: [config.json](#configjson)"),
+    (STATUS_FILE, "launcher, worker", "where the run is: [status.json](#statusjson)"),
+    (METRICS_FILE, "worker", "one row per log interval: [metrics rows](#metricsjsonl)"),
+    (LOG_FILE, "worker", "stdout and stderr of a detached worker: a line per metrics row, "
+     "warnings, the reason it ended"),
+    (f"{CHECKPOINTS_DIR}/{LAST_CHECKPOINT}", "worker",
+     "model, optimiser, iteration, elapsed time, every RNG state, the batch order's state and "
+     "the config; replaced atomically; loaded with `weights_only=True`"),
+    *((f"{PREVIEWS_DIR}/{name}", "worker",
+       "latest traversal of the first fixed image (rows: latents by KL), every preview interval"
+       if kind == "traversal" else
+       "latest reconstructions: the fixed images above their reconstructions")
+      for kind, name in PREVIEW_FILES.items()),
+    (EVAL_FILE, "`bvae eval`, `--eval-at-end`", "disentanglement scores: [eval.json](#evaljson)"),
+    (f"{EXPORTS_DIR}/", "`bvae export`, the TUI's export", "traversal GIFs and PNG grids"),
+)
+
+_MISSING: Any = object()
+REQUIRED: Any = dataclasses.MISSING  # a field without a default
+R = TypeVar("R", bound="Record")
+
+
+def _doc(doc: str, default: Any = None, factory: Callable[[], Any] | None = None) -> Any:
+    """A field with its meaning (the generated document shows it)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"doc": doc})
+    return field(default=default, metadata={"doc": doc})
+
+
+def _read_value(value: Any, tp: Any) -> Any:
+    """``value`` as the annotated type ``tp``, or ``_MISSING`` when it is not one."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _read_value(value, inner)
+    if tp is Any:
+        return value
+    if tp is bool:
+        return value if isinstance(value, bool) else _MISSING
+    if tp in (int, float):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return _MISSING
+        if tp is int:
+            return value if isinstance(value, int) else _MISSING
+        return float(value)
+    if tp is str:
+        return value if isinstance(value, str) else _MISSING
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            return _MISSING
+        items = [_read_value(v, typing.get_args(tp)[0]) for v in value]
+        return _MISSING if any(i is _MISSING for i in items) else items
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            return _MISSING
+        entries = {k: _read_value(v, typing.get_args(tp)[1]) for k, v in value.items()}
+        return _MISSING if any(v is _MISSING for v in entries.values()) else entries
+    raise TypeError(f"no reader for {tp!r}")
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    """The JSON fields of a record class and their resolved types, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "extra"}
+
+
+@dataclass(kw_only=True)
+class Record:
+    """One JSON object with typed fields; keys this version does not know are kept in ``extra``."""
+
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_dict(cls: type[R], data: Any) -> R:
+        """The only reader: tolerant of older, newer and damaged files (see the module doc)."""
+        types_ = _field_types(cls)
+        known: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in (data.items() if isinstance(data, Mapping) else ()):
+            if key in types_:
+                read = _read_value(value, types_[key])
+                if read is not _MISSING:
+                    known[key] = read
+            else:
+                extra[key] = value
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The only writer: every field, then the unknown keys that were read."""
+        out: dict[str, Any] = {}
+        for name, tp in _field_types(type(self)).items():
+            value = getattr(self, name)
+            if _read_value(value, tp) is _MISSING:
+                raise TypeError(f"{type(self).__name__}.{name} = {value!r} is not {tp}")
+            out[name] = value
+        out.update((k, v) for k, v in self.extra.items() if k not in out)
+        return out
+
+
+@dataclass(kw_only=True)
+class RunRecord(Record):
+    """What the run is: written by the launcher when it creates the run directory; the worker
+    adds what it learns when it loads the data. Replaced atomically."""
+
+    config: dict[str, Any] = _doc("every training option, by the names `bvae train --help` "
+                                  "shows (dashes as underscores)", factory=dict)
+    name: str | None = _doc("run name")
+    data_dir: str | None = _doc("data root the dataset is read from")
+    created: float | None = _doc("when the run was created")
+    host: str | None = _doc("machine it was created on")
+    versions: dict[str, str] = _doc("bvae-tui, torch and numpy versions at creation",
+                                    factory=dict)
+    dataset_source: str | None = _doc("real, procedural or files: what the worker loaded")
+    dataset_count: int | None = _doc("images in the dataset the worker loaded")
+
+
+@dataclass(kw_only=True)
+class Status(Record):
+    """Where the run is. Written by the launcher, the worker and a foreground
+    `bvae train`, each merging its fields into the file and stamping `updated`; replaced
+    atomically (write a temp file, fsync, rename). A run whose state is queued or running but
+    whose worker is gone (no process with that `pid` and `pid_start`) reads as `lost`, a state
+    that is never written."""
+
+    state: str | None = _doc("queued, running, finished, stopped or failed")
+    iteration: int | None = _doc("last completed training step")
+    total: int | None = _doc("steps the run trains for (the config's `iterations`)")
+    phase: str | None = _doc("what an active run is doing: starting, loading data, training, "
+                             "evaluating")
+    device: str | None = _doc("device it trains on, e.g. `cpu` or `cuda:0`")
+    pid: int | None = _doc("process id of the worker (or foreground `bvae train`)")
+    pid_start: int | None = _doc("that process's start time (clock ticks since boot), which "
+                                 "tells it from a recycled pid")
+    error: str | None = _doc("one-line reason the run failed or could not start")
+    eval_error: str | None = _doc("why the evaluation at the end failed (the training finished)")
+    created: float | None = _doc("when the run was created (Unix time, like all times here)")
+    launched: float | None = _doc("when a detached worker was last started")
+    started: float | None = _doc("when training (or its latest resume) began")
+    heartbeat: float | None = _doc("last sign of life of a training worker (about every second)")
+    updated: float | None = _doc("last write of this file")
+
+    @property
+    def active(self) -> bool:
+        return is_active(self.state)
+
+    @property
+    def activity(self) -> str | None:
+        """What an active run is busy with besides training steps (e.g. loading data)."""
+        return self.phase if self.active and self.phase and self.phase != "training" else None
+
+
+@dataclass(kw_only=True)
+class MetricsRow(Record):
+    """One JSON object per line, appended and flushed by the worker every `log_every` steps (and
+    when it stops), values averaged over the steps since the previous row. Readers ignore a torn
+    last line; a resume first drops the rows written after its checkpoint."""
+
+    iter: int | None = _doc("training step the row ends at")
+    time: float | None = _doc("when it was written")
+    elapsed: float | None = _doc("training seconds so far, across resumes")
+    loss: float | None = _doc("the objective: recon + beta KL (H) or recon + gamma |KL - C| (B)")
+    recon: float | None = _doc("negative log-likelihood per image (summed over pixels), nats")
+    kl: float | None = _doc("KL(q(z|x) || N(0, I)) per image, summed over latents, nats")
+    kl_per_latent: list[float] | None = _doc("KL of each latent, nats")
+    mu_mean: list[float] | None = _doc("mean of each latent's posterior mean")
+    var_mean: list[float] | None = _doc("mean of each latent's posterior variance")
+    c: float | None = _doc("capacity C, nats (objective B; null for H)")
+    img_per_s: float | None = _doc("images per second (checkpoints and previews not counted)")
+
+    def to_line(self) -> str:
+        """The row as a line of metrics.jsonl."""
+        return json.dumps(self.to_dict()) + "\n"
+
+
+@dataclass(kw_only=True)
+class EvalResult(Record):
+    """Disentanglement scores of one checkpoint, written atomically by `bvae eval`
+    (or at the end of training with `--eval-at-end`). Scoring some metrics again on the same
+    checkpoint, seed, sample counts and dataset keeps the other metrics' results; anything else
+    replaces the file."""
+
+    scores: dict[str, float] = _doc("score per metric: betavae, factorvae, mig", factory=dict)
+    details: dict[str, Any] = _doc("per metric: accuracies, active latents, per-factor gaps",
+                                   factory=dict)
+    params: dict[str, Any] = _doc("per metric: the sample counts used", factory=dict)
+    timings: dict[str, float] = _doc("seconds per stage: sampling, encode, each metric",
+                                     factory=dict)
+    seed: int | None = _doc("seed of the metrics' sampling")
+    fast: bool | None = _doc("smaller sample counts (`--fast`)")
+    run: str | None = _doc("run id")
+    iteration: int | None = _doc("training step of the checkpoint scored")
+    checkpoint: str | None = _doc("checkpoint scored (relative to the run directory if in it)")
+    dataset: str | None = _doc("dataset scored on")
+    factors: list[str] | None = _doc("ground-truth factor names, in order")
+    device: str | None = _doc("device the images were encoded on")
+    arch: str | None = _doc("model architecture")
+    z_dim: int | None = _doc("number of latents")
+    encoded: int | None = _doc("images encoded")
+    seconds: float | None = _doc("wall time of the whole evaluation")
+    created: float | None = _doc("when it was written")
+
+
+def is_active(state: str | None) -> bool:
+    """Does a run in ``state`` need a live worker behind it?"""
+    return state in ACTIVE_STATES
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    """One run at a glance, built by `Run.summary()` from its files: a line of `bvae runs` and of
+    the TUI's runs table. `bvae runs --json` prints the keys in ``JSON_KEYS``, in that order."""
+
+    JSON_KEYS: ClassVar[tuple[str, ...]] = (
+        "id", "name", "path", "state", "iteration", "total", "device", "dataset", "objective",
+        "created", "updated", "error", "loss", "kl", "img_per_s")
+
+    id: str = _doc("run id: creation time and a slug of its name", REQUIRED)
+    name: str = _doc("run name (`--name`, else made from the config)", REQUIRED)
+    path: str = _doc("run directory", REQUIRED)
+    state: str = _doc("state, with `lost` worked out", REQUIRED)
+    iteration: int = _doc("last completed step (status.json, else the last metrics row)", 0)
+    total: int | None = _doc("steps it trains for")
+    device: str | None = _doc("device it trains (or trained) on, else the configured one")
+    dataset: str | None = _doc("dataset name")
+    objective: str | None = _doc("H or B")
+    created: float | None = _doc("when the run was created")
+    updated: float | None = _doc("last write of status.json")
+    error: str | None = _doc("why it failed or is lost, or why its config cannot be read")
+    loss: float | None = _doc("loss of the last metrics row")
+    kl: float | None = _doc("KL of the last metrics row")
+    img_per_s: float | None = _doc("images per second of the last metrics row")
+    # Not printed by --json: what the TUI shows besides.
+    started: float | None = _doc("when training (or its latest resume) began")
+    duration: float | None = _doc("seconds since `started` (to the last update when not running)")
+    activity: str | None = _doc("what an active run is busy with besides training steps")
+    eval_error: str | None = _doc("why the evaluation at the end failed")
+    config_error: str | None = _doc("why config.json cannot be read")
+    dataset_source: str | None = _doc("real, procedural or files, once the worker has loaded it")
+    data_dir: str | None = _doc("data root the run reads its dataset from")
+    scores: dict[str, float] = _doc("eval.json's scores", factory=dict)
+    config: dict[str, Any] = _doc("config.json's `config` ({} when unreadable)", factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return is_active(self.state)
+
+    @property
+    def note(self) -> str:
+        """What to say beside the state: what went wrong, or what an active run is doing."""
+        if self.state == "finished":
+            if self.eval_error:
+                return f"evaluation failed: {self.eval_error}"
+            return self.config_error or ""
+        return self.error or self.activity or ""
+
+    def as_json(self) -> dict[str, Any]:
+        """The `bvae runs --json` object (keys fixed: scripts rely on them)."""
+        return {key: getattr(self, key) for key in self.JSON_KEYS}
+
+
+# --------------------------------------------------------------------------------------------
+# The generated document
+
+
+_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "true/false", Any: "any"}
+
+
+def _json_type(tp: Any) -> str:
+    """How a field's annotated type looks in JSON, e.g. ``list of number, or null``."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        (inner,) = [a for a in args if a is not type(None)]
+        return f"{_json_type(inner)}, or null"
+    if typing.get_origin(tp) is list:
+        return f"list of {_json_type(args[0])}"
+    if typing.get_origin(tp) is dict:
+        return "object" if args[1] is Any else f"object of {_json_type(args[1])}"
+    return _JSON_TYPES[tp]
+
+
+def _table(cls: type, keys: tuple[str, ...] | None = None) -> list[str]:
+    hints = typing.get_type_hints(cls)
+    docs = {f.name: f.metadata["doc"] for f in dataclasses.fields(cls) if f.name != "extra"}
+    lines = ["| field | JSON type | meaning |", "|---|---|---|"]
+    for name in keys or tuple(docs):
+        meaning = docs[name].replace("|", "\\|")  # a bar would end the table cell
+        lines.append(f"| `{name}` | {_json_type(hints[name])} | {meaning} |")
+    return lines
+
+
+def _paragraph(cls: type) -> str:
+    return " ".join((cls.__doc__ or "").split())
+
+
+def markdown() -> str:
+    """docs/run-directory.md, from the records and file names above."""
+    out = [
+        "# The run directory",
+        "",
+        "<!-- Generated by `python -m bvae_tui.engine.runs.records --markdown` (`make docs`) from",
+        "     engine/runs/records.py; tests/test_records.py fails when this file differs. -->",
+        "",
+        "Everything a run is lives in `<runs root>/<run id>/` (root: `--runs-dir`, "
+        "`$BVAE_RUNS_DIR`, else `./runs`). The CLI and the TUI read only these files, so a run "
+        "started from one shows up live in the other. Only `engine/runs/store.py` reads and "
+        "writes them.",
+        "",
+        "| file | written by | content |",
+        "|---|---|---|",
+        *(f"| `{path}` | {writer} | {content} |" for path, writer, content in RUN_FILES),
+        "",
+        "Reading rules for the JSON files: a missing key reads as null or empty (files of older "
+        "versions); a value of the wrong type, or a list or map holding one, reads as if it were "
+        "missing (a damaged or hand-edited file never stops a reader); unknown keys are kept "
+        "and written back, so fields of a newer version survive a rewrite by an older one. "
+        "Times are Unix times in seconds.",
+    ]
+    for title, cls in (("config.json", RunRecord), ("status.json", Status),
+                       ("metrics.jsonl", MetricsRow), ("eval.json", EvalResult)):
+        out += ["", f"## {title}", "", _paragraph(cls), "", *_table(cls)]
+    out += ["", "## bvae runs --json", "",
+            "A list with one object per run, oldest first, with these keys (scripts may rely on "
+            "them; the TUI's runs table shows the same summary).", "",
+            *_table(RunSummary, RunSummary.JSON_KEYS), ""]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bvae_tui.engine.runs.records",
+                                     description="the run directory's contract")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print docs/run-directory.md as the code defines it")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(markdown())
+    else:
+        parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
