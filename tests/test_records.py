@@ -125,6 +125,7 @@ def test_values_of_the_wrong_type_read_as_missing(runs_dir, tmp_path):
     result = EvalResult.from_dict({"scores": {"mig": "high"}, "iteration": "5", "fast": 1})
     assert (result.scores, result.iteration, result.fast) == ({}, None, None)
     assert Status.from_dict(["not", "an", "object"]) == Status()
+    assert Status.from_dict({"updated": 10**400}).updated is None  # too large for a float
 
     # Both faces still list the run.
     [listed] = runs_json()

@@ -17,18 +17,15 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bvae_tui.datasets.loader import check_available
 from bvae_tui.datasets.registry import data_root, get_spec
+from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.errors import ConfigError, RunError
 from bvae_tui.engine.runs.devices import resolve_device
 from bvae_tui.engine.runs.process import process_start_time
 from bvae_tui.engine.runs.store import Run, create_run, runs_root
 from bvae_tui.engine.train.process import worker_env
-
-if TYPE_CHECKING:
-    from bvae_tui.engine.config import TrainConfig
 
 
 def check_resumable(run: Run, restart: bool = False) -> None:

@@ -90,7 +90,10 @@ def _read_value(value: Any, tp: Any) -> Any:
             return _MISSING
         if tp is int:
             return value if isinstance(value, int) else _MISSING
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer too large for a float (a hand-edited file)
+            return _MISSING
     if tp is str:
         return value if isinstance(value, str) else _MISSING
     if origin is list:
