@@ -73,39 +73,71 @@ def _doc(doc: str, default: Any = None, factory: Callable[[], Any] | None = None
     return field(default=default, metadata={"doc": doc})
 
 
-def _read_value(value: Any, tp: Any) -> Any:
-    """``value`` as the annotated type ``tp``, or ``_MISSING`` when it is not one."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _read_value(value, inner)
-    if tp is Any:
+def _read_bool(value: Any) -> Any:
+    return value if isinstance(value, bool) else _MISSING
+
+
+def _read_int(value: Any) -> Any:
+    return value if isinstance(value, int) and not isinstance(value, bool) else _MISSING
+
+
+def _read_float(value: Any) -> Any:
+    if type(value) is float:
         return value
-    if tp is bool:
-        return value if isinstance(value, bool) else _MISSING
-    if tp in (int, float):
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return _MISSING
-        if tp is int:
-            return value if isinstance(value, int) else _MISSING
-        try:
-            return float(value)
-        except OverflowError:  # an integer too large for a float (a hand-edited file)
-            return _MISSING
-    if tp is str:
-        return value if isinstance(value, str) else _MISSING
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return _MISSING
+    try:
+        return float(value)
+    except OverflowError:  # an integer too large for a float (a hand-edited file)
+        return _MISSING
+
+
+def _read_str(value: Any) -> Any:
+    return value if isinstance(value, str) else _MISSING
+
+
+def _read_any(value: Any) -> Any:
+    return value
+
+
+_SCALARS: dict[Any, Callable[[Any], Any]] = {
+    bool: _read_bool, int: _read_int, float: _read_float, str: _read_str, Any: _read_any}
+
+
+@functools.cache
+def _reader(tp: Any) -> Callable[[Any], Any]:
+    """A function that returns its argument as the annotated type ``tp`` (ints as floats where
+    a float is wanted, tuples as lists), or ``_MISSING`` when it is not one. Built once per
+    type: every status.json of every run goes through these each second in the TUI."""
+    if tp in _SCALARS:
+        return _SCALARS[tp]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [a for a in args if a is not type(None)]
+        read_inner = _reader(inner)
+        return lambda value: None if value is None else read_inner(value)
     if origin is list:
-        if not isinstance(value, (list, tuple)):
-            return _MISSING
-        items = [_read_value(v, typing.get_args(tp)[0]) for v in value]
-        return _MISSING if any(i is _MISSING for i in items) else items
+        read_item = _reader(args[0])
+
+        def read_list(value: Any) -> Any:
+            if not isinstance(value, (list, tuple)):
+                return _MISSING
+            if read_item is _read_float and all(type(v) is float for v in value):
+                return list(value)  # the common case (KL per latent), without a call per item
+            items = [read_item(v) for v in value]
+            return _MISSING if any(i is _MISSING for i in items) else items
+        return read_list
     if origin is dict:
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            return _MISSING
-        entries = {k: _read_value(v, typing.get_args(tp)[1]) for k, v in value.items()}
-        return _MISSING if any(v is _MISSING for v in entries.values()) else entries
+        read_entry = _reader(args[1])
+
+        def read_dict(value: Any) -> Any:
+            if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+                return _MISSING
+            if read_entry is _read_any:
+                return dict(value)  # e.g. the config: any JSON value will do
+            entries = {k: read_entry(v) for k, v in value.items()}
+            return _MISSING if any(v is _MISSING for v in entries.values()) else entries
+        return read_dict
     raise TypeError(f"no reader for {tp!r}")
 
 
@@ -114,6 +146,11 @@ def _field_types(cls: type) -> dict[str, Any]:
     """The JSON fields of a record class and their resolved types, in declaration order."""
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name != "extra"}
+
+
+@functools.cache
+def _field_readers(cls: type) -> dict[str, Callable[[Any], Any]]:
+    return {name: _reader(tp) for name, tp in _field_types(cls).items()}
 
 
 @dataclass(kw_only=True)
@@ -125,12 +162,13 @@ class Record:
     @classmethod
     def from_dict(cls: type[R], data: Any) -> R:
         """The only reader: tolerant of older, newer and damaged files (see the module doc)."""
-        types_ = _field_types(cls)
+        readers = _field_readers(cls)
         known: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for key, value in (data.items() if isinstance(data, Mapping) else ()):
-            if key in types_:
-                read = _read_value(value, types_[key])
+            reader = readers.get(key)
+            if reader is not None:
+                read = reader(value)
                 if read is not _MISSING:
                     known[key] = read
             else:
@@ -140,9 +178,10 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         """The only writer: every field, then the unknown keys that were read."""
         out: dict[str, Any] = {}
-        for name, tp in _field_types(type(self)).items():
+        for name, read in _field_readers(type(self)).items():
             value = getattr(self, name)
-            if _read_value(value, tp) is _MISSING:
+            if read(value) is _MISSING:
+                tp = _field_types(type(self))[name]
                 raise TypeError(f"{type(self).__name__}.{name} = {value!r} is not {tp}")
             out[name] = value
         out.update((k, v) for k, v in self.extra.items() if k not in out)

@@ -15,11 +15,11 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bvae_tui.engine.atomic import share_like_open
 from bvae_tui.engine.config import TrainConfig
@@ -51,6 +51,7 @@ from bvae_tui.engine.runs.records import (
     Status,
 )
 
+T = TypeVar("T")
 QUEUED_GRACE_S = 60.0  # a new run without a worker pid yet is 'queued', not 'lost', this long
 
 
@@ -243,10 +244,12 @@ class Run:
         again only when they change (status.json is read every time: liveness can change
         without it).
         """
-        cache = cache or FileCache()
-        record = cache.get(self.config_path, _read_record)
-        last = cache.get(self.metrics_path, _last_row) or MetricsRow()
-        scored = cache.get(self.eval_path, _read_eval)
+        def load(path: Path, parse: Callable[[Path], T]) -> T:
+            return cache.get(path, parse) if cache is not None else parse(path)
+
+        record = load(self.config_path, _read_record)
+        last = load(self.metrics_path, _last_row) or MetricsRow()
+        scored = load(self.eval_path, _read_eval)
         status = self.status()
         config_error = None if record else f"{CONFIG_FILE} is missing or corrupt"
         record = record or RunRecord()
