@@ -224,4 +224,4 @@ def test_the_adam_fallback_trains_and_its_checkpoints_resume_either_way(
     assert saved["iteration"] == 20
     # Adam's moments and step counts carried over the switch (a fresh optimiser would say 10).
     assert {float(s["step"]) for s in saved["optimizer"]["state"].values()} == {20.0}
-    assert [r["iter"] for r in run.metrics()] == [5, 10, 15, 20]
+    assert [r.iter for r in run.metrics()] == [5, 10, 15, 20]

@@ -6,7 +6,6 @@ Runs in the parent of `bvae bench`; torch-free (each measured process imports it
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 from bvae_tui.engine.bench.children import child_env, wait_rusage
+from bvae_tui.engine.runs.store import list_runs
 
 # The textbook script prints this and the wall-clock time right after its first step.
 FIRST_STEP_MARK = "BVAE_BENCH_FIRST_STEP"
@@ -49,12 +49,9 @@ def first_step_fast(device: str, dataset: str, data_dir: str | None,
         err = proc.stderr.read() if proc.stderr else b""
         if proc.stderr:
             proc.stderr.close()
-        rows = sorted(runs.glob("*/metrics.jsonl"))
-        first = None
-        if rows:
-            with open(rows[0]) as fh:
-                line = fh.readline()
-            first = json.loads(line)["time"] if line.strip() else None
+        trained = list_runs(runs)
+        rows = trained[0].metrics() if trained else []
+        first = rows[0].time if rows else None
         if code != 0 or first is None:
             raise RuntimeError(f"'bvae train' failed in the benchmark: {_failure(err, code)}")
         return first - launched, rss
