@@ -61,6 +61,15 @@ def env_data(mini_data_dir, monkeypatch) -> Path:
     return mini_data_dir
 
 
+@pytest.fixture
+def env(runs_dir, env_data) -> dict[str, str]:
+    """The environment of a `bvae` or worker subprocess: these runs and data, one thread, CPU."""
+    e = dict(os.environ)
+    e.update(BVAE_RUNS_DIR=str(runs_dir), BVAE_DATA_DIR=str(env_data), OMP_NUM_THREADS="1",
+             CUDA_VISIBLE_DEVICES="")
+    return e
+
+
 def bvae_command() -> list[str]:
     """The installed `bvae` console script of this interpreter's environment."""
     script = Path(sys.executable).with_name("bvae")

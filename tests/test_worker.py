@@ -10,8 +10,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from bvae_tui.engine.runs.store import Run
 from tests.conftest import bvae_command
 
@@ -19,14 +17,6 @@ ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "
             "var_mean", "c", "img_per_s"}
 TINY = ["--dataset", "dsprites-mini", "--device", "cpu", "--batch-size", "16", "--z-dim", "3",
         "--preview-every", "0"]
-
-
-@pytest.fixture
-def env(runs_dir, env_data):
-    e = dict(os.environ)
-    e.update(BVAE_RUNS_DIR=str(runs_dir), BVAE_DATA_DIR=str(env_data), OMP_NUM_THREADS="1",
-             CUDA_VISIBLE_DEVICES="")
-    return e
 
 
 def bvae(env, *args, timeout=120):

@@ -115,13 +115,11 @@ def runs_rm(
 ) -> None:
     """Delete a run directory (not while it is running)."""
     from bvae_tui.engine.errors import RunError
-    from bvae_tui.engine.runs.store import delete_run
+    from bvae_tui.engine.runs.store import check_deletable, delete_run
 
     found = find_run(run, runs_dir)
-    status = found.status()
-    state = status.state
-    if status.active:
-        raise RunError(f"run {found.id} is {state}; stop it first with 'bvae stop {found.id}'")
+    check_deletable(found)  # asked again, under the run's lock, when deleting
+    state = found.status().state
     try:
         confirmed = yes or typer.confirm(f"delete run {found.id} ({state}) and all its files?")
     except typer.Abort:  # end of input: nobody there to answer

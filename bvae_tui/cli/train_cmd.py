@@ -33,8 +33,16 @@ RUN_PANEL = "Run"
 # Training in the foreground
 
 
-def _train_foreground(run: Any, resume: bool) -> None:
-    """Train in this process under a progress bar; Ctrl-C stops with a checkpoint."""
+def _train_foreground(run: Any, resume: bool, lock: Any = None) -> None:
+    """Train in this process under a progress bar, holding the run's lock (``lock``, else taken
+    here); Ctrl-C stops with a checkpoint."""
+    from bvae_tui.engine.runs.lock import RunLock
+
+    with lock or RunLock(run):
+        _train_holding_lock(run, resume)
+
+
+def _train_holding_lock(run: Any, resume: bool) -> None:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -213,15 +221,15 @@ def resume(
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Continue a stopped, failed or lost run from its last checkpoint."""
-    from bvae_tui.engine.runs.launch import check_resumable, launch
+    from bvae_tui.engine.runs.launch import launch, lock_for_resume
 
     found = find_run(run, runs_dir)
-    check_resumable(found, restart=restart)
+    lock = lock_for_resume(found, restart=restart)  # a second resume stops here
     if detach:
-        launch(found, resume=True)
+        launch(found, resume=True, lock=lock)
         typer.echo(found.id)
         return
-    _train_foreground(found, resume=True)
+    _train_foreground(found, resume=True, lock=lock)
 
 
 @app.command()

@@ -120,16 +120,15 @@ class BvaeApp(App):
         self._refresh_runs()
 
     def resume_run(self, run_path: Path) -> None:
-        from bvae_tui.engine.runs.launch import check_resumable, launch
+        from bvae_tui.engine.runs.launch import launch, lock_for_resume
 
         if self._deleted(run_path):
             return
         run = Run(run_path)
-        # check_resumable raises a RunError (a UserError) for a run that cannot be resumed,
-        # e.g. one that trained before its first checkpoint: shown, nothing launched.
+        # A run another process holds, or one that cannot be resumed, is a RunError (a
+        # UserError): shown, nothing launched.
         try:
-            check_resumable(run)
-            pid = launch(run, resume=True)
+            pid = launch(run, resume=True, lock=lock_for_resume(run))
         except UserError as exc:
             self.notify(str(exc), severity="warning")
             return
@@ -139,9 +138,13 @@ class BvaeApp(App):
     def delete_run(self, run_path: Path, on_done: Callable[[], None] | None = None) -> None:
         if self._deleted(run_path):
             return
+        from bvae_tui.engine.runs.store import check_deletable
+
         run = Run(run_path)
-        if run.status().active:
-            self.notify(f"{run.id} is running; stop it first (s)", severity="warning")
+        try:
+            check_deletable(run)  # a worker holds it: say whose, and that s stops it
+        except UserError as exc:
+            self.notify(f"{exc} (s)", severity="warning")
             return
 
         def confirmed(yes: bool | None) -> None:

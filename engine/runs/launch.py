@@ -23,6 +23,7 @@ from bvae_tui.datasets.registry import data_root, get_spec
 from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.errors import ConfigError, RunError
 from bvae_tui.engine.runs.devices import resolve_device
+from bvae_tui.engine.runs.lock import RunLock, lock_holder
 from bvae_tui.engine.runs.process import process_start_time
 from bvae_tui.engine.runs.store import Run, create_run, runs_root
 from bvae_tui.engine.train.process import worker_env
@@ -47,6 +48,22 @@ def check_resumable(run: Run, restart: bool = False) -> None:
                        f"its first one); 'bvae resume {run.id} --restart' trains it again from 0")
     _check_checkpoint_file(run.last_checkpoint)
     resolve_device(run.config.device)  # the GPU it trained on may be gone
+
+
+def lock_for_resume(run: Run, restart: bool = False) -> RunLock:
+    """Take the run's lock, then check that it can be resumed (releasing the lock if not).
+
+    The lock comes first: of two resumes at once, the second stops here naming the first's
+    pid, and nothing can change the run between these checks and the start. Hand the lock to
+    :func:`launch`, or hold it while training in this process.
+    """
+    lock = RunLock(run).acquire()
+    try:
+        check_resumable(run, restart=restart)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _check_checkpoint_file(path: Path) -> None:
@@ -107,13 +124,25 @@ def start_run(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None,
     return run
 
 
-def worker_command(run: Run, resume: bool = False) -> list[str]:
+def worker_command(run: Run, resume: bool = False, lock_fd: int | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "bvae_tui.engine.runs.worker", str(run.path)]
+    if lock_fd is not None:
+        cmd += ["--lock-fd", str(lock_fd)]
     return [*cmd, "--resume"] if resume else cmd
 
 
-def launch(run: Run, resume: bool = False) -> int:
-    """Start the worker for ``run`` detached from this process; return its pid at once."""
+def launch(run: Run, resume: bool = False, lock: RunLock | None = None) -> int:
+    """Start the worker for ``run`` detached from this process; return its pid at once.
+
+    The run's lock (``lock``, held by the caller, else taken here: a :class:`RunLocked` error
+    naming the holder if another writer has it) passes to the worker, so no other launcher can
+    start a second worker on the run in between. The caller's copy is closed on return.
+    """
+    with lock or RunLock(run) as held:
+        return _spawn(run, resume, held)
+
+
+def _spawn(run: Run, resume: bool, lock: RunLock) -> int:
     env = dict(os.environ)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     env["PYTHONUNBUFFERED"] = "1"  # worker.log shows progress as it happens
@@ -122,9 +151,11 @@ def launch(run: Run, resume: bool = False) -> int:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} "
                   f"{'resume' if resume else 'start'}\n".encode())
         log.flush()
-        proc = subprocess.Popen(worker_command(run, resume), stdin=subprocess.DEVNULL,
+        fd = lock.fileno()
+        proc = subprocess.Popen(worker_command(run, resume, fd), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True, pass_fds=(fd,))
+    lock.set_holder(proc.pid)  # the worker writes it too; `bvae stop` must not signal us
     # Record the pid at once so the run reads 'queued' (not 'lost') while the worker imports
     # torch; the worker overwrites it with 'running'. Skip if it already has (a fast start).
     if run.raw_status().pid != proc.pid:
@@ -134,13 +165,15 @@ def launch(run: Run, resume: bool = False) -> int:
 
 
 def stop(run: Run, wait: float = 0) -> None:
-    """Ask the run's worker to stop (SIGTERM); wait up to ``wait`` seconds for it to finish."""
+    """Ask the process that holds the run (its lock; else the pid of an active status) to stop
+    with SIGTERM; wait up to ``wait`` seconds for it to finish."""
+    holder = lock_holder(run)
     status = run.status()
-    if not status.active:
+    if not holder and not status.active:
         raise RunError(f"run {run.id} is not running (it is {status.state})")
-    if status.pid is None:
+    pid = holder or status.pid
+    if pid is None:
         raise RunError(f"run {run.id} has no worker yet (it is being started); try again soon")
-    pid = status.pid
     if pid == os.getpid():
         raise RunError(f"run {run.id} is trained by this process; press Ctrl-C to stop it")
     try:
@@ -152,6 +185,6 @@ def stop(run: Run, wait: float = 0) -> None:
                        "it belongs to another user") from None
     deadline = time.monotonic() + wait
     while wait > 0 and time.monotonic() < deadline:
-        if not run.status().active:
+        if lock_holder(run) is None and not run.status().active:
             return
         time.sleep(0.1)

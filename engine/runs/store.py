@@ -31,6 +31,7 @@ from bvae_tui.engine.runs.files import (
     read_json,
     write_json_atomic,
 )
+from bvae_tui.engine.runs.lock import RunLock, RunLocked, lock_holder, write_error
 from bvae_tui.engine.runs.process import worker_alive
 from bvae_tui.engine.runs.records import (
     CHECKPOINTS_DIR,
@@ -397,11 +398,24 @@ def find_run(root: Path, ref: str) -> Run:
     raise RunError(f"'{ref}' matches {len(matches)} runs ({listed}); give more of the id")
 
 
-def delete_run(run: Run) -> None:
-    """Remove a run directory; refuse while its worker is alive."""
+def check_deletable(run: Run, holding_lock: bool = False) -> None:
+    """A :class:`RunError` while a process holds the run (naming it) or its worker is alive."""
+    holder = None if holding_lock else lock_holder(run)
+    if holder is not None:
+        raise RunLocked(run.path, holder, None)
     if run.status().active:
         raise RunError(f"run {run.id} is still running; stop it first with 'bvae stop {run.id}'")
-    # Rename first so a half-deleted run never shows up as a broken one.
-    trash = run.path.parent / f".deleting-{run.id}"
-    os.rename(run.path, trash)
+
+
+def delete_run(run: Run) -> None:
+    """Remove a run directory; refuse while a process holds its lock or its worker is alive."""
+    with RunLock(run):  # a writer that comes after this finds the run gone
+        check_deletable(run, holding_lock=True)
+        # Rename first so a half-deleted run never shows up as a broken one.
+        trash = run.path.parent / f".deleting-{run.id}"
+        try:
+            os.rename(run.path, trash)
+        except OSError as exc:
+            raise write_error(run.path, exc, "delete",
+                              "its owner (or a writable mount) can delete it") from None
     shutil.rmtree(trash, ignore_errors=True)

@@ -2,7 +2,9 @@
 
 Started by :func:`bvae_tui.engine.runs.launch.launch` in a new process session. SIGTERM or SIGINT
 asks it to stop: it finishes the current step, writes a checkpoint and marks the run ``stopped``.
-SIGHUP is ignored, so a dropped SSH session does not stop it.
+SIGHUP is ignored, so a dropped SSH session does not stop it. It holds the run's lock
+(:mod:`bvae_tui.engine.runs.lock`) for its whole life; a second worker on the same run exits with
+status 3 and one line naming the holder, before it writes anything.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import signal
 import sys
 from pathlib import Path
 
+from bvae_tui.engine.errors import RunError
+from bvae_tui.engine.runs.lock import RunLock
 from bvae_tui.engine.runs.records import MetricsRow
 from bvae_tui.engine.runs.store import Run
 
@@ -34,11 +38,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true",
                         help="continue from the run's last checkpoint")
+    parser.add_argument("--lock-fd", type=int, default=None,
+                        help="descriptor of the run's lock, taken by the launcher (else the "
+                             "worker takes it)")
     args = parser.parse_args(argv)
     run = Run(args.run_dir.resolve())
     if not run.config_path.exists():
         print(f"error: {run.path} is not a run directory", file=sys.stderr)
         return 2
+    # The lock before anything is written: a second worker on this run stops here, in one line.
+    lock = RunLock(run)
+    try:
+        lock.adopt(args.lock_fd) if args.lock_fd is not None else lock.acquire()
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 3
 
     from bvae_tui.engine.train.trainer import train
 
