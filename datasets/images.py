@@ -16,12 +16,16 @@ import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bvae_tui.datasets import cache
 from bvae_tui.datasets.errors import DataError
 from bvae_tui.datasets.registry import IMAGE_SIZE, DatasetSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL.Image import Image as PILImage
 
 Progress = Callable[[str, int, "int | None"], None]
 EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -30,31 +34,57 @@ _BATCH = 256
 
 def decode(data: bytes | str | Path, crop: bool = True) -> np.ndarray | None:
     """One image (bytes or path) -> (3, 64, 64) uint8, or None when it cannot be read."""
+    # Pillow is imported here, not at the top: `bvae data list` and the TUI import this module for
+    # folder fingerprints and never decode.
     from PIL import Image, UnidentifiedImageError
 
     try:
-        src = io.BytesIO(data) if isinstance(data, bytes) else data
-        with Image.open(src) as img:
-            img.load()
-            if img.mode in ("RGBA", "LA", "P") and (
-                    img.mode != "P" or "transparency" in img.info):
-                # Renders with transparency: composite on white like the originals show.
-                rgba = img.convert("RGBA")
-                bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img2 = Image.alpha_composite(bg, rgba).convert("RGB")
-            else:
-                img2 = img.convert("RGB")
-        w, h = img2.size
-        if w == 0 or h == 0:
-            return None
-        if crop and w != h:
-            s = min(w, h)
-            left, top = (w - s) // 2, (h - s) // 2
-            img2 = img2.crop((left, top, left + s, top + s))
-        img2 = img2.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
-        return np.asarray(img2, dtype=np.uint8).transpose(2, 0, 1).copy()
+        return to_tile(open_rgb(data), crop)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
+
+
+def open_rgb(data: bytes | str | Path) -> PILImage:
+    """The image as a Pillow RGB image, decoded; raises what Pillow raises on a bad file.
+
+    Transparency (RGBA, LA, palette with a transparent colour) is composited on white, as renders
+    are shown; 16-bit greyscale is scaled to 8 bits (Pillow's own conversion clips it to white).
+    """
+    from PIL import Image
+
+    src = io.BytesIO(data) if isinstance(data, bytes) else data
+    with Image.open(src) as img:
+        img.load()
+        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(bg, rgba).convert("RGB")
+        if img.mode in ("I", "I;16", "I;16B", "I;16L"):
+            wide = np.asarray(img).astype(np.int64)
+            grey = np.clip((wide + 128) // 257, 0, 255).astype(np.uint8)
+            return Image.fromarray(grey).convert("RGB")
+        return img.convert("RGB")
+
+
+def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the largest centred square (floor of the odd pixel)."""
+    s = min(width, height)
+    left, top = (width - s) // 2, (height - s) // 2
+    return left, top, left + s, top + s
+
+
+def to_tile(img: PILImage, crop: bool = True) -> np.ndarray | None:
+    """A Pillow RGB image -> (3, 64, 64) uint8: centre-cropped to a square when ``crop``, then
+    resized with Lanczos (antialiased); None for an empty image."""
+    from PIL import Image
+
+    w, h = img.size
+    if w == 0 or h == 0:
+        return None
+    if crop and w != h:
+        img = img.crop(centre_square(w, h))
+    img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
 # --- sources: each yields (label, bytes-or-path) items in a stable order ------------------------
