@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from bvae_tui.engine.analysis import visualise as vis
+from bvae_tui.engine.analysis import render
 
 Z = 4
 
@@ -50,7 +50,7 @@ def test_export_gif_default_path_frames_duration_loop(run):
     with Image.open(out) as gif:
         assert gif.n_frames == 4
         assert gif.info["loop"] == 0
-        assert gif.size == (vis.LABEL_W + 3 * 65 + 1, vis.HEADER_H + Z * 65 + 1)
+        assert gif.size == (render.LABEL_W + 3 * 65 + 1, render.HEADER_H + Z * 65 + 1)
         durations = []
         for i in range(4):
             gif.seek(i)
@@ -63,16 +63,16 @@ def test_export_png_to_chosen_path_with_images(run, tmp_path):
     out = _path(bvae("export", "png", run.id, "-o", str(target), "--images", "0,9,100",
                      "--steps", "5", "--order", "natural"))
     assert out == str(target)
-    assert vis.read_png_rgb(target).shape == (*vis.grid_size(Z, 5, 3), 3)
+    assert render.read_png_rgb(target).shape == (*render.grid_size(Z, 5, 3), 3)
 
 
 def test_export_random_codes_and_recon(run, tmp_path):
     out = _path(bvae("export", "png", run.id, "--random", "--images", "0,1"))
     assert out.endswith("traversal-it7-random.png")
-    assert vis.read_png_rgb(out).shape == (*vis.grid_size(Z, 10, 2), 3)
+    assert render.read_png_rgb(out).shape == (*render.grid_size(Z, 10, 2), 3)
     out = _path(bvae("export", "recon", run.id, "-n", "5", "-o", str(tmp_path)))
     assert out == str(tmp_path / "recon-it7.png")
-    assert vis.read_png_rgb(out).shape == (2 * 65 + 1, 5 * 65 + 1, 3)
+    assert render.read_png_rgb(out).shape == (2 * 65 + 1, 5 * 65 + 1, 3)
 
 
 def test_export_api_is_deterministic(run, tmp_path):
@@ -80,7 +80,7 @@ def test_export_api_is_deterministic(run, tmp_path):
 
     a = export_png(run, tmp_path / "a.png", steps=3)
     b = export_png(run, tmp_path / "b.png", steps=3)
-    assert np.array_equal(vis.read_png_rgb(a), vis.read_png_rgb(b))
+    assert np.array_equal(render.read_png_rgb(a), render.read_png_rgb(b))
 
 
 def _one_line_error(result, *needles: str) -> None:

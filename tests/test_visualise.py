@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bvae_tui.engine.analysis import render
 from bvae_tui.engine.analysis import visualise as vis
 from bvae_tui.engine.train.models import build_model
 
@@ -41,7 +42,7 @@ def test_traverse_sweeps_only_one_latent(model, images):
     assert trav.min() >= 0 and trav.max() <= 1  # sigmoid
     # Rebuild row 0 (latent 2), value 1 by hand and compare with the batched result.
     code = mu[1].clone()
-    code[2] = float(vis.traversal_values(2.0, 4)[1])
+    code[2] = float(render.traversal_values(2.0, 4)[1])
     by_hand = torch.sigmoid(model.decode(code[None])).detach().numpy()[0]
     np.testing.assert_allclose(trav[1, 0, 1], by_hand, atol=1e-5)
 
@@ -50,17 +51,17 @@ def test_png_grid_size_for_z_dim_latents(model, images, tmp_path):
     mu = vis.encode_means(model, images)
     rows = vis.latent_order(None, Z)
     trav = vis.traverse(model, mu, rows, steps=7)
-    grid = vis.traversal_grid(trav, rows, kl=[1.0] * Z)
+    grid = render.traversal_grid(trav, rows, kl=[1.0] * Z)
     # Z rows of 64 px tiles with 1 px separators; 3 panels of 7 columns; a label column.
-    assert grid.shape == (Z * 65 + 1, vis.LABEL_W + 3 * (7 * 65 + 1) + 2 * vis.PANEL_GAP, 3)
-    assert grid.shape[:2] == vis.grid_size(Z, 7, 3)
-    path = vis.write_png(tmp_path / "t.png", grid)
-    back = vis.read_png_rgb(path)
+    assert grid.shape == (Z * 65 + 1, render.LABEL_W + 3 * (7 * 65 + 1) + 2 * render.PANEL_GAP, 3)
+    assert grid.shape[:2] == render.grid_size(Z, 7, 3)
+    path = render.write_png(tmp_path / "t.png", grid)
+    back = render.read_png_rgb(path)
     assert back.shape == grid.shape and np.array_equal(back, grid)
     # The label column carries text: some light pixels on the dark background.
-    assert (back[:, : vis.LABEL_W].max(axis=2) > 150).sum() > 20
+    assert (back[:, : render.LABEL_W].max(axis=2) > 150).sum() > 20
     # Separators sit between the tiles.
-    assert tuple(back[0, vis.LABEL_W + 10]) == vis.SEP_COLOUR
+    assert tuple(back[0, render.LABEL_W + 10]) == render.SEP_COLOUR
 
 
 def test_gif_frames_size_duration_and_loop(model, images, tmp_path):
@@ -68,10 +69,10 @@ def test_gif_frames_size_duration_and_loop(model, images, tmp_path):
     rows = list(range(Z))
     steps, fps = 6, 4
     trav = vis.traverse(model, mu, rows, limit=3.0, steps=steps)
-    frames = vis.gif_frames(trav, rows, vis.traversal_values(3.0, steps).tolist())
-    path = vis.write_gif(tmp_path / "t.gif", frames, fps=fps)
-    height = vis.HEADER_H + Z * 65 + 1
-    width = vis.LABEL_W + 2 * 65 + 1
+    frames = render.gif_frames(trav, rows, render.traversal_values(3.0, steps).tolist())
+    path = render.write_gif(tmp_path / "t.gif", frames, fps=fps)
+    height = render.HEADER_H + Z * 65 + 1
+    width = render.LABEL_W + 2 * 65 + 1
     with Image.open(path) as gif:
         assert gif.n_frames == steps
         assert gif.info["loop"] == 0  # loops forever
@@ -86,14 +87,14 @@ def test_gif_frames_size_duration_and_loop(model, images, tmp_path):
 
     read = iio.imread(path, index=None, plugin="pillow", mode="RGB")
     assert read.shape == (steps, height, width, 3)
-    assert np.abs(read[0, vis.HEADER_H:].astype(int) - read[-1, vis.HEADER_H:]).mean() > 0
+    assert np.abs(read[0, render.HEADER_H:].astype(int) - read[-1, render.HEADER_H:]).mean() > 0
 
 
 def test_frame_duration_is_milliseconds():
-    assert vis.frame_duration_ms(5) == 200
-    assert vis.frame_duration_ms(10) == 100
-    assert vis.frame_duration_ms(1) == 1000
-    assert vis.frame_duration_ms(200) == 20  # GIF players ignore shorter delays
+    assert render.frame_duration_ms(5) == 200
+    assert render.frame_duration_ms(10) == 100
+    assert render.frame_duration_ms(1) == 1000
+    assert render.frame_duration_ms(200) == 20  # GIF players ignore shorter delays
 
 
 def test_write_previews_atomic_and_restores_mode(model, images, tmp_path):
@@ -105,14 +106,14 @@ def test_write_previews_atomic_and_restores_mode(model, images, tmp_path):
     model.eval()
     names = sorted(p.name for p in out.iterdir())
     assert names == ["r.png", "t.png"]  # no temp files left
-    trav = vis.read_png_rgb(out / "t.png")
-    assert trav.shape == (*vis.grid_size(Z, 10, 1), 3)
+    trav = render.read_png_rgb(out / "t.png")
+    assert trav.shape == (*render.grid_size(Z, 10, 1), 3)
     # Rows by KL, largest first: the grid of the first image with latents 1, 4, 2, 0, 3.
     rows = [1, 4, 2, 0, 3]
-    expected = vis.traversal_grid(vis.traverse(model, vis.encode_means(model, images[:1]), rows),
+    expected = render.traversal_grid(vis.traverse(model, vis.encode_means(model, images[:1]), rows),
                                   rows, kl)
     assert np.abs(trav.astype(int) - expected.astype(int)).max() <= 1
-    recon = vis.read_png_rgb(out / "r.png")
+    recon = render.read_png_rgb(out / "r.png")
     assert recon.shape == (2 * 65 + 1, 3 * 65 + 1, 3)
     # Top row: the inputs themselves.
     top = recon[1:65, 1:65, 0]
@@ -128,7 +129,7 @@ def test_random_codes_are_seeded_standard_normal():
 
 def test_read_png_rgb_missing_raises_oserror(tmp_path):
     with pytest.raises(OSError):
-        vis.read_png_rgb(tmp_path / "nope.png")
+        render.read_png_rgb(tmp_path / "nope.png")
 
 
 def test_fixed_images_dsprites_one_of_each_shape(mini_data_dir):
@@ -157,9 +158,9 @@ def test_colour_model_previews_are_rgb(tmp_path):
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     vis.write_previews(colour, x, tmp_path / "traversal.png", tmp_path / "recon.png",
                        kl_per_latent=None, steps=4)
-    recon = vis.read_png_rgb(tmp_path / "recon.png")
+    recon = render.read_png_rgb(tmp_path / "recon.png")
     assert recon.shape == (2 * 65 + 1, 2 * 65 + 1, 3)
     # Colour survives: the input tile's channels match the input, not a grey copy.
     expected = np.rint(x[0].numpy() * 255).astype(np.uint8).transpose(1, 2, 0)
     assert np.array_equal(recon[1:65, 1:65], expected)
-    assert vis.read_png_rgb(tmp_path / "traversal.png").shape == (*vis.grid_size(3, 4, 1), 3)
+    assert render.read_png_rgb(tmp_path / "traversal.png").shape == (*render.grid_size(3, 4, 1), 3)

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import torch
 
+from bvae_tui.engine.analysis import render
 from bvae_tui.engine.analysis import visualise as vis
 
 ITERATIONS = 400
@@ -100,13 +101,13 @@ def test_kl_ordered_grid_first_row_varies_more_than_last(trained):
     model, ds, kl, _ = trained
     rows = vis.latent_order(kl, Z, "kl")
     codes = vis.encode_means(model, vis.to_tensor(vis.fixed_images(ds)))
-    grid = vis.traversal_grid(vis.traverse(model, codes, rows), rows, kl)
-    assert grid.shape[:2] == vis.grid_size(Z, 10, 3)
+    grid = render.traversal_grid(vis.traverse(model, codes, rows), rows, kl)
+    assert grid.shape[:2] == render.grid_size(Z, 10, 3)
 
     def row_variation(r: int) -> float:
         """Pixel spread across the 10 columns of row r in the first panel."""
         y = 1 + r * 65
-        tiles = [grid[y:y + 64, vis.LABEL_W + 1 + c * 65: vis.LABEL_W + 65 + c * 65, 0]
+        tiles = [grid[y:y + 64, render.LABEL_W + 1 + c * 65: render.LABEL_W + 65 + c * 65, 0]
                  for c in range(10)]
         return float(np.std(np.stack(tiles).astype(float), axis=0).mean())
 

@@ -4,7 +4,10 @@ Each export loads a checkpoint (the last one unless told otherwise) onto the CPU
 run trained on a GPU exports on a laptop; picks the fixed images from the run's dataset; and
 writes its file atomically under ``<run>/exports/`` unless given another path. Everything a user
 can get wrong (no checkpoint, a corrupt one, an unwritable path, out-of-range options) is a
-one-line :class:`~datasets.errors.UserError`.
+one-line :class:`~bvae_tui.errors.UserError`.
+
+:mod:`.visualise` (and with it torch) is imported inside the export functions: the TUI's export
+form imports :func:`check_options` from here, on the UI thread, as the user submits it.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from bvae_tui.datasets.prepare import open_dataset
+from bvae_tui.engine.analysis import render
 from bvae_tui.engine.errors import ConfigError, RunError
+from bvae_tui.engine.runs.devices import resolve_device
 from bvae_tui.engine.runs.store import Run
+from bvae_tui.engine.train.checkpoint import load_model
 from bvae_tui.errors import UserError
 
 KL_SAMPLE = 512  # images the KL ordering is measured on (seeded, so the order is repeatable)
@@ -53,11 +60,7 @@ def load_run_model(run: Run, checkpoint: str | os.PathLike | None = None,
         raise RunError(f"run {run.id} ({state}) has no checkpoint yet; wait for its first "
                        f"checkpoint or 'bvae resume {run.id}'")
     if device != "cpu":
-        from bvae_tui.engine.runs.devices import resolve_device
-
         device = resolve_device(device)
-    from bvae_tui.engine.train.checkpoint import load_model
-
     try:
         model, cfg, iteration = load_model(run, checkpoint, device=device)
     except UserError:
@@ -73,8 +76,6 @@ def load_run_model(run: Run, checkpoint: str | os.PathLike | None = None,
 def open_run_dataset(run: Run, cfg: Any, data_dir: str | os.PathLike | None = None) -> Any:
     """The run's dataset: its recorded data dir where that exists (the run may come from another
     machine), else ``data_dir`` / $BVAE_DATA_DIR / ./data."""
-    from bvae_tui.datasets.prepare import open_dataset
-
     recorded = run.data_dir
     chosen = recorded if recorded and Path(recorded).is_dir() else data_dir
     return open_dataset(cfg.dataset, chosen)
@@ -157,7 +158,7 @@ def _traversal(run: Run, images: Sequence[int] | None, limit: float, steps: int,
         codes = vis.random_codes(count, model.z_dim, seed=seed)
     else:
         pics = vis.fixed_images(dataset, images, seed=seed)
-        codes = vis.encode_means(model, vis.to_tensor(pics, vis._device_of(model)))
+        codes = vis.encode_means(model, vis.to_tensor(pics, vis.model_device(model)))
     kl = _kl_for_order(model, run, dataset, seed) if order == "kl" else None
     rows = vis.latent_order(kl, model.z_dim, order)
     return vis.traverse(model, codes, rows, limit=limit, steps=steps), rows, kl, iteration
@@ -177,16 +178,14 @@ def export_gif(run: Run, output: str | os.PathLike | None = None,
                order: str = "kl", random: bool = False, seed: int = 0, device: str = "cpu",
                data_dir: str | os.PathLike | None = None) -> Path:
     """An animated traversal GIF: frame s shows every latent at value s; loops forever."""
-    from bvae_tui.engine.analysis import visualise as vis
-
     check_options(limit, steps, fps, order)
     if output is not None:  # fail on a bad path before the (slower) model work
         output_path(run, output, "traversal.gif")
     trav, rows, kl, iteration = _traversal(run, images, limit, steps, checkpoint, order, random,
                                            seed, device, data_dir)
     path = output_path(run, output, _name("traversal", iteration, random, "gif"))
-    frames = vis.gif_frames(trav, rows, vis.traversal_values(limit, steps).tolist(), kl)
-    return _write(vis.write_gif, path, frames, fps=fps)
+    frames = render.gif_frames(trav, rows, render.traversal_values(limit, steps).tolist(), kl)
+    return _write(render.write_gif, path, frames, fps=fps)
 
 
 def export_png(run: Run, output: str | os.PathLike | None = None,
@@ -196,15 +195,13 @@ def export_png(run: Run, output: str | os.PathLike | None = None,
                data_dir: str | os.PathLike | None = None) -> Path:
     """A traversal PNG grid: rows = latents (KL beside each), columns = values, one panel per
     fixed image."""
-    from bvae_tui.engine.analysis import visualise as vis
-
     check_options(limit, steps, 5.0, order)
     if output is not None:
         output_path(run, output, "traversal.png")
     trav, rows, kl, iteration = _traversal(run, images, limit, steps, checkpoint, order, random,
                                            seed, device, data_dir)
     path = output_path(run, output, _name("traversal", iteration, random, "png"))
-    return _write(vis.write_png, path, vis.traversal_grid(trav, rows, kl))
+    return _write(render.write_png, path, render.traversal_grid(trav, rows, kl))
 
 
 def export_recon(run: Run, output: str | os.PathLike | None = None,
@@ -219,7 +216,7 @@ def export_recon(run: Run, output: str | os.PathLike | None = None,
     model, cfg, iteration = load_run_model(run, checkpoint, device)
     dataset = open_run_dataset(run, cfg, data_dir)
     pics = vis.fixed_images(dataset, images, n=n, seed=seed)
-    x = vis.to_tensor(pics, vis._device_of(model))
-    grid = vis.recon_grid(x.cpu().numpy(), vis.reconstruct(model, x))
+    x = vis.to_tensor(pics, vis.model_device(model))
+    grid = render.recon_grid(x.cpu().numpy(), vis.reconstruct(model, x))
     path = output_path(run, output, _name("recon", iteration, False, "png"))
-    return _write(vis.write_png, path, grid)
+    return _write(render.write_png, path, grid)

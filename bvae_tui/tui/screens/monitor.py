@@ -316,7 +316,7 @@ def _read_previews(paths: dict[str, Path]) -> dict[str, Any]:
     """Decode the preview PNGs (in the watcher thread: PIL work stays off the UI thread)."""
     images: dict[str, Any] = {}
     try:
-        from bvae_tui.engine.analysis.visualise import read_png_rgb
+        from bvae_tui.engine.analysis.render import read_png_rgb
     except ImportError:
         return images
     for kind, path in paths.items():
