@@ -154,9 +154,9 @@ def test_cli_eval_fast_writes_eval_json(runs_dir, env_data):
 
 
 def test_cli_eval_prints_a_table(runs_dir, env_data, monkeypatch):
-    import bvae_tui.engine.analysis.metrics
+    from bvae_tui.engine.analysis.metrics import registry
 
-    monkeypatch.setattr(bvae_tui.engine.analysis.metrics, "FAST_PARAMS", TINY)  # a quick test
+    monkeypatch.setattr(registry, "FAST_PARAMS", TINY)  # a quick test
     run, _ = _make_run(runs_dir, env_data, name="table-run")
     res = _cli(["eval", "table-run", "--fast"])
     assert res.exit_code == 0, res.output

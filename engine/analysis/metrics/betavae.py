@@ -1,0 +1,94 @@
+"""The BetaVAE metric (Higgins et al. 2017), as disentanglement_lib computes it.
+
+Each point: a factor ``k`` drawn at random, two batches that agree on factor ``k`` only, and the
+batch mean of ``|r(x1) - r(x2)|``; a logistic regression (scikit-learn defaults) learns to tell
+``k`` from it, and its accuracy on fresh points is the score.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from bvae_tui.engine.analysis.metrics.ground_truth import GroundTruth
+from bvae_tui.engine.analysis.metrics.tables import Table, as_floats, chunk_points
+
+TITLE = "BetaVAE"
+DEFAULTS = {"batch_size": 64, "num_train": 10_000, "num_eval": 5_000}
+FAST = {"batch_size": 64, "num_train": 1_000, "num_eval": 500}
+
+
+@dataclass
+class BetaVAEPlan:
+    batch_size: int
+    train_labels: np.ndarray  # (P,) factor held fixed
+    train_a: np.ndarray  # (P, B) dataset indices of the first batch
+    train_b: np.ndarray  # (P, B) second batch, agreeing with the first on the label factor
+    eval_labels: np.ndarray
+    eval_a: np.ndarray
+    eval_b: np.ndarray
+
+    def needed(self) -> list[np.ndarray]:
+        return [self.train_a, self.train_b, self.eval_a, self.eval_b]
+
+
+def _points(gt: GroundTruth, rng: np.random.RandomState, batch_size: int,
+            num_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    labels = np.empty(num_points, dtype=np.int64)
+    c1 = np.empty((num_points, batch_size, len(gt.sizes)), dtype=np.int64)
+    c2 = np.empty_like(c1)
+    for p in range(num_points):
+        k = rng.randint(gt.num_factors)
+        f1 = gt.sample_factors(batch_size, rng)
+        f2 = gt.sample_factors(batch_size, rng)
+        f2[:, k] = f1[:, k]
+        labels[p] = k
+        c1[p] = gt.complete(f1, rng)
+        c2[p] = gt.complete(f2, rng)
+    return labels, gt.indices(c1), gt.indices(c2)
+
+
+def plan_beta_vae(gt: GroundTruth, seed: int = 0, batch_size: int = 64, num_train: int = 10_000,
+                  num_eval: int = 5_000) -> BetaVAEPlan:
+    rng = np.random.RandomState(seed)
+    tl, ta, tb = _points(gt, rng, batch_size, num_train)
+    el, ea, eb = _points(gt, rng, batch_size, num_eval)
+    return BetaVAEPlan(batch_size, tl, ta, tb, el, ea, eb)
+
+
+def _features(table: Table, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``mean_batch |r(x1) - r(x2)|`` per point: ``(P, dim)`` float64."""
+    out = np.empty((a.shape[0], table.dim), dtype=np.float64)
+    step = chunk_points(a.shape[1] * table.dim)
+    for s in range(0, a.shape[0], step):
+        # Differences in the table's float precision, averaged in float64.
+        ra, rb = as_floats(table(a[s:s + step])), as_floats(table(b[s:s + step]))
+        out[s:s + step] = np.abs(ra - rb).mean(axis=1, dtype=np.float64)
+    return out
+
+
+def score_beta_vae(plan: BetaVAEPlan, table: Table, gt: GroundTruth,
+                   seed: int = 0) -> dict[str, Any]:
+    """Accuracy of a logistic regression (scikit-learn defaults) predicting the fixed factor."""
+    # scikit-learn here, not at the top: it takes seconds to import, and the package's tables
+    # are imported by encoding and benchmarks that never score.
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    x_train = _features(table, plan.train_a, plan.train_b)
+    x_eval = _features(table, plan.eval_a, plan.eval_b)
+    model = LogisticRegression(random_state=seed)
+    # One BLAS thread: the problem is small (features = latents), and threaded OpenBLAS spins
+    # badly on a busy machine (40x slower measured on 2 shared cores).
+    with warnings.catch_warnings(record=True) as caught, threadpool_limits(1, user_api="blas"):
+        warnings.simplefilter("always", ConvergenceWarning)
+        model.fit(x_train, plan.train_labels)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    train_acc = float(np.mean(model.predict(x_train) == plan.train_labels))
+    eval_acc = float(np.mean(model.predict(x_eval) == plan.eval_labels))
+    return {"score": eval_acc, "train_accuracy": train_acc, "eval_accuracy": eval_acc,
+            "converged": converged}
