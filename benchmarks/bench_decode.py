@@ -11,14 +11,14 @@ rotating order), so changes in the machine's load hit all variants alike; each v
 divided by Pillow's over the same round (``time/pil``, < 1 is faster) and CPU seconds likewise
 (``cpu/pil``); figures are medians over rounds.
 
-Variants (``images`` is ``bvae_tui.datasets.images``):
-  pil              images.decode: Pillow decode, centre crop, Pillow LANCZOS (the project's path)
+Variants (``decode`` is ``bvae_tui.datasets.decode``):
+  pil              decode.decode: Pillow decode, centre crop, Pillow LANCZOS (the project's path)
   tv+lanczos       torchvision.io.decode_image, the same crop, Pillow LANCZOS
   tv+tv-bicubic    decode_image, crop, transforms.v2.functional.resize(bicubic, antialias=True)
-  pil+tv-bicubic   Pillow decode (images.open_rgb), crop, v2 resize(bicubic, antialias=True)
+  pil+tv-bicubic   Pillow decode (open_rgb), crop, v2 resize(bicubic, antialias=True)
   pil+tv-bilinear  the same with bilinear (torchvision's default interpolation)
   pil+pil-bicubic  Pillow decode, crop, Pillow BICUBIC (the filter change without torchvision)
-  decode-pil       images.open_rgb only;   decode-tv   decode_image only
+  decode-pil       open_rgb only;   decode-tv   decode_image only
 
 Timed with one thread (per-image cost) and through a pool of ``images._workers()`` threads as
 ``prepare`` decodes. Then every variant's 64x64 output is compared with ``pil``'s (largest and
@@ -50,6 +50,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from bvae_tui.datasets import images
+from bvae_tui.datasets.decode import centre_square, decode, open_rgb
 from bvae_tui.datasets.registry import IMAGE_SIZE
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -79,11 +80,11 @@ def make_images(folder: Path, jpegs: int, pngs: int, seed: int = 0) -> dict[str,
 # --- decoders and resizers -----------------------------------------------------------------------
 
 def pil_rgb(data: bytes) -> np.ndarray:
-    return np.asarray(images.open_rgb(data)).transpose(2, 0, 1)
+    return np.asarray(open_rgb(data)).transpose(2, 0, 1)
 
 
 def tv_rgb(data: bytes) -> np.ndarray:
-    """decode_image made to match images.open_rgb: alpha composited on white, 16 bits scaled.
+    """decode_image made to match open_rgb: alpha composited on white, 16 bits scaled.
 
     Its RGB_ALPHA mode is used only for PNGs that carry alpha (colour type 4 or 6, or a tRNS
     chunk): torchvision 0.29 returns misaligned pixels for palette PNGs without tRNS there.
@@ -106,7 +107,7 @@ def _square(img: np.ndarray, crop: bool) -> np.ndarray:
     h, w = img.shape[-2:]
     if not crop or w == h:
         return img
-    left, top, right, bottom = images.centre_square(w, h)
+    left, top, right, bottom = centre_square(w, h)
     return img[:, top:bottom, left:right]
 
 
@@ -135,19 +136,19 @@ def pipeline(decoder: Decoder, resize: Callable[[np.ndarray], np.ndarray] | None
 
 
 def pil_bicubic(data: bytes, crop: bool) -> np.ndarray | None:
-    """images.decode with Pillow's BICUBIC filter in place of LANCZOS (all in Pillow)."""
+    """decode() with Pillow's BICUBIC filter in place of LANCZOS (all in Pillow)."""
     try:
-        img = images.open_rgb(data)
+        img = open_rgb(data)
     except (OSError, ValueError, SyntaxError):
         return None
     if crop and img.size[0] != img.size[1]:
-        img = img.crop(images.centre_square(*img.size))
+        img = img.crop(centre_square(*img.size))
     img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
     return np.asarray(img).transpose(2, 0, 1)
 
 
 VARIANTS: dict[str, Variant] = {
-    "pil": images.decode,
+    "pil": decode,
     "tv+lanczos": pipeline(tv_rgb, pil_resize(Image.Resampling.LANCZOS)),
     "tv+tv-bicubic": pipeline(tv_rgb, tv_resize(InterpolationMode.BICUBIC)),
     "pil+tv-bicubic": pipeline(pil_rgb, tv_resize(InterpolationMode.BICUBIC)),
@@ -190,7 +191,7 @@ def time_round(items: list[bytes], crop: bool, pool: ThreadPoolExecutor | None
 def pixel_check(sets: dict[str, tuple[list[bytes], bool]]) -> dict[str, dict[str, dict]]:
     out: dict[str, dict[str, dict]] = {}
     for set_name, (items, crop) in sets.items():
-        ref = np.stack([images.decode(d, crop) for d in items]).astype(np.int16)
+        ref = np.stack([decode(d, crop) for d in items]).astype(np.int16)
         out[set_name] = {}
         for name, fn in VARIANTS.items():
             if name == "pil" or name.startswith("decode"):
@@ -308,7 +309,7 @@ def main() -> None:
         for name, d in row.items():
             print(f"  {set_name:13s} {name:16s} max {d['max_abs']:3d}  mean {d['mean_abs']:.2f}"
                   f"  pixels off by >4: {d['share_over_4'] * 100:.2f}%")
-    print("\nedge cases, Pillow (images.open_rgb) against torchvision (decode_image):")
+    print("\nedge cases, Pillow (open_rgb) against torchvision (decode_image):")
     for name, what in result["edge_cases"].items():
         print(f"  {name:32s} {what}")
 

@@ -1,90 +1,31 @@
 """Photo datasets (CelebA, 3D Chairs, image folders) decoded once into 64x64 RGB uint8.
 
 CelebA and folders are centre-cropped to a square before resizing (faces are not squashed);
-3D Chairs renders are square already and are only resized. Decoding runs in a thread pool
-(Pillow releases the GIL while it decodes and resizes); archives are read sequentially in the
-main thread and their bytes handed to the pool. Unreadable files are skipped and counted.
+3D Chairs renders are square already and are only resized (:mod:`.decode`). Decoding runs in a
+thread pool (Pillow releases the GIL while it decodes and resizes); archives are read sequentially
+in the main thread and their bytes handed to the pool. Unreadable files are skipped and counted.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bvae_tui.datasets import cache
+from bvae_tui.datasets.download import download_dataset
 from bvae_tui.datasets.errors import DataError
 from bvae_tui.datasets.registry import IMAGE_SIZE, DatasetSpec
-
-if TYPE_CHECKING:  # pragma: no cover
-    from PIL.Image import Image as PILImage
 
 Progress = Callable[[str, int, "int | None"], None]
 EXTENSIONS = (".jpg", ".jpeg", ".png")
 _BATCH = 256
-
-
-def decode(data: bytes | str | Path, crop: bool = True) -> np.ndarray | None:
-    """One image (bytes or path) -> (3, 64, 64) uint8, or None when it cannot be read."""
-    # Pillow is imported here, not at the top: `bvae data list` and the TUI import this module for
-    # folder fingerprints and never decode.
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        return to_tile(open_rgb(data), crop)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None
-
-
-def open_rgb(data: bytes | str | Path) -> PILImage:
-    """The image as a Pillow RGB image, decoded; raises what Pillow raises on a bad file.
-
-    Transparency (RGBA, LA, palette with a transparent colour) is composited on white, as renders
-    are shown; 16-bit greyscale is scaled to 8 bits (Pillow's own conversion clips it to white).
-    """
-    from PIL import Image
-
-    src = io.BytesIO(data) if isinstance(data, bytes) else data
-    with Image.open(src) as img:
-        img.load()
-        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(bg, rgba).convert("RGB")
-        if img.mode in ("I", "I;16", "I;16B", "I;16L"):
-            wide = np.asarray(img).astype(np.int64)
-            grey = np.clip((wide + 128) // 257, 0, 255).astype(np.uint8)
-            return Image.fromarray(grey).convert("RGB")
-        return img.convert("RGB")
-
-
-def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) of the largest centred square (floor of the odd pixel)."""
-    s = min(width, height)
-    left, top = (width - s) // 2, (height - s) // 2
-    return left, top, left + s, top + s
-
-
-def to_tile(img: PILImage, crop: bool = True) -> np.ndarray | None:
-    """A Pillow RGB image -> (3, 64, 64) uint8: centre-cropped to a square when ``crop``, then
-    resized with Lanczos (antialiased); None for an empty image."""
-    from PIL import Image
-
-    w, h = img.size
-    if w == 0 or h == 0:
-        return None
-    if crop and w != h:
-        img = img.crop(centre_square(w, h))
-    img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
-    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
 # --- sources: each yields (label, bytes-or-path) items in a stable order ------------------------
@@ -198,8 +139,6 @@ def prepare_images(spec: DatasetSpec, root: Path, progress: Progress | None, for
     """Decode the files of ``spec`` into the cache."""
     src = find_source(spec, root)
     if src is None and download and spec.url:
-        from bvae_tui.datasets.download import download_dataset
-
         download_dataset(spec.name, root, progress=progress)
         src = find_source(spec, root)
     if src is None:
@@ -234,6 +173,10 @@ def prepare_images(spec: DatasetSpec, root: Path, progress: Progress | None, for
     else:  # tar: one pass, count unknown up front
         items = (data for _, data in _tar_stream(src, _is_chair_render))
         total = None
+    # Here, not at the top: decode imports Pillow, and `bvae data list` and the TUI import this
+    # module for folder fingerprints and never decode.
+    from bvae_tui.datasets.decode import decode
+
     with cache.building(root, spec.cache_name, force) as tmp:
         writer = cache.NpyWriter(tmp / cache.IMAGES, (3, IMAGE_SIZE, IMAGE_SIZE))
         seen = bad = 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bvae_tui.datasets import cache
+from bvae_tui.datasets import cache, images, shapes3d
 from bvae_tui.datasets.errors import DataError
 from bvae_tui.datasets.registry import DatasetSpec, data_root, find_real_dsprites, get_spec
 
@@ -171,9 +171,7 @@ def folder_changed(spec: DatasetSpec, meta: dict) -> bool:
     from (one directory walk, no decoding). Caches without a fingerprint count as changed."""
     if spec.folder is None:
         return False
-    from bvae_tui.datasets.images import folder_fingerprint
-
-    fp = folder_fingerprint(spec.folder)
+    fp = images.folder_fingerprint(spec.folder)
     return fp is None or fp != meta.get("fingerprint")
 
 
@@ -307,21 +305,15 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None) -> int
     if spec.name in ("dsprites", "dsprites-mini"):
         return None
     if spec.folder is not None:
-        from bvae_tui.datasets.images import folder_fingerprint
-
-        fp = folder_fingerprint(spec.folder)
+        fp = images.folder_fingerprint(spec.folder)
         if fp is not None and fp["count"] == 0:
             raise DataError(f"no jpg/png images under {spec.folder}; point it at a folder of "
                             "images")
         return None  # how many decode is known only after preparing
     if spec.name == "shapes3d":
-        from bvae_tui.datasets.shapes3d import find_source as find_h5
-
-        present = find_h5(root) is not None
+        present = shapes3d.find_source(root) is not None
     else:
-        from bvae_tui.datasets.images import find_source
-
-        present = find_source(spec, root) is not None
+        present = images.find_source(spec, root) is not None
     if not present:
         raise DataError(f"{spec.name} is not prepared and its files are not in {root}: "
                         f"{spec.source_hint} {root}, or run: bvae data download {spec.name}")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bvae_tui.datasets import cache, crops, dsprites
+from bvae_tui.datasets import cache, crops, dsprites, images, npz, shapes3d
+from bvae_tui.datasets.download import download_dataset
 from bvae_tui.datasets.errors import DataError
 from bvae_tui.datasets.loader import (
     Dataset,
@@ -84,8 +85,6 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None,
     if spec.name == "dsprites":
         real = find_real_dsprites(root)
         if real is None and download:
-            from bvae_tui.datasets.download import download_dataset
-
             real = download_dataset("dsprites", root, progress=progress)
         if real is not None:
             _prepare_real_dsprites(spec, root, real, progress, force)
@@ -94,20 +93,14 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None,
     elif spec.name == "dsprites-mini":
         _prepare_procedural(spec, root, dsprites.mini_grid(), progress, force)
     elif spec.name == "shapes3d":
-        from bvae_tui.datasets import shapes3d
-
         src = shapes3d.find_source(root)
         if src is None and download:
-            from bvae_tui.datasets.download import download_dataset
-
             src = download_dataset("shapes3d", root, progress=progress)
         if src is None:
             raise DataError(f"shapes3d is not in {root}: {spec.source_hint} {root}, or run: "
                             "bvae data download shapes3d")
         shapes3d.prepare_shapes3d(spec, root, src, progress, force)
     else:
-        from bvae_tui.datasets import images
-
         images.prepare_images(spec, root, progress, force, download)
     return open_prepared(name, root)
 
@@ -178,8 +171,6 @@ def _prepare_real_dsprites(spec: DatasetSpec, root: Path, path: Path,
                            grid: dsprites.Grid | None = None) -> None:
     """Import a dSprites npz (chunk-wise, bit-packing as it goes). ``grid``: the grid the file
     must hold (the full one; tests import small files of the mini grid)."""
-    from bvae_tui.datasets import npz
-
     grid = grid or dsprites.full_grid()
 
     def chunks() -> Iterator[np.ndarray]:

@@ -33,6 +33,8 @@ def _bad(path: Path, why: str) -> DataError:
 
 def prepare_shapes3d(spec: DatasetSpec, root: Path, path: Path, progress: Progress | None,
                      force: bool) -> None:
+    # h5py here, not at the top: `bvae data list` and the TUI import this module (find_source)
+    # through the loader, and h5py takes half a second to import.
     try:
         import h5py
     except ImportError:

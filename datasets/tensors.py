@@ -10,6 +10,7 @@ dSprites) and each batch places its unpacked crops into zeroed 64x64 frames on t
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from bvae_tui.datasets.crops import CROP
 from bvae_tui.datasets.loader import IMAGE_SIZE, Dataset
@@ -23,8 +24,6 @@ class DeviceImages:
     """
 
     def __init__(self, dataset: Dataset, device="cpu", crops: bool = True):
-        import torch
-
         self.device = torch.device(device)
         self.n = dataset.n
         self.channels = dataset.channels
@@ -50,8 +49,6 @@ class DeviceImages:
         would count in this process's RSS on top of the tensor), so the host never holds a second
         full copy.
         """
-        import torch
-
         shape = tuple(int(s) for s in shape)
         data = torch.empty(shape, dtype=torch.uint8, device=self.device)
         step = max(1, (64 << 20) // max(1, int(np.prod(shape[1:]))))  # ~64 MB a chunk
@@ -74,8 +71,6 @@ class DeviceImages:
 
     def batch(self, idx):
         """float32 (B, C, 64, 64) in [0, 1] for the LongTensor ``idx``, made on the device."""
-        import torch
-
         idx = idx.to(self.device, non_blocking=True)
         rows = self.data.index_select(0, idx)
         b = len(idx)

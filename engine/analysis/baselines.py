@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 from bvae_tui.engine.analysis.encode import model_table_maker
 from bvae_tui.engine.analysis.metrics import CodeTable, FunctionTable, GroundTruth, Table
@@ -62,6 +63,8 @@ def pixels_table(dataset: Any) -> FunctionTable:
 def fit_pca(dataset: Any, seed: int = 0, n_images: int = PCA_FIT_IMAGES,
             components: int = PCA_COMPONENTS) -> Any:
     """A scikit-learn PCA fitted on ``n_images`` images drawn (without replacement, seeded)."""
+    # Here, not at the top: scikit-learn takes seconds to import and only this baseline needs it
+    # before scoring (every `bvae eval` imports this module).
     from sklearn.decomposition import PCA
 
     rng = np.random.RandomState(seed)
@@ -100,8 +103,6 @@ def baseline_table_maker(name: str, dataset: Any, device: str = "cpu", seed: int
                 "pca_explained_variance": float(np.sum(pca.explained_variance_ratio_))}
         return (lambda needed: pca_table(dataset, needed, pca, progress)), info
     # untrained network
-    import torch
-
     if arch not in ("H", "B"):
         raise ConfigError(f"--arch must be H or B; got {arch!r}")
     torch.manual_seed(seed)

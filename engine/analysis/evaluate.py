@@ -19,7 +19,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -37,16 +37,13 @@ from bvae_tui.engine.analysis.metrics import (
 from bvae_tui.engine.errors import DataError, DeviceError, RunError
 from bvae_tui.engine.runs.devices import resolve_device
 from bvae_tui.engine.runs.records import EvalResult
+from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.train.checkpoint import checkpoint_path, load_model
 from bvae_tui.engine.train.process import configure_process
 
-if TYPE_CHECKING:
-
-    from bvae_tui.engine.runs.store import Run
 
 def require_factors(dataset_name: str, what: str) -> None:
     """A one-line :class:`DataError` when ``dataset_name`` has no ground-truth factors."""
-
     spec = get_spec(dataset_name)
     if not spec.has_factors:
         raise DataError(f"{what} uses dataset '{dataset_name}', which has no ground-truth "
@@ -56,7 +53,6 @@ def require_factors(dataset_name: str, what: str) -> None:
 
 def _run_device(run: Run, device: str | None) -> str:
     """``device`` if given, else the device the run trained on, else its configured one."""
-
     if device is not None:
         return resolve_device(str(device))
     trained_on = run.raw_status().device or run.config.device
@@ -68,7 +64,6 @@ def _run_device(run: Run, device: str | None) -> str:
 
 def _configure(device: str) -> None:
     """The training fast paths' process set-up (allocator, threads): encoding benefits too."""
-
     configure_process(device)
 
 
@@ -104,7 +99,6 @@ def evaluate_run(run: Run, metrics: Any = None, fast: bool = False, seed: int = 
     ``metrics``: names or "betavae,mig" (default all); ``fast``: smaller sample counts (recorded);
     ``params``: per-metric overrides of the sample counts (tests use tiny ones).
     """
-
     start = time.perf_counter()
     names = parse_metrics(metrics)  # validate before the slow parts
     resolve_params(names, fast, params)
@@ -161,7 +155,6 @@ def evaluate_baseline(name: str, dataset: str = "dsprites", data_dir: str | None
                       params: dict[str, dict[str, Any]] | None = None,
                       progress: Progress | None = None) -> dict[str, Any]:
     """Score a baseline representation (:mod:`.baselines`) on ``dataset``."""
-
     key = canonical(name)
     require_factors(dataset, f"baseline '{key}'")
     names = parse_metrics(metrics)
