@@ -90,6 +90,16 @@ def test_gif_frames_size_duration_and_loop(model, images, tmp_path):
     assert np.abs(read[0, render.HEADER_H:].astype(int) - read[-1, render.HEADER_H:]).mean() > 0
 
 
+def test_a_lone_tile_keeps_its_border():
+    """One latent from one image: the GIF frame body is one tile, still framed by separators."""
+    trav = np.full((1, 1, 3, 1, 64, 64), 0.5, dtype=np.float32)  # (M, R, S, C, H, W)
+    frames = render.gif_frames(trav, [0], [-1.0, 0.0, 1.0])
+    assert frames.shape == (3, render.HEADER_H + 66, render.LABEL_W + 66, 3)
+    body = frames[0, render.HEADER_H:, render.LABEL_W:]
+    assert tuple(body[0, 0]) == tuple(body[-1, -1]) == render.SEP_COLOUR
+    assert tuple(body[1, 1]) == (128, 128, 128)
+
+
 def test_frame_duration_is_milliseconds():
     assert render.frame_duration_ms(5) == 200
     assert render.frame_duration_ms(10) == 100
