@@ -199,6 +199,13 @@ def pixel_check(sets: dict[str, tuple[list[bytes], bool]]) -> dict[str, dict[str
             diff = np.abs(np.stack([fn(d, crop) for d in items]).astype(np.int16) - ref)
             out[set_name][name] = {"max_abs": int(diff.max()), "mean_abs": float(diff.mean()),
                                    "share_over_4": float((diff > 4).mean())}
+        # Is torchvision's antialiased bicubic Pillow's BICUBIC?
+        tv = np.stack([VARIANTS["pil+tv-bicubic"](d, crop) for d in items]).astype(np.int16)
+        pil = np.stack([VARIANTS["pil+pil-bicubic"](d, crop) for d in items]).astype(np.int16)
+        diff = np.abs(tv - pil)
+        out[set_name]["tv-bicubic vs pil-bicubic"] = {
+            "max_abs": int(diff.max()), "mean_abs": float(diff.mean()),
+            "share_over_4": float((diff > 4).mean()), "share_differing": float((diff > 0).mean())}
     return out
 
 
@@ -307,7 +314,7 @@ def main() -> None:
     print("\n64x64 output against pil's (0..255 levels):")
     for set_name, row in result["pixels"].items():
         for name, d in row.items():
-            print(f"  {set_name:13s} {name:16s} max {d['max_abs']:3d}  mean {d['mean_abs']:.2f}"
+            print(f"  {set_name:13s} {name:26s} max {d['max_abs']:3d}  mean {d['mean_abs']:.2f}"
                   f"  pixels off by >4: {d['share_over_4'] * 100:.2f}%")
     print("\nedge cases, Pillow (open_rgb) against torchvision (decode_image):")
     for name, what in result["edge_cases"].items():
