@@ -12,8 +12,8 @@ Layout, with ``T`` = 64 px tiles and ``SEP`` = 1 px separators:
 numpy and Pillow only (no torch), so the TUI can read previews through this module cheaply.
 The grid is our own ten lines rather than ``torchvision.utils.make_grid``: that gives the same
 pixels for two or more tiles but returns a lone tile without its border (the GIF frame of a
-one-latent model traversed from one image would shrink), takes one grey level for the separators, and would bring torch and torchvision
-(seconds to import) into this module.
+one-latent model traversed from one image would shrink), takes one grey level for the
+separators, and would bring torch and torchvision (seconds to import) into this module.
 """
 
 from __future__ import annotations
