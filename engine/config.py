@@ -18,9 +18,9 @@ from functools import cache
 from typing import Any
 
 from bvae_tui.engine.errors import ConfigError
+from bvae_tui.engine.objective_info import DIP, OBJECTIVE_INFO, OBJECTIVES, TC_ESTIMATORS
 from bvae_tui.errors import UserError
 
-OBJECTIVES = ("H", "B")
 ARCHITECTURES = ("auto", "H", "B")
 RECONS = ("auto", "bernoulli", "gaussian")
 AMP_MODES = ("off", "bf16")
@@ -32,6 +32,8 @@ GROUP_MODEL = "Model"
 GROUP_OPTIM = "Optimisation"
 GROUP_RUN = "Run"
 GROUP_SPEED = "Speed"
+
+
 
 # Widget hints: how a form shows a field. Without one, a field with choices is a "choice", a bool
 # a "toggle" and anything else "text"; "dataset" and "device" are pickers that know their world.
@@ -65,22 +67,42 @@ class TrainConfig:
                       "folder:PATH)", GROUP_DATA, widget="dataset",
                       launch_check=check_dataset_source)
     # Objective
-    objective: str = _f("H", "H: recon + beta*KL (Higgins); B: recon + gamma*|KL - C| (Burgess)",
+    objective: str = _f("H", "; ".join(f"{o.name}: {o.loss} ({o.title}, {o.paper})"
+                                      for o in OBJECTIVE_INFO.values()),
                         GROUP_OBJECTIVE, choices=OBJECTIVES)
-    beta: float = _f(4.0, "weight of the KL term (objective H); 1 is the plain VAE",
-                     GROUP_OBJECTIVE, min=0.0, objectives=("H",))
+    beta: float = _f(4.0, "weight of the KL (objective H; 1 is the plain VAE) or of the total "
+                     "correlation (tcvae)", GROUP_OBJECTIVE, min=0.0, objectives=("H", "tcvae"))
     gamma: float = _f(1000.0, "weight of |KL - C| (objective B)", GROUP_OBJECTIVE, min=0.0,
                       objectives=("B",))
     c_max: float = _f(25.0, "final capacity C in nats (objective B)", GROUP_OBJECTIVE, min=0.0,
                       objectives=("B",))
     c_stop_iter: int = _f(100_000, "iterations over which C rises linearly from 0 to c_max",
                           GROUP_OBJECTIVE, min=1, objectives=("B",))
+    alpha: float = _f(1.0, "weight of the index-code mutual information (tcvae)",
+                      GROUP_OBJECTIVE, min=0.0, objectives=("tcvae",))
+    gamma_dw: float = _f(1.0, "weight of the dimension-wise KL (tcvae)", GROUP_OBJECTIVE,
+                         min=0.0, objectives=("tcvae",))
+    tc_estimator: str = _f("mss", "estimator of log q(z) from the batch (tcvae): mss, minibatch "
+                           "stratified sampling (Chen et al.); mws, minibatch weighted sampling "
+                           "(as disentanglement_lib)", GROUP_OBJECTIVE, choices=TC_ESTIMATORS,
+                           objectives=("tcvae",))
+    gamma_tc: float = _f(40.0, "weight of the discriminator's total-correlation estimate "
+                         "(factor)", GROUP_OBJECTIVE, min=0.0, objectives=("factor",))
+    disc_lr: float = _f(1e-4, "learning rate of the discriminator's Adam, betas (0.5, 0.9) "
+                        "(factor)", GROUP_OBJECTIVE, min=0.0, exclusive_min=True, max=1.0,
+                        objectives=("factor",))
+    lambda_od: float = _f(10.0, "weight of the squared off-diagonal covariances (dip-i: of the "
+                          "encoder means; dip-ii: of the whole posterior)", GROUP_OBJECTIVE,
+                          min=0.0, objectives=DIP)
+    lambda_d: float | None = _f(None, "weight of the squared deviations of the diagonal from 1; "
+                                "empty: 10 x lambda_od for dip-i, lambda_od for dip-ii",
+                                GROUP_OBJECTIVE, min=0.0, objectives=DIP)
     recon: str = _f("auto", "reconstruction distribution; auto: bernoulli for binary data, "
                     "gaussian otherwise", GROUP_OBJECTIVE, choices=RECONS)
     # Model
     z_dim: int = _f(10, "number of latents", GROUP_MODEL, min=1, max=512)
-    arch: str = _f("auto", "architecture: H (Higgins) or B (Burgess); auto follows the objective",
-                   GROUP_MODEL, choices=ARCHITECTURES)
+    arch: str = _f("auto", "architecture: H (Higgins) or B (Burgess); auto: B for objective B, "
+                   "H for the others", GROUP_MODEL, choices=ARCHITECTURES)
     # Optimisation
     lr: float = _f(1e-4, "Adam learning rate", GROUP_OPTIM, min=0.0, exclusive_min=True, max=1.0)
     adam_beta1: float = _f(0.9, "Adam beta1", GROUP_OPTIM, min=0.0, max=1.0, exclusive_max=True)
@@ -117,13 +139,44 @@ class TrainConfig:
         dev = self.device
         if not (dev in ("auto", "cpu") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise device.error(f"must be cpu, cuda:N or auto; got {dev!r}")
+        # The objectives that compare codes across the batch need enough of them.
+        least = {"tcvae": 2, "factor": 4}.get(self.objective, 1)
+        if self.batch_size < least:
+            why = ("its estimator weighs each code against the rest of the batch"
+                   if self.objective == "tcvae" else
+                   "two half-batches of at least 2 codes, one of them permuted")
+            raise field_info("batch_size").error(
+                f"must be at least {least} for objective {self.objective} ({why}); "
+                f"got {self.batch_size}")
         return self
+
+    def check_given(self, given: Mapping[str, Any]) -> None:
+        """Refuse explicitly given values of fields this config's objective does not use (the
+        defaults and a preset's values may be anything): ``--gamma-tc is used by objective
+        factor, not H``."""
+        for name in given:
+            info = field_info(name)
+            if not info.applies({"objective": self.objective}):
+                users = info.objectives or ()
+                which = (f"objective {users[0]}" if len(users) == 1 else
+                         f"objectives {', '.join(users[:-1])} and {users[-1]}")
+                raise info.error(f"is used by {which}, not {self.objective}")
 
     # Derived values -----------------------------------------------------------------------------
     @property
     def architecture(self) -> str:
-        """The architecture actually built: ``arch``, or the objective's own when ``auto``."""
-        return self.objective if self.arch == "auto" else self.arch
+        """The architecture actually built: ``arch``, or when ``auto`` B for objective B and H
+        (the one of Locatello et al.'s study) for the others."""
+        if self.arch != "auto":
+            return self.arch
+        return "B" if self.objective == "B" else "H"
+
+    @property
+    def dip_lambda_d(self) -> float:
+        """DIP-VAE's diagonal weight: ``lambda_d``, else 10 x lambda_od (I) or lambda_od (II)."""
+        if self.lambda_d is not None:
+            return self.lambda_d
+        return 10.0 * self.lambda_od if self.objective == "dip-i" else self.lambda_od
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -152,6 +205,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                          "c_max": 25.0, "c_stop_iter": 100_000, "lr": 5e-4},
     "celeba-H": {"dataset": "celeba", "objective": "H", "beta": 10.0, "z_dim": 32, "lr": 1e-4},
     "chairs-H": {"dataset": "chairs", "objective": "H", "beta": 4.0, "z_dim": 16, "lr": 1e-4},
+    # Locatello et al. 2019's study (arch H, z 10, batch 64, lr 1e-4, 300,000 steps: the
+    # defaults), at a middle value of each grid in STUDY_GRIDS.
+    "dsprites-tcvae": {"dataset": "dsprites", "objective": "tcvae", "beta": 6.0},
+    "dsprites-factor": {"dataset": "dsprites", "objective": "factor", "gamma_tc": 40.0},
+    "dsprites-dip-i": {"dataset": "dsprites", "objective": "dip-i", "lambda_od": 10.0},
+    "dsprites-dip-ii": {"dataset": "dsprites", "objective": "dip-ii", "lambda_od": 10.0},
 }
 
 
@@ -164,10 +223,14 @@ def preset(name: str) -> dict[str, Any]:
 
 
 def make_config(preset_name: str | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then the preset, then explicit overrides (``None``: not given); validated."""
+    """Defaults, then the preset, then explicit overrides (``None``: not given); validated, and
+    no override may set a field the objective does not use."""
     values: dict[str, Any] = preset(preset_name) if preset_name else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig.from_dict(values).validate()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
+    cfg = TrainConfig.from_dict(values).validate()
+    cfg.check_given(given)
+    return cfg
 
 
 @dataclass(frozen=True)
@@ -186,6 +249,7 @@ class FieldInfo:
     exclusive_min: bool = False
     exclusive_max: bool = False
     objectives: tuple[str, ...] | None = None  # None: every objective uses it
+    nullable: bool = False  # None is a value: "not set, derived from other fields"
     # A cheap check against the world (files on disk) for a form to run as the user types; not
     # part of validate, so a saved config stays readable after, say, its folder is gone.
     launch_check: Callable[[Any], None] | None = field(default=None, compare=False)
@@ -201,13 +265,18 @@ class FieldInfo:
         return "--no-" + self.option[2:]
 
     def words(self, value: Any) -> list[str]:
-        """The command-line words that set this field to ``value``."""
+        """The command-line words that set this field to ``value`` (none for None: not giving
+        a nullable option leaves it None)."""
+        if value is None:
+            return []
         if self.type is bool:
             return [self.option if value else self.negative_option]
         return [self.option, self.show(value)]
 
     def show(self, value: Any) -> str:
         """``value`` as text for a form or a command line (floats short but exact)."""
+        if value is None:
+            return ""
         if isinstance(value, float):
             short = f"{value:g}"
             return short if float(short) == value else repr(value)
@@ -224,6 +293,8 @@ class FieldInfo:
 
     def check(self, value: Any) -> None:
         """The field's own checks: type, choices, bounds."""
+        if value is None and self.nullable:
+            return
         if self.type is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.error(f"must be a number, got {value!r}")
@@ -246,8 +317,11 @@ class FieldInfo:
             raise self.error(f"must be {rel} {hi:g}; got {value:g}")
 
     def parse(self, text: str) -> Any:
-        """Parse form text into the field's type, or raise a :class:`ConfigError`."""
+        """Parse form text into the field's type, or raise a :class:`ConfigError`. Empty text is
+        None for a nullable field."""
         text = text.strip()
+        if self.nullable and not text:
+            return None
         try:
             if self.type is bool:
                 low = text.lower()
@@ -277,7 +351,9 @@ def _schema() -> tuple[FieldInfo, ...]:
     out = []
     for f in dataclasses.fields(TrainConfig):
         m = f.metadata
-        ftype = _TYPES[f.type] if isinstance(f.type, str) else f.type
+        annotation = f.type if isinstance(f.type, str) else f.type.__name__
+        nullable = annotation.endswith(" | None")
+        ftype = _TYPES[annotation.removesuffix(" | None")]
         default_widget = "choice" if "choices" in m else "toggle" if ftype is bool else "text"
         widget = m.get("widget", default_widget)
         if widget not in WIDGETS:
@@ -295,6 +371,7 @@ def _schema() -> tuple[FieldInfo, ...]:
             exclusive_min=bool(m.get("exclusive_min")),
             exclusive_max=bool(m.get("exclusive_max")),
             objectives=tuple(m["objectives"]) if "objectives" in m else None,
+            nullable=nullable,
             launch_check=m.get("launch_check"),
         ))
     return tuple(out)

@@ -9,17 +9,18 @@ from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.train import fastpath
 from bvae_tui.engine.train.adam import make_optimizer
 from bvae_tui.engine.train.models import build_model
+from bvae_tui.engine.train.objectives.h_b import Higgins
 from bvae_tui.engine.train.step import TrainStep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _step(cfg: TrainConfig, extra_updates=()) -> tuple[TrainStep, torch.nn.Module]:
+def _step(cfg: TrainConfig, objective=None) -> tuple[TrainStep, torch.nn.Module]:
     torch.manual_seed(0)
     model = build_model(cfg.architecture, 1, cfg.z_dim)
     net = fastpath.prepare_model(model, cfg)
     opt = make_optimizer(model.parameters(), cfg, "cpu")
-    return TrainStep(net, opt, cfg, "cpu", extra_updates=extra_updates), model
+    return TrainStep(net, opt, cfg, "cpu", objective=objective), model
 
 
 def _batch() -> torch.Tensor:
@@ -38,17 +39,29 @@ def test_the_step_returns_the_objectives_values_and_the_encoder_outputs():
     assert out["loss"].dim() == 0 and out["loss"].device.type == "cpu"
 
 
-def test_extra_updates_run_after_the_vae_step_and_add_their_terms():
+def test_an_objectives_update_runs_after_the_vae_step_and_adds_its_terms():
     cfg = TrainConfig(dataset="dsprites-mini", z_dim=3)
     seen = []
 
-    def discriminator_like(x, out, iteration):
-        moved = not torch.equal(before, next(model.parameters()).detach())
-        seen.append((iteration, tuple(x.shape), moved, out["mu"].shape))
-        return {"tc": out["kl"].detach() * 0 + iteration}
+    class WithANetwork(Higgins):
+        def update(self, out, iteration):
+            moved = not torch.equal(before, next(model.parameters()).detach())
+            seen.append((iteration, tuple(out.x.shape), moved, out.z.shape,
+                         out.z.requires_grad))
+            return {"tc": out.mu.sum().detach() * 0 + iteration}
 
-    step, model = _step(cfg, [discriminator_like])
+    step, model = _step(cfg, WithANetwork(cfg, "bernoulli"))
     before = next(model.parameters()).detach().clone()
     out = step(_batch(), 7)
-    assert seen == [(7, (4, 1, 64, 64), True, (4, 3))]
+    assert seen == [(7, (4, 1, 64, 64), True, (4, 3), True)]
     assert float(out["tc"]) == 7.0 and "loss" in out
+
+
+def test_the_step_trains_a_factor_vae_discriminator_after_the_vae():
+    cfg = TrainConfig(dataset="dsprites-mini", objective="factor", z_dim=3, batch_size=4)
+    step, _ = _step(cfg)
+    disc = step.objective.discriminator
+    before = [p.detach().clone() for p in disc.parameters()]
+    out = step(_batch(), 1)
+    assert {"tc", "disc_acc"} <= set(out) and 0.0 <= float(out["disc_acc"]) <= 1.0
+    assert all(not torch.equal(a, b) for a, b in zip(before, disc.parameters(), strict=True))

@@ -16,7 +16,7 @@ from bvae_tui.engine.train.sampler import BatchSampler
 from bvae_tui.engine.train.trainer import train
 
 ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "mu_mean",
-            "var_mean", "c", "img_per_s"}
+            "var_mean", "c", "img_per_s", "mi", "tc", "dw_kl", "disc_acc", "dip_od", "dip_d"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -112,17 +112,17 @@ def test_resume_after_a_crash_drops_rows_past_the_checkpoint(runs_dir, mini_data
 
 
 def test_non_finite_loss_fails_with_its_iteration(runs_dir, mini_data_dir, monkeypatch):
-    import bvae_tui.engine.train.step as step
+    from bvae_tui.engine.train.objectives.h_b import Higgins
 
-    real = step.compute_loss
+    real = Higgins.loss
 
-    def poisoned(cfg, logits, x, mu, logvar, iteration, dist=None):
-        out = real(cfg, logits, x, mu, logvar, iteration, dist)
+    def poisoned(self, out, iteration):
+        values = real(self, out, iteration)
         if iteration == 7:
-            out["loss"] = out["loss"] * float("nan")
-        return out
+            values["loss"] = values["loss"] * float("nan")
+        return values
 
-    monkeypatch.setattr(step, "compute_loss", poisoned)
+    monkeypatch.setattr(Higgins, "loss", poisoned)
     run = _run(runs_dir, mini_data_dir, iterations=20)
     assert train(run) == "failed"
     status = run.status()

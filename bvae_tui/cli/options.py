@@ -21,6 +21,8 @@ from bvae_tui.engine.config import FieldInfo, schema
 
 def _help(info: FieldInfo) -> str:
     # Parentheses, not brackets: Typer's rich help would read "[...]" as markup and drop it.
+    if info.default is None:  # the help says what not giving it means
+        return info.help
     default = ("on" if info.default else "off") if info.type is bool else info.show(info.default)
     return f"{info.help} (default: {default})"
 

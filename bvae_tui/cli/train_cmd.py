@@ -22,6 +22,7 @@ from bvae_tui.cli.common import (
 )
 from bvae_tui.cli.main import app
 from bvae_tui.cli.options import config_field_names, with_config_options
+from bvae_tui.engine.config import PRESETS
 
 if TYPE_CHECKING:
     from bvae_tui.engine.runs.records import MetricsRow
@@ -180,9 +181,9 @@ def train_command(**values: Any) -> None:
 
 _TRAIN_EXTRA = [
     inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-        str | None, typer.Option("--preset", help="start from a paper setting: dsprites-H, "
-                                 "dsprites-VAE, dsprites-B, dsprites-B-paper, celeba-H, chairs-H",
-                                 rich_help_panel=RUN_PANEL, show_default=False)]),
+        str | None, typer.Option("--preset", help="start from a paper setting: "
+                                 + ", ".join(PRESETS), rich_help_panel=RUN_PANEL,
+                                 show_default=False)]),
     inspect.Parameter("name", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
         str | None, typer.Option("--name", help="run name (part of the run id)",
                                  rich_help_panel=RUN_PANEL, show_default=False)]),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bvae_tui.engine.objective_info import objective_label
 from bvae_tui.engine.runs.files import FileCache, stat_key
 from bvae_tui.engine.runs.records import MetricsRow, RunSummary, Status
 from bvae_tui.engine.runs.store import MetricsTail, Run, list_runs
@@ -79,11 +80,8 @@ def fmt_scores(scores: dict[str, Any] | None) -> str:
 
 
 def objective_text(config: dict[str, Any]) -> str:
-    """``H β4`` or ``B γ100 C20`` from a config dict."""
-    if config.get("objective") == "B":
-        return f"B γ{config.get('gamma', 0):g} C{config.get('c_max', 0):g}"
-    beta = config.get("beta")
-    return f"H β{beta:g}" if isinstance(beta, (int, float)) else "H"
+    """``H β4``, ``B γ100 C20`` or ``factor γ40`` from a config dict."""
+    return objective_label(config)
 
 
 # --------------------------------------------------------------------------------------------

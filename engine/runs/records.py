@@ -49,10 +49,11 @@ RUN_FILES = (
     (STATUS_FILE, "launcher, worker", "where the run is: [status.json](#statusjson)"),
     (METRICS_FILE, "worker", "one row per log interval: [metrics rows](#metricsjsonl)"),
     (LOG_FILE, "worker", "stdout and stderr of a detached worker: a line per metrics row, "
-     "warnings, the reason it ended"),
+     "warnings (among them an objective's estimates gone bad), the reason it ended"),
     (f"{CHECKPOINTS_DIR}/{LAST_CHECKPOINT}", "worker",
-     "model, optimiser, iteration, elapsed time, every RNG state, the batch order's state and "
-     "the config; replaced atomically; loaded with `weights_only=True`"),
+     "model, optimiser, the objective's own state (FactorVAE's discriminator and its "
+     "optimiser), iteration, elapsed time, every RNG state, the batch order's state and the "
+     "config; replaced atomically; loaded with `weights_only=True`"),
     *((f"{PREVIEWS_DIR}/{name}", "worker",
        "latest traversal of the first fixed image (rows: latents by KL), every preview interval"
        if kind == "traversal" else
@@ -123,13 +124,25 @@ class MetricsRow(Record):
     iter: int | None = _doc("training step the row ends at")
     time: float | None = _doc("when it was written")
     elapsed: float | None = _doc("training seconds so far, across resumes")
-    loss: float | None = _doc("the objective: recon + beta KL (H) or recon + gamma |KL - C| (B)")
+    loss: float | None = _doc("the objective minimised, e.g. recon + beta KL (H); each "
+                              "objective's formula is in `bvae train --help`")
     recon: float | None = _doc("negative log-likelihood per image (summed over pixels), nats")
     kl: float | None = _doc("KL(q(z|x) || N(0, I)) per image, summed over latents, nats")
     kl_per_latent: list[float] | None = _doc("KL of each latent, nats")
     mu_mean: list[float] | None = _doc("mean of each latent's posterior mean")
     var_mean: list[float] | None = _doc("mean of each latent's posterior variance")
-    c: float | None = _doc("capacity C, nats (objective B; null for H)")
+    c: float | None = _doc("capacity C, nats (objective B; null for the others)")
+    # The objectives' own terms (null where the run's objective has no such term).
+    mi: float | None = _doc("index-code mutual information estimate, nats (tcvae)")
+    tc: float | None = _doc("total correlation estimate, nats: from the batch (tcvae) or "
+                            "the discriminator's density ratio (factor)")
+    dw_kl: float | None = _doc("dimension-wise KL estimate, nats (tcvae)")
+    disc_acc: float | None = _doc("discriminator accuracy, codes against dimension-permuted "
+                                  "codes; 0.5 is chance (factor)")
+    dip_od: float | None = _doc("sum of squared off-diagonal covariances of the codes "
+                                "(dip-i: of the means; dip-ii: of the posterior)")
+    dip_d: float | None = _doc("sum of squared deviations of that covariance's diagonal "
+                               "from 1 (dip-i, dip-ii)")
     img_per_s: float | None = _doc("images per second (checkpoints and previews not counted)")
 
     def to_line(self) -> str:
@@ -187,7 +200,7 @@ class RunSummary:
     total: int | None = _doc("steps it trains for")
     device: str | None = _doc("device it trains (or trained) on, else the configured one")
     dataset: str | None = _doc("dataset name")
-    objective: str | None = _doc("H or B")
+    objective: str | None = _doc("H, B, tcvae, factor, dip-i or dip-ii")
     created: float | None = _doc("when the run was created")
     updated: float | None = _doc("last write of status.json")
     error: str | None = _doc("why it failed or is lost, or why its config cannot be read")

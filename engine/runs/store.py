@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from bvae_tui.engine.atomic import share_like_open
 from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.errors import ConfigError, RunError
+from bvae_tui.engine.objective_info import objective_label
 from bvae_tui.engine.runs.files import (
     FileCache,
     JsonLinesTail,
@@ -68,13 +69,12 @@ def _slug(text: str) -> str:
 
 
 def default_name(config: TrainConfig) -> str:
-    """A readable default run name, e.g. ``dsprites-H-b4`` or ``dsprites-B-g100-c20``."""
+    """A readable default run name, e.g. ``dsprites-H-b4``, ``dsprites-B-g100-c20`` or
+    ``dsprites-factor-g40``."""
     data = config.dataset
     if data.startswith("folder:"):
         data = data.split(":", 1)[0]
-    if config.objective == "H":
-        return f"{data}-H-b{config.beta:g}"
-    return f"{data}-B-g{config.gamma:g}-c{config.c_max:g}"
+    return f"{data}-{objective_label(config.to_dict(), ascii=True)}"
 
 
 class Run:

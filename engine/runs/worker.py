@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from bvae_tui.engine.errors import RunError
+from bvae_tui.engine.objective_info import TERM_FIELDS
 from bvae_tui.engine.runs.lock import RunLock
 from bvae_tui.engine.runs.records import MetricsRow
 from bvae_tui.engine.runs.store import Run
@@ -61,8 +62,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def log_row(row: MetricsRow) -> None:  # a readable line per metrics row for worker.log
         c = "" if row.c is None else f" C {row.c:.2f}"
+        # The objective's own terms: only its objective logs each, the others leave it None.
+        own = "".join(f" {t} {v:.3f}" for t in TERM_FIELDS
+                      if (v := getattr(row, t)) is not None)
         print(f"iter {row.iter} loss {row.loss:.3f} recon {row.recon:.3f} "
-              f"kl {row.kl:.3f}{c} {row.img_per_s:.0f} img/s", flush=True)
+              f"kl {row.kl:.3f}{c}{own} {row.img_per_s:.0f} img/s", flush=True)
 
     state = train(run, resume=args.resume, should_stop=lambda: stop_requested, on_row=log_row)
     error = run.raw_status().error if state == "failed" else None

@@ -5,6 +5,7 @@ A checkpoint is a plain dict of tensors and Python primitives (no pickled classe
 
     {"format": 1, "model": state_dict, "optimizer": state_dict, "iteration": int,
      "elapsed": float, "arch": str, "channels": int, "z_dim": int, "config": dict,
+     "objective": {...}  (the objective's own state: FactorVAE's discriminator and optimiser),
      "rng": {"torch": ByteTensor, "cuda": [ByteTensor, ...], "numpy": {...}, "python": [...],
              "batches": {...}}}
 

@@ -117,10 +117,13 @@ class BetaVAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, return_z: bool = False) -> tuple[torch.Tensor, ...]:
+        """(logits, mu, logvar), and with ``return_z`` the sample decoded too (the objectives
+        that estimate the aggregate posterior need it)."""
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
-        return self.decode(z), mu, logvar
+        logits = self.decode(z)
+        return (logits, mu, logvar, z) if return_z else (logits, mu, logvar)
 
 
 def build_model(arch: str, channels: int, z_dim: int) -> BetaVAE:

@@ -7,29 +7,21 @@ step the trainer takes. Nothing here waits for the device: the returned values s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from bvae_tui.engine.train import fastpath
-from bvae_tui.engine.train.objectives import compute_loss, recon_distribution
+from bvae_tui.engine.train.objectives import (
+    ModelOutput,
+    Objective,
+    build_objective,
+    recon_distribution,
+)
 
 if TYPE_CHECKING:
     from bvae_tui.engine.config import TrainConfig
     from bvae_tui.engine.train.adam import Optimizer
-
-
-class ExtraUpdate(Protocol):
-    """An objective's own update, taken after the VAE's in the same step.
-
-    For a second network trained alongside the VAE (e.g. FactorVAE's discriminator) with its own
-    optimiser. It sees the batch as the model saw it and the step's values (``mu`` and ``logvar``
-    detached), and returns extra terms to log (tensors), which join the step's values.
-    """
-
-    def __call__(self, x: torch.Tensor, out: dict[str, Any],
-                 iteration: int) -> dict[str, torch.Tensor]: ...
 
 
 class TrainStep:
@@ -37,30 +29,33 @@ class TrainStep:
 
     ``net`` is the model as :func:`fastpath.prepare_model` left it (its layout, maybe compiled)
     and ``optimizer`` updates its parameters. ``dist`` is the reconstruction distribution (looked
-    up from ``cfg`` when not given).
+    up from ``cfg`` when not given). ``objective`` is the run's
+    :class:`~bvae_tui.engine.train.objectives.Objective` (built from ``cfg`` when not given,
+    which works for the objectives that need no dataset size): the seam where an objective adds
+    its terms, and trains a network of its own after the VAE's update.
     """
 
     def __init__(self, net: torch.nn.Module, optimizer: Optimizer, cfg: TrainConfig,
-                 device: str, dist: str | None = None, extra_updates: Sequence[ExtraUpdate] = ()):
+                 device: str, dist: str | None = None, objective: Objective | None = None):
         self.net, self.optimizer, self.cfg, self.device = net, optimizer, cfg, device
         self.dist = dist or recon_distribution(cfg)
-        self.extra_updates = tuple(extra_updates)
+        self.objective = objective or build_objective(cfg, self.dist, device=device)
 
     def __call__(self, batch: torch.Tensor, iteration: int) -> dict[str, Any]:
         """Train on ``batch`` (float images on the device) at 1-based ``iteration``.
 
-        Returns the objective's values (``loss``, ``recon``, ``kl``, ``kl_per_latent``, ``c``:
-        see :func:`compute_loss`), the encoder's ``mu`` and ``logvar`` (detached) and whatever
-        the extra updates add.
+        Returns the objective's values (``loss``, ``recon``, ``kl``, ``kl_per_latent``, ``c`` and
+        its own terms: see :class:`~bvae_tui.engine.train.objectives.Objective`), and the
+        encoder's ``mu`` and ``logvar`` (detached).
         """
         x = fastpath.to_memory_format(batch, self.cfg)
         with fastpath.autocast(self.cfg, self.device):
-            logits, mu, logvar = self.net(x)
-        out = compute_loss(self.cfg, logits, x, mu, logvar, iteration, self.dist)
+            logits, mu, logvar, z = self.net(x, return_z=True)
+        model_out = ModelOutput(x, logits, mu, logvar, z)
+        out = self.objective.loss(model_out, iteration)
         self.optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
         self.optimizer.step()
         out["mu"], out["logvar"] = mu.detach(), logvar.detach()
-        for update in self.extra_updates:
-            out.update(update(x, out, iteration))
+        out.update(self.objective.update(model_out, iteration))
         return out

@@ -4,9 +4,11 @@ The whole dataset sits on the training device as one uint8 tensor; each step dra
 index (a seeded ``torch.Generator`` walks through shuffled epochs) and converts it to float on the
 device. Per-step statistics stay on the device in a small buffer, so a GPU step never waits for
 the host; every ``log_every`` steps one transfer turns them into a ``metrics.jsonl`` row averaged
-over the interval. Checkpoints hold everything needed to continue exactly: model, optimiser,
-iteration, the torch / CUDA / NumPy / Python RNG states and the batch sampler's state, so a run
-stopped and resumed on the CPU reproduces the uninterrupted run.
+over the interval, with the objective's own terms; warnings about its estimates go to stderr
+(worker.log). Checkpoints hold everything needed to continue exactly: model, optimiser, the
+objective's state (FactorVAE's discriminator and its optimiser), iteration, the torch / CUDA /
+NumPy / Python RNG states and the batch sampler's state, so a run stopped and resumed on the CPU
+reproduces the uninterrupted run.
 
 Outcomes end up in ``status.json``: ``finished``, ``stopped`` (``should_stop`` said so; a
 checkpoint is written first) or ``failed`` with a one-line reason (missing data, non-finite loss
@@ -32,6 +34,7 @@ from bvae_tui.engine.analysis.evaluate import evaluate_run
 from bvae_tui.engine.analysis.visualise import fixed_images, to_tensor, write_previews
 from bvae_tui.engine.errors import ConfigError, DeviceError
 from bvae_tui.engine.runs.devices import resolve_device
+from bvae_tui.engine.runs.health import EstimateWatch
 from bvae_tui.engine.runs.process import process_start_time
 from bvae_tui.engine.runs.records import MetricsRow
 from bvae_tui.engine.runs.store import Run
@@ -39,7 +42,7 @@ from bvae_tui.engine.train import fastpath
 from bvae_tui.engine.train.adam import load_optimizer_state, make_optimizer
 from bvae_tui.engine.train.checkpoint import load_checkpoint, save_checkpoint
 from bvae_tui.engine.train.models import build_model
-from bvae_tui.engine.train.objectives import recon_distribution
+from bvae_tui.engine.train.objectives import build_objective, recon_distribution
 from bvae_tui.engine.train.process import configure_process, is_cuda
 from bvae_tui.engine.train.sampler import BatchSampler, rng_state, set_rng_state
 from bvae_tui.engine.train.step import TrainStep
@@ -138,6 +141,7 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
     model = build_model(cfg.architecture, data.channels, cfg.z_dim)
+    objective = build_objective(cfg, dist, data.n, device)  # a network of its own, if any
     sampler = BatchSampler(data.n, cfg.batch_size, cfg.seed, device)
     iteration, elapsed, state = 0, 0.0, None
     if resume and run.last_checkpoint.exists():
@@ -149,8 +153,9 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
     optimizer = make_optimizer(model.parameters(), cfg, device)
     if state is not None:
         load_optimizer_state(optimizer, state["optimizer"])
+        objective.load_state_dict(state.get("objective") or {})
         set_rng_state(state["rng"], device, sampler)
-    step = TrainStep(net, optimizer, cfg, device, dist)
+    step = TrainStep(net, optimizer, cfg, device, dist, objective)
     run.truncate_metrics(iteration)  # a fresh start, or rows past the checkpoint, go
 
     fixed = None
@@ -160,13 +165,15 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
     # -- bookkeeping ---------------------------------------------------------------------------
     z = cfg.z_dim
     buf_len = max(1, min(cfg.log_every, cfg.iterations))
-    scalars = torch.zeros(buf_len, 3, device=device)  # loss, recon, kl of each step
+    terms = objective.terms  # the objective's own metrics fields, e.g. tc
+    scalars = torch.zeros(buf_len, 3 + len(terms), device=device)  # loss, recon, kl, terms
     vectors = torch.zeros(3, z, device=device)  # sums of kl per latent, mean mu, mean variance
     n_in, c_sum = 0, 0.0
     t_last = time.time()
     overhead = 0.0  # seconds spent on checkpoints / previews in this interval (not img/s)
     last_kl: list[float] | None = None
     start_iteration = iteration
+    watch = EstimateWatch()
 
     def check_finite() -> None:
         values = scalars[:n_in, 0].cpu()
@@ -189,9 +196,12 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
             kl_per_latent=vec[0], mu_mean=vec[1], var_mean=vec[2],
             c=c_sum / n_in if cfg.objective == "B" else None,
             img_per_s=n_in * cfg.batch_size / max(dt - overhead, 1e-9),
+            **dict(zip(terms, means[3:], strict=True)),
         )
         fh.write(row.to_line())
         fh.flush()
+        for message in watch.add(iteration, row.to_dict()):
+            _warn(f"{message} (iteration {iteration})")
         last_kl = vec[0]
         vectors.zero_()
         n_in, c_sum, t_last, overhead = 0, 0.0, now, 0.0
@@ -204,6 +214,7 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
             "iteration": iteration, "elapsed": elapsed + time.time() - t_last,
             "arch": cfg.architecture, "channels": data.channels, "z_dim": z,
             "config": cfg.to_dict(), "rng": rng_state(device, sampler),
+            "objective": objective.state_dict(),
         })
 
     def previews() -> None:
@@ -233,7 +244,8 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
             out = step(data.batch(sampler.next()), iteration)
 
             with torch.no_grad():  # statistics stay on the device until the row is due
-                scalars[n_in] = torch.stack((out["loss"], out["recon"], out["kl"])).detach()
+                scalars[n_in] = torch.stack((out["loss"], out["recon"], out["kl"],
+                                             *(out[t] for t in terms))).detach()
                 vectors[0] += out["kl_per_latent"]
                 vectors[1] += out["mu"].float().mean(0)
                 vectors[2] += out["logvar"].float().exp().mean(0)

@@ -36,8 +36,9 @@ HELP = """
 
 The form is the `bvae train` options: same names, defaults, bounds and checks. A preset fills
 in a paper's setting; anything you change afterwards wins. Fields the chosen objective does not
-use (gamma under H, beta under B) are hidden. Errors show under their field and launch waits
-until there are none. The line at the bottom is the same run as a command.
+use (gamma under H, beta under B, disc_lr under all but factor) are hidden. Errors show under
+their field and launch waits until there are none. The line at the bottom is the same run as a
+command.
 
 | key | action |
 |---|---|
@@ -236,7 +237,8 @@ class NewRunScreen(Screen):
 def command_line(fields: Sequence[FieldInfo], values: dict[str, Any], preset: str | None,
                   name: str | None) -> str:
     """The `bvae train --detach` line for these values: the preset, then every value that
-    differs from what the preset (or the default) gives, spelt as the CLI spells it."""
+    differs from what the preset (or the default) gives, spelt as the CLI spells it, leaving
+    out the fields the objective does not use (the CLI refuses them)."""
     base: dict[str, Any] = {f.name: f.default for f in fields}
     parts = ["bvae", "train", "--detach"]
     if preset in PRESETS:
@@ -245,6 +247,7 @@ def command_line(fields: Sequence[FieldInfo], values: dict[str, Any], preset: st
     if name:
         parts += ["--name", name]
     for info in fields:
-        if info.name in values and values[info.name] != base.get(info.name):
+        if (info.name in values and values[info.name] != base.get(info.name)
+                and info.applies(values)):
             parts += info.words(values[info.name])
     return " ".join(shlex.quote(p) for p in parts)
