@@ -326,7 +326,9 @@ async def test_small_terminal_details(runs_dir, tmp_path):
         app.open_monitor(run.path)
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
         mon = app.screen
-        await pilot.pause()
+        # (waited for: a loaded machine may need a few frames to draw the new screen's footer)
+        await wait_for(pilot, lambda: "q Quit" in "".join(screen_lines(app)[-1:]), 5,
+                       "the footer")
         footer = screen_lines(app)[-1]
         assert "q Quit" in footer and "PgDn Log" in footer, footer
         body = mon.query_one("#mon-body")

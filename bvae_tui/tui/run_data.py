@@ -13,12 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bvae_tui.engine.objective_info import objective_label
+from bvae_tui.engine.objective_info import OBJECTIVE_INFO, objective_label
 from bvae_tui.engine.runs.files import FileCache, stat_key
 from bvae_tui.engine.runs.records import MetricsRow, RunSummary, Status
 from bvae_tui.engine.runs.store import MetricsTail, Run, list_runs
 
 SCORE_NAMES = (("betavae", "BV"), ("factorvae", "FV"), ("mig", "MIG"))
+# The objectives' own metrics fields and how the monitor names them.
+TERM_LABELS = {"mi": "MI", "tc": "TC", "dw_kl": "dim-KL", "disc_acc": "D acc",
+               "dip_od": "off-diag", "dip_d": "diag"}
+TERMS = tuple(dict.fromkeys(t for info in OBJECTIVE_INFO.values() for t in info.terms))
+
+
+def objective_terms(config: dict[str, Any]) -> tuple[str, ...]:
+    """The metrics fields of a run's own objective (none for H and B, or an unknown one)."""
+    info = OBJECTIVE_INFO.get(config.get("objective"))  # type: ignore[arg-type]
+    return info.terms if info else ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,6 +221,7 @@ class MetricsHistory:
     recon: list[float] = field(default_factory=list)
     kl: list[float] = field(default_factory=list)
     c: list[float] = field(default_factory=list)
+    terms: dict[str, list[float]] = field(default_factory=lambda: {t: [] for t in TERMS})
     last: MetricsRow | None = None
     rows_seen: int = 0
     _recent: list[tuple[float, float]] = field(default_factory=list)  # (elapsed, iter)
@@ -225,14 +236,17 @@ class MetricsHistory:
             self.recon.append(_nan(row.recon))
             self.kl.append(_nan(row.kl))
             self.c.append(_nan(row.c))
+            for name, values in self.terms.items():
+                values.append(_nan(getattr(row, name)))
             self.last = row
             if row.elapsed is not None:
                 self._recent.append((row.elapsed, float(row.iter)))
                 del self._recent[:-20]
         if len(self.iters) > self.max_points:
+            keep = slice(0, None, 2) if len(self.iters) % 2 else slice(1, None, 2)
             for name in ("iters", "loss", "recon", "kl", "c"):
-                values = getattr(self, name)
-                setattr(self, name, values[::2] if len(values) % 2 else values[1::2])
+                setattr(self, name, getattr(self, name)[keep])
+            self.terms = {name: values[keep] for name, values in self.terms.items()}
 
     def iter_rate(self) -> float | None:
         """Iterations per second over the last rows (None until two rows are in)."""
@@ -249,8 +263,9 @@ class MetricsHistory:
     def snapshot(self) -> MetricsHistory:
         """A copy the UI thread can own while the watcher keeps appending."""
         copy = MetricsHistory(self.max_points, list(self.iters), list(self.loss),
-                              list(self.recon), list(self.kl), list(self.c), self.last,
-                              self.rows_seen)
+                              list(self.recon), list(self.kl), list(self.c),
+                              {name: list(values) for name, values in self.terms.items()},
+                              self.last, self.rows_seen)
         copy._recent = list(self._recent)
         return copy
 

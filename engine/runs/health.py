@@ -20,26 +20,27 @@ MIN_ROWS = 3
 CHANCE_BAND = 0.03  # accuracy within 50% +- this is chance
 SATURATED = 0.99
 
-# kind, the metrics field it reads, when a value is bad, what to say (n: iterations it held,
-# last: the latest value)
-CHECKS: tuple[tuple[str, str, Callable[[float], bool], str], ...] = (
-    ("negative-tc", "tc", lambda v: v < 0.0,
+# kind, a short name (a status line), the metrics field it reads, when a value is bad, what to
+# say (n: iterations it held, last: the latest value)
+CHECKS: tuple[tuple[str, str, str, Callable[[float], bool], str], ...] = (
+    ("negative-tc", "TC<0", "tc", lambda v: v < 0.0,
      "TC estimate below zero for {n} iterations (now {last:.3g} nats): a total correlation "
      "cannot be, so the estimate is off (tcvae: try a larger --batch-size; factor: the "
      "discriminator is not keeping up)"),
-    ("disc-chance", "disc_acc", lambda v: abs(v - 0.5) <= CHANCE_BAND,
+    ("disc-chance", "D at chance", "disc_acc", lambda v: abs(v - 0.5) <= CHANCE_BAND,
      "discriminator at chance ({last:.0%}) for {n} iterations: its TC estimate carries no "
      "signal (try a larger --disc-lr)"),
-    ("disc-saturated", "disc_acc", lambda v: v >= SATURATED,
+    ("disc-saturated", "D saturated", "disc_acc", lambda v: v >= SATURATED,
      "discriminator right {last:.0%} of the time for {n} iterations: its density ratio "
      "saturates (try a smaller --disc-lr or --gamma-tc)"),
 )
-FIELDS = tuple(sorted({check[1] for check in CHECKS}))
+FIELDS = tuple(sorted({check[2] for check in CHECKS}))
 
 
 @dataclass(frozen=True)
 class EstimateWarning:
     kind: str
+    short: str
     since: int  # the iteration it has held since
     message: str
 
@@ -57,7 +58,7 @@ def estimate_warnings(iters: Sequence[float], series: Mapping[str, Sequence[floa
     hold = HOLD_ITERS if hold is None else hold
     min_rows = MIN_ROWS if min_rows is None else min_rows
     out = []
-    for kind, key, test, template in CHECKS:
+    for kind, short, key, test, template in CHECKS:
         values = series.get(key)
         if not values or len(values) != len(iters):
             continue
@@ -69,7 +70,7 @@ def estimate_warnings(iters: Sequence[float], series: Mapping[str, Sequence[floa
         since = iters[-1 - n] if n < len(iters) else 0.0
         held = int(iters[-1] - since)
         if held >= hold:
-            out.append(EstimateWarning(kind, int(since),
+            out.append(EstimateWarning(kind, short, int(since),
                                        template.format(n=f"{held:,}", last=values[-1])))
     return out
 

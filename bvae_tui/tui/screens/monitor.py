@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
+from bvae_tui.engine.runs.health import EstimateWarning, estimate_warnings
 from bvae_tui.engine.runs.records import Status
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.styles import state_style
@@ -30,12 +31,14 @@ from bvae_tui.tui.messages import (
     WatchError,
 )
 from bvae_tui.tui.run_data import (
+    TERM_LABELS,
     MetricsHistory,
     RunWatcher,
     eta_seconds,
     fmt_duration,
     fmt_num,
     fmt_scores,
+    objective_terms,
     objective_text,
 )
 from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
@@ -44,6 +47,7 @@ from bvae_tui.tui.widgets.kl_bars import KLBars, bar
 from bvae_tui.tui.widgets.log_tail import LogTail
 
 WATCH_SECONDS = 0.2  # a new metrics row shows up within about this (target: under a second)
+TERM_COLORS = ("yellow", "red", "blue")
 
 HELP = """
 # Monitor
@@ -51,7 +55,10 @@ HELP = """
 One run, live: progress, curves (log scale when a curve spans orders of magnitude), the KL of
 each latent on a fixed scale in nats (● active: KL > 0.1), the posterior mean μ and variance σ²
 of each latent, the latest traversal preview (rows: latents by KL; columns: values), and the
-worker log.
+worker log. beta-TCVAE, FactorVAE and DIP-VAE runs get a fourth plot with their own terms (MI,
+TC and dimension-wise KL; TC and the discriminator's accuracy; the covariance penalties), their
+latest values, and a warning when an estimate has gone bad for a while (a TC estimate below
+zero, a discriminator stuck at chance or always right): the same warnings as worker.log.
 
 | key | action |
 |---|---|
@@ -93,6 +100,8 @@ class MonitorScreen(Screen):
         self.previews: dict[str, Any] = {}
         self.preview_kind = "traversal"
         self.gone = False
+        self.terms = objective_terms(self.config)  # the objective's own metrics fields
+        self.warnings: list[EstimateWarning] = []
         self.updates = 0  # metrics repaints, for tests and the benchmark
 
     def compose(self) -> ComposeResult:
@@ -103,7 +112,10 @@ class MonitorScreen(Screen):
                     yield CurvePlot("loss", id="plot-loss")
                     yield CurvePlot("recon", id="plot-recon")
                     yield CurvePlot("KL", id="plot-kl")
+                    yield CurvePlot(" · ".join(TERM_LABELS[t] for t in self.terms),
+                                    id="plot-terms")
                 yield KLBars(id="mon-latents")
+            yield Static(id="mon-warnings")
             yield Static(id="mon-preview-title", classes="section")
             with HorizontalScroll(id="mon-preview-box"):
                 yield HalfBlockImage("no preview yet (written every preview interval)",
@@ -113,6 +125,8 @@ class MonitorScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#plot-terms").display = bool(self.terms)
+        self.query_one("#mon-warnings").display = False
         self._update_header()
         self._update_preview()
         self.watch_run()
@@ -163,10 +177,24 @@ class MonitorScreen(Screen):
         self.query_one("#plot-recon", CurvePlot).set_data(h.iters, [Series("recon", h.recon,
                                                                            "magenta")])
         self.query_one("#plot-kl", CurvePlot).set_data(h.iters, series_kl)
+        if self.terms:
+            self._update_terms(h)
         if h.last is not None:
             self.query_one(KLBars).set_latents(h.last.kl_per_latent, h.last.mu_mean,
                                                h.last.var_mean)
         self._update_header()
+
+    def _update_terms(self, h: MetricsHistory) -> None:
+        """The objective's own terms (curves, latest values in the title) and the warnings
+        about its estimates: short in the header, in full under the plots."""
+        series = [Series(TERM_LABELS[t], h.terms[t], color)
+                  for t, color in zip(self.terms, TERM_COLORS, strict=False)]
+        self.query_one("#plot-terms", CurvePlot).set_data(h.iters, series)
+        self.warnings = estimate_warnings(h.iters, h.terms)
+        box = self.query_one("#mon-warnings", Static)
+        box.update(Text("\n").join(Text(f"⚠ {w.message}", style="bold yellow")
+                                   for w in self.warnings))
+        box.display = bool(self.warnings)
 
     def on_scores_changed(self, message: ScoresChanged) -> None:
         self.scores = message.scores
@@ -228,6 +256,9 @@ class MonitorScreen(Screen):
         line2.append(fmt_num(last.loss if last else None))
         line2.append("  KL ", style="dim")
         line2.append(fmt_num(last.kl if last else None))
+        if self.warnings:
+            line2.append(f"  ⚠ {' · '.join(w.short for w in self.warnings)}",
+                         style="bold yellow")
         if st.activity and not self.gone:
             line2.append(f"  {st.activity}…", style="italic")  # e.g. loading data, evaluating
         ips = last.img_per_s if last else None
