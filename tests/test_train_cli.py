@@ -46,6 +46,16 @@ def assert_one_line_error(result, fragment):
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--preset", "mnist-H"], "unknown preset 'mnist-H'"),
     (["--objective", "C"], "--objective must be one of H, B"),
+    (["--gamma-tc", "10"], "--gamma-tc is used by objective factor, not H"),
+    (["--preset", "dsprites-factor", "--beta", "2"],
+     "--beta is used by objectives H and tcvae, not factor"),
+    (["--objective", "dip-ii", "--gamma", "5"], "--gamma is used by objective B, not dip-ii"),
+    (["--objective", "factor", "--gamma-tc", "-1"], "--gamma-tc must be at least 0"),
+    (["--objective", "dip-i", "--lambda-od", "-2"], "--lambda-od must be at least 0"),
+    (["--objective", "dip-i", "--lambda-d", "-2"], "--lambda-d must be at least 0"),
+    (["--objective", "tcvae", "--alpha", "-1"], "--alpha must be at least 0"),
+    (["--objective", "tcvae", "--batch-size", "1"],
+     "--batch-size must be at least 2 for objective tcvae"),
     (["--gpu", "first"], "--gpu must be a GPU number or auto"),
     (["--dataset", "celeba", "--device", "cpu"], "celeba"),  # data missing: no run, one line
     (["--dataset", "celeba", "--eval-at-end"], "--eval-at-end needs ground-truth factors"),
@@ -166,3 +176,27 @@ def test_ctrl_c_stops_the_foreground_run_with_a_checkpoint(runs_dir, env_data):
 
     assert load_checkpoint(run.last_checkpoint)["iteration"] == status.iteration > 0
     assert f"bvae resume {run.id}" in " ".join(out.split())
+
+
+def test_each_objective_from_the_command_line(runs_dir, env_data):
+    """The real `bvae` command: a wrong objective's field is one line on stderr, and a FactorVAE
+    run trained by a detached worker logs its terms in worker.log."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    bad = subprocess.run([*bvae_command(), "train", *TINY, "--objective", "tcvae",
+                          "--lambda-od", "3"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 1 and list(runs_dir.iterdir()) == []
+    assert bad.stderr.strip() == ("error: --lambda-od is used by objectives dip-i and dip-ii, "
+                                  "not tcvae")
+    out = subprocess.run([*bvae_command(), "train", *TINY, "--objective", "factor",
+                          "--gamma-tc", "20", "--iterations", "20", "--detach"], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    run = Run(runs_dir / out.stdout.strip())
+    deadline = time.monotonic() + 120
+    while run.status().active and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert run.status().state == "finished", run.log_path.read_text()
+    assert run.name == "dsprites-mini-factor-g20"
+    rows = [line for line in run.log_path.read_text().splitlines() if line.startswith("iter ")]
+    assert len(rows) == 2 and all(" tc " in r and " disc_acc " in r for r in rows), rows
+    assert all(0.0 <= r.disc_acc <= 1.0 for r in run.metrics())
