@@ -33,7 +33,7 @@ from tests.tui_helpers import make_run, metrics_row
 STATUS_KEYS = {"state", "iteration", "total", "phase", "device", "pid", "pid_start", "error",
                "eval_error", "created", "launched", "started", "heartbeat", "updated"}
 ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "mu_mean",
-            "var_mean", "c", "img_per_s"}
+            "var_mean", "c", "img_per_s", "mi", "tc", "dw_kl", "disc_acc", "dip_od", "dip_d"}
 EVAL_KEYS = {"scores", "details", "params", "timings", "seed", "fast", "run", "iteration",
              "checkpoint", "dataset", "factors", "device", "arch", "z_dim", "encoded", "seconds",
              "created"}

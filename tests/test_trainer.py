@@ -14,10 +14,7 @@ from bvae_tui.engine.runs.store import create_run
 from bvae_tui.engine.train.checkpoint import load_checkpoint, load_model
 from bvae_tui.engine.train.sampler import BatchSampler
 from bvae_tui.engine.train.trainer import train
-
-ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "mu_mean",
-            "var_mean", "c", "img_per_s", "mi", "tc", "dw_kl", "disc_acc", "dip_od", "dip_d"}
-
+from tests.test_records import ROW_KEYS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from bvae_tui.engine.runs.store import Run
 from tests.conftest import bvae_command
+from tests.test_records import ROW_KEYS
 
-ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "mu_mean",
-            "var_mean", "c", "img_per_s", "mi", "tc", "dw_kl", "disc_acc", "dip_od", "dip_d"}
 TINY = ["--dataset", "dsprites-mini", "--device", "cpu", "--batch-size", "16", "--z-dim", "3",
         "--preview-every", "0"]
 
