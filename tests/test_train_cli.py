@@ -200,3 +200,7 @@ def test_each_objective_from_the_command_line(runs_dir, env_data):
     rows = [line for line in run.log_path.read_text().splitlines() if line.startswith("iter ")]
     assert len(rows) == 2 and all(" tc " in r and " disc_acc " in r for r in rows), rows
     assert all(0.0 <= r.disc_acc <= 1.0 for r in run.metrics())
+    shown = subprocess.run([*bvae_command(), "runs", "show", run.id], env=env,
+                           capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "objective terms: tc " in shown.stdout and " disc_acc " in shown.stdout

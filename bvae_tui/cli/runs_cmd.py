@@ -9,6 +9,7 @@ import typer
 
 from bvae_tui.cli.common import JsonOpt, RunArg, RunsDirOpt, console, find_run, print_json
 from bvae_tui.cli.main import app
+from bvae_tui.engine.objective_info import TERM_FIELDS
 from bvae_tui.styles import state_style
 
 runs_app = typer.Typer(help="List runs; show or delete one.", no_args_is_help=False)
@@ -101,6 +102,9 @@ def runs_show(
                   f"{num(last.img_per_s, '.0f')} img/s")
         if last.kl_per_latent is not None:
             out.print("KL per latent: " + " ".join(f"{v:.2f}" for v in last.kl_per_latent))
+        own = [(t, v) for t in TERM_FIELDS if (v := getattr(last, t)) is not None]
+        if own:  # the objective's own terms, e.g. beta-TCVAE's mi, tc and dw_kl
+            out.print("objective terms: " + " ".join(f"{t} {v:.3f}" for t, v in own))
     if scored:
         out.print("eval: " + " ".join(f"{k}={v:.3f}" for k, v in scored.scores.items()))
     if checkpoint:

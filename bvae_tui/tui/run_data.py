@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bvae_tui.engine.objective_info import OBJECTIVE_INFO, objective_label
+from bvae_tui.engine.objective_info import OBJECTIVE_INFO, TERM_FIELDS, objective_label
 from bvae_tui.engine.runs.files import FileCache, stat_key
 from bvae_tui.engine.runs.records import MetricsRow, RunSummary, Status
 from bvae_tui.engine.runs.store import MetricsTail, Run, list_runs
@@ -22,7 +22,6 @@ SCORE_NAMES = (("betavae", "BV"), ("factorvae", "FV"), ("mig", "MIG"))
 # The objectives' own metrics fields and how the monitor names them.
 TERM_LABELS = {"mi": "MI", "tc": "TC", "dw_kl": "dim-KL", "disc_acc": "D acc",
                "dip_od": "off-diag", "dip_d": "diag"}
-TERMS = tuple(dict.fromkeys(t for info in OBJECTIVE_INFO.values() for t in info.terms))
 
 
 def objective_terms(config: dict[str, Any]) -> tuple[str, ...]:
@@ -221,7 +220,7 @@ class MetricsHistory:
     recon: list[float] = field(default_factory=list)
     kl: list[float] = field(default_factory=list)
     c: list[float] = field(default_factory=list)
-    terms: dict[str, list[float]] = field(default_factory=lambda: {t: [] for t in TERMS})
+    terms: dict[str, list[float]] = field(default_factory=lambda: {t: [] for t in TERM_FIELDS})
     last: MetricsRow | None = None
     rows_seen: int = 0
     _recent: list[tuple[float, float]] = field(default_factory=list)  # (elapsed, iter)
