@@ -1,4 +1,5 @@
-"""`bvae export gif|png|recon RUN`: traversal GIFs and grids, reconstruction grids.
+"""`bvae export gif|png|recon RUN`, `bvae export csv|tensorboard RUN...`: traversal GIFs and grids,
+reconstruction grids; metrics rows as CSV or TensorBoard event files.
 
 The engine does the work (bvae_tui.engine.analysis.export); this module only parses options.
 torch and the engine are imported inside the commands so `bvae --help` stays fast.
@@ -14,7 +15,8 @@ from bvae_tui.cli.common import DataDirOpt, RunArg, RunsDirOpt, find_run
 from bvae_tui.cli.main import app
 
 export_app = typer.Typer(
-    help="Export latent traversals (GIF, PNG grid) and reconstructions from a run's checkpoint.",
+    help="Export latent traversals (GIF, PNG grid) and reconstructions from a run's checkpoint; "
+    "metrics as CSV or TensorBoard event files.",
     no_args_is_help=True,
 )
 app.add_typer(export_app, name="export", rich_help_panel="Results")
@@ -133,3 +135,42 @@ def recon(
     path = export_recon(find_run(run, runs_dir), output=output, images=_indices(images), n=n,
                         seed=seed, checkpoint=checkpoint, device=device, data_dir=data_dir)
     typer.echo(str(path))
+
+
+RunsArg = Annotated[list[str], typer.Argument(
+    help="runs: ids, unique id prefixes, names or paths", show_default=False)]
+
+
+def _runs(refs: list[str], runs_dir: str | None) -> list:
+    unique = {run.path: run for run in (find_run(ref, runs_dir) for ref in refs)}
+    return list(unique.values())
+
+
+@export_app.command("csv")
+def csv(
+    runs: RunsArg,
+    output: Annotated[str, typer.Option("--output", "-o", help="CSV file to write",
+                                        show_default=False)],
+    runs_dir: RunsDirOpt = None,
+) -> None:
+    """Every metrics row of the runs as CSV: one line per row, the config fields that differ
+    between the runs (a sweep's swept values) as columns, one column per latent."""
+    from bvae_tui.engine.analysis.export_data import export_csv
+
+    typer.echo(str(export_csv(_runs(runs, runs_dir), output)))
+
+
+@export_app.command("tensorboard")
+def tensorboard(
+    runs: RunsArg,
+    output: Annotated[str, typer.Option("--output", "-o", help="folder for the event files "
+                                        "(one sub-folder per run)", show_default=False)],
+    runs_dir: RunsDirOpt = None,
+) -> None:
+    """TensorBoard event files: training scalars, KL per latent, the latest previews, the config
+    as hparams and the eval scores. View with 'tensorboard --logdir DIR' (or 'wandb sync DIR').
+    Needs tensorboard: pip install 'bvae-tui[tensorboard]'."""
+    from bvae_tui.engine.analysis.export_data import export_tensorboard
+
+    for path in export_tensorboard(_runs(runs, runs_dir), output):
+        typer.echo(str(path))

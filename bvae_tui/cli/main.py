@@ -43,6 +43,7 @@ def _register() -> None:
     """Attach every command module. Each module defines its commands on ``app`` or a sub-app."""
     from bvae_tui.cli import (  # noqa: F401  (imported for their registrations)
         bench_cmd,
+        compare_cmd,
         data_cmd,
         eval_cmd,
         export_cmd,

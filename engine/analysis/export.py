@@ -94,19 +94,25 @@ def output_path(run: Run, output: str | os.PathLike | None, default_name: str) -
         if path.suffix.lower() != suffix:
             raise RunError(f"output {path} must end in {suffix}; "
                            f"e.g. -o {path.with_suffix(suffix)}")
-    blocker = next((p for p in (path.parent, *path.parent.parents)
-                    if p.exists() and not p.is_dir()), None)
+    return writable_folder(path, path.parent)
+
+
+def writable_folder(path: Path, folder: Path, option: str = "-o") -> Path:
+    """Create ``folder`` (where ``path`` will be written) if needed and check that it can be
+    written; a one-line :class:`RunError` naming ``option`` otherwise. Returns ``path``."""
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()),
+                   None)
     if blocker is not None:
         raise RunError(f"cannot write {path}: {blocker} is a file, not a folder; "
-                       "choose another output with -o")
+                       f"choose another output with {option}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunError(f"cannot create folder {path.parent} ({exc.strerror or exc}); "
-                       "choose another output with -o") from None
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise RunError(f"cannot write to {path.parent} (permission denied); "
-                       "choose another output with -o")
+        raise RunError(f"cannot create folder {folder} ({exc.strerror or exc}); "
+                       f"choose another output with {option}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RunError(f"cannot write to {folder} (permission denied); "
+                       f"choose another output with {option}")
     return path
 
 
