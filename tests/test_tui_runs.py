@@ -69,7 +69,7 @@ async def test_runs_table_lists_every_state(runs_dir, tmp_path):
             assert table.row_count == 6
 
             # Scores of the runs in view beside the paper's numbers.
-            await pilot.press("c")
+            await pilot.press("p")
             await wait_for(pilot, lambda: isinstance(app.screen, ScoresScreen), 5, "scores")
             scores = app.screen.query_one(DataTable)
             rows = [[str(c) for c in scores.get_row_at(i)] for i in range(scores.row_count)]
@@ -184,7 +184,7 @@ async def test_scores_fit_80_columns(runs_dir, tmp_path):
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.screen.rows, 10, "the run")
-        await pilot.press("c")
+        await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ScoresScreen), 5, "scores")
         await pilot.pause()
         table = app.screen.query_one(DataTable)

@@ -210,7 +210,9 @@ class BvaeApp(App):
         yield SystemCommand("New run", "Open the new-run form", self.action_new_run)
         yield SystemCommand("Help", "Keys of this screen", self.action_help)
         if isinstance(screen, RunsScreen):
-            yield SystemCommand("Compare scores", "Scores of the runs in view beside the "
+            yield SystemCommand("Compare runs", "The marked runs (or those in view) side by "
+                                "side: curves, latents, scores, traversals", screen.action_compare)
+            yield SystemCommand("Paper scores", "Scores of the runs in view beside the "
                                 "paper's", screen.action_scores)
         target = self._palette_target(screen)
         if target is not None:
@@ -248,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_app(runs_dir: str | None = None, data_dir: str | None = None) -> None:
+    from bvae_tui.tui.widgets.preview_image import probe
+
+    probe()  # Kitty or Sixel graphics for previews: asked before Textual owns the terminal
     BvaeApp(runs_dir, data_dir).run()
 
 

@@ -88,3 +88,19 @@ class ExportDone(Message):
         self.run_id = run_id
         self.path = path
         self.error = error
+
+
+class CompareChanged(_Latest):
+    """The compared runs' data, after any of them changed."""
+
+    def __init__(self, source: str, runs: list[Any]) -> None:
+        super().__init__(source)
+        self.runs = runs  # engine.analysis.compare.CompareRun
+
+
+class PreviewsChanged(_Latest):
+    """Every compared run's latest traversal preview (run id -> (H, W, 3) uint8 array)."""
+
+    def __init__(self, source: str, images: dict[str, Any]) -> None:
+        super().__init__(source)
+        self.images = images

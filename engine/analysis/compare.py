@@ -36,6 +36,14 @@ SYMBOLS = {"beta": "β", "gamma": "γ", "c_max": "C", "c_stop_iter": "C_iter", "
 # differ only in these are the same experiment, so legends and default groups leave them out.
 _BOOKKEEPING_GROUPS = (GROUP_RUN, GROUP_SPEED)
 PER_RUN = "run"  # `--by run`: every run its own group
+# Group colours (Tableau 10, matplotlib's default cycle): the TUI and the figures agree.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def colour(index: int) -> str:
+    """The colour of group ``index`` (the palette repeats past ten groups)."""
+    return PALETTE[index % len(PALETTE)]
 
 
 def _fields() -> dict[str, FieldInfo]:
@@ -328,14 +336,15 @@ def group_runs(runs: Sequence[CompareRun], by: tuple[str, ...],
                ascii_only: bool = False) -> list[Group]:
     """Groups of ``runs`` sharing the values of ``by``, sorted by those values (numbers by
     size); with no fields, one group per run, labelled by what differs between the runs."""
+    differing = differing_fields(runs)
+    order = sorted(range(len(runs)), key=lambda i: tuple(
+        _order(field_value(runs[i], f)) for f in differing) + (i,))
     if not by:
         labels = run_labels(runs, ascii_only=ascii_only)
-        order = sorted(range(len(runs)), key=lambda i: tuple(
-            _order(field_value(runs[i], f)) for f in differing_fields(runs)) + (i,))
         return [Group(key=(runs[i].id,), label=labels[i], runs=(runs[i],), colour=k)
                 for k, i in enumerate(order)]
     members: dict[tuple[Any, ...], list[CompareRun]] = {}
-    for run in runs:
+    for run in (runs[i] for i in order):  # within a group: by what differs (e.g. the seed)
         key = tuple(field_value(run, name) for name in by)
         match = next((k for k in members if all(_same(a, b) for a, b in zip(k, key,
                                                                             strict=True))), None)

@@ -19,6 +19,7 @@ from bvae_tui.engine.analysis.compare import (
     SYMBOLS,
     CompareRun,
     Group,
+    colour,
     group_band,
     has_curve,
 )
@@ -28,14 +29,8 @@ from bvae_tui.engine.analysis.export_data import require
 from bvae_tui.engine.atomic import atomic_path
 from bvae_tui.engine.errors import RunError
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf")
 FORMATS = (".png", ".svg", ".pdf")
 MAX_METRIC_PANELS = 4
-
-
-def colour(index: int) -> str:
-    return PALETTE[index % len(PALETTE)]
 
 
 def check_plot_path(output: str | os.PathLike) -> Path:

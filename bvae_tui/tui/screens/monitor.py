@@ -42,9 +42,9 @@ from bvae_tui.tui.run_data import (
     objective_text,
 )
 from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
-from bvae_tui.tui.widgets.halfblock_image import HalfBlockImage
 from bvae_tui.tui.widgets.kl_bars import KLBars, bar
 from bvae_tui.tui.widgets.log_tail import LogTail
+from bvae_tui.tui.widgets.preview_image import preview_image
 
 WATCH_SECONDS = 0.2  # a new metrics row shows up within about this (target: under a second)
 TERM_COLORS = ("yellow", "red", "blue")
@@ -118,8 +118,8 @@ class MonitorScreen(Screen):
             yield Static(id="mon-warnings")
             yield Static(id="mon-preview-title", classes="section")
             with HorizontalScroll(id="mon-preview-box"):
-                yield HalfBlockImage("no preview yet (written every preview interval)",
-                                     id="mon-preview")
+                yield preview_image("no preview yet (written every preview interval)",
+                                    id="mon-preview")
             yield Static(Text("worker.log", style="bold"), classes="section")
             yield LogTail(id="mon-log")
         yield Footer()
@@ -294,12 +294,12 @@ class MonitorScreen(Screen):
     def _update_preview(self) -> None:
         kind = self.preview_kind
         other = "recon" if kind == "traversal" else "traversal"
-        zoom = self.query_one(HalfBlockImage).zoom
+        zoom = self.query_one("#mon-preview").zoom  # type: ignore[attr-defined]
         size = "fit" if zoom is None else f"{zoom:g}x"
         title = Text.assemble((kind, "bold"), (f"  p: {other}  z: size ({size})", "dim"))
         self.query_one("#mon-preview-title", Static).update(title)
         image = self.previews.get(kind)
-        self.query_one(HalfBlockImage).set_image(
+        self.query_one("#mon-preview").set_image(  # type: ignore[attr-defined]
             image, None if image is not None else f"no {kind} preview yet")
 
     # Actions ----------------------------------------------------------------------------------
@@ -323,7 +323,7 @@ class MonitorScreen(Screen):
             body.scroll_page_up(animate=False)
 
     def action_zoom(self) -> None:
-        image = self.query_one(HalfBlockImage)
+        image: Any = self.query_one("#mon-preview")
         image.set_zoom(_next_zoom(image.zoom))
         self._update_preview()
 

@@ -36,7 +36,10 @@ Every run under the runs dir, refreshed every second; runs started from the CLI 
 | `r` | resume a stopped, failed or lost run from its last checkpoint |
 | `e` | export a traversal GIF |
 | `d` | delete the run (asks first) |
-| `c` | compare the scores of the runs in view with the paper's |
+| `space` | mark or unmark the selected run for comparison (● before its name) |
+| `m` | mark every run in view (again: unmark them) |
+| `c` | compare the marked runs (none marked: the runs in view): curves, latents, scores |
+| `p` | the scores of the runs in view beside the paper's |
 | `/` | filter by text (esc returns to the table) |
 | `f` / `g` | cycle the state / dataset filter |
 | `o` / `O` | cycle the sort column / reverse it |
@@ -70,7 +73,10 @@ class RunsScreen(Screen):
         Binding("r", "resume", "Resume"),
         Binding("e", "export", "Export"),
         Binding("d", "delete", "Delete"),
-        Binding("c", "scores", "Scores", show=False),
+        Binding("space", "toggle_mark", "Mark", show=False),
+        Binding("m", "mark_view", "Mark all", show=False),
+        Binding("c", "compare", "Compare"),
+        Binding("p", "scores", "Paper", show=False),
         Binding("slash", "focus_filter", "Filter", show=False),
         Binding("f", "cycle_state", "State", show=False),
         Binding("g", "cycle_dataset", "Dataset", show=False),
@@ -91,6 +97,7 @@ class RunsScreen(Screen):
         self.reverse = True
         self._poll_now = False
         self._want: str | None = None  # a run to put the cursor on once it shows up
+        self.marked: set[str] = set()  # run ids marked for comparison
 
     def compose(self) -> ComposeResult:
         yield Static(id="runs-title", classes="topbar")
@@ -141,6 +148,8 @@ class RunsScreen(Screen):
     def on_runs_updated(self, message: RunsUpdated) -> None:
         self.rows = message.rows
         self.loaded = True
+        if self.marked - {r.id for r in self.rows}:  # marked runs deleted meanwhile
+            self._set_marks(self.marked & {r.id for r in self.rows})
         self._show()
 
     # View -------------------------------------------------------------------------------------
@@ -191,7 +200,8 @@ class RunsScreen(Screen):
             ("state ", "dim"), (self.state_filter, "bold"), (" [f]  ", "dim"),
             ("dataset ", "dim"), (self.dataset_filter, "bold"), (" [g]  ", "dim"),
             ("sort ", "dim"), (f"{self.sort} {arrow}", "bold"), (" [o/O]  ", "dim"),
-            ("scores ", "dim"), ("[c]", "dim"),
+            ("marked ", "dim"), (str(len(self.marked)), "bold magenta" if self.marked else "bold"),
+            (" [space/m]", "dim"),
         )
         self.query_one("#runs-bar", Static).update(text)
 
@@ -295,6 +305,38 @@ class RunsScreen(Screen):
 
         self.app.push_screen(ScoresScreen([(r.name, Path(r.path), r.objective, r.dataset)
                                            for r in self.visible_rows()]))
+
+    # Marks and comparison ----------------------------------------------------------------------
+    def _set_marks(self, marked: set[str]) -> None:
+        self.marked = marked
+        self.query_one(RunsTable).set_marks(marked)
+        self._update_bar()
+
+    def action_toggle_mark(self) -> None:
+        row = self._selected_or_warn()
+        if row is None:
+            return
+        self._set_marks(self.marked ^ {row.id})
+        table = self.query_one(RunsTable)
+        if table.cursor_row < table.row_count - 1:  # on to the next run, as file managers do
+            table.move_cursor(row=table.cursor_row + 1, animate=False)
+
+    def action_mark_view(self) -> None:
+        shown = {r.id for r in self.visible_rows()}
+        self._set_marks(self.marked - shown if shown <= self.marked else self.marked | shown)
+
+    def action_compare(self) -> None:
+        from bvae_tui.tui.screens.compare import CompareScreen
+
+        rows = self.visible_rows()
+        if self.marked:  # in the table's order, including marked runs the filter now hides
+            rows = [r for r in sorted(self.rows, key=sort_key(self.sort), reverse=self.reverse)
+                    if r.id in self.marked]
+        if not rows:
+            self.notify("no runs to compare: mark some with space (or m for all in view)",
+                        severity="warning")
+            return
+        self.app.push_screen(CompareScreen([Path(r.path) for r in rows]))
 
     def action_open_monitor(self) -> None:
         if row := self._selected_or_warn():

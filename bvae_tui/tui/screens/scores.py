@@ -55,7 +55,7 @@ def paper_betavae() -> dict[str, float]:
 
 
 class ScoresScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,c", "close", "Close")]
+    BINDINGS = [Binding("escape,q,p", "close", "Close")]
 
     def __init__(self, runs: list[tuple[str, Path, str, str]]) -> None:
         """``runs``: (name, path, objective text, dataset) of the runs to compare."""

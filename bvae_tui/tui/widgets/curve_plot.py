@@ -3,7 +3,9 @@
 Our own rather than textual-plot: at 80x24 each plot gets a handful of rows, and a plot that
 spends no space on axes frames, scales to thousands of points by drawing a min/max envelope per
 dot column (numpy, no Python loop over points) and picks a log scale for losses that fall by
-orders of magnitude reads better there.
+orders of magnitude reads better there. A series may bring its own x values (runs compared side
+by side log at different iterations) and a band (min-max over a group's runs), drawn dim
+beneath the lines.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class Series:
     label: str
     ys: Sequence[float]
     color: str
+    xs: Sequence[float] | None = None  # None: the plot's shared x values
+    lo: Sequence[float] | None = None  # a band from lo to hi at each x (e.g. min-max over runs)
+    hi: Sequence[float] | None = None
 
 
 def _fmt_tick(value: float) -> str:
@@ -52,9 +57,10 @@ class CurvePlot(Widget):
     title: reactive[str] = reactive("")
 
     def __init__(self, title: str = "", *, name: str | None = None, id: str | None = None,
-                 classes: str | None = None) -> None:
+                 classes: str | None = None, values: bool = True) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.title = title
+        self.values = values  # the title line names each series' last value
         self._xs: np.ndarray = np.zeros(0)
         self._series: list[Series] = []
 
@@ -62,6 +68,15 @@ class CurvePlot(Widget):
         self._xs = np.asarray(xs, dtype=np.float64)
         self._series = series
         self.refresh()
+
+    def _x_of(self, s: Series) -> np.ndarray:
+        return self._xs if s.xs is None else np.asarray(s.xs, dtype=np.float64)
+
+    def _x_range(self) -> tuple[float, float] | None:
+        ends = [(float(x[0]), float(x[-1])) for x in map(self._x_of, self._series) if x.size]
+        if not ends:
+            return None
+        return min(e[0] for e in ends), max(e[1] for e in ends)
 
     # Rendering --------------------------------------------------------------------------------
     def render(self) -> Text:
@@ -82,7 +97,7 @@ class CurvePlot(Widget):
 
     def _title_line(self) -> Text:
         text = Text(self.title, style="bold")
-        for s in self._series:
+        for s in self._series if self.values else ():
             last = next((v for v in reversed(s.ys) if math.isfinite(v)), None)
             if last is None:
                 continue
@@ -94,15 +109,17 @@ class CurvePlot(Widget):
 
     def _x_axis(self, cols: int) -> Text:
         text = Text(" " * _LABEL_W, style="dim")
-        if self._xs.size == 0:
+        span = self._x_range()
+        if span is None:
             return text
-        lo, hi = f"{self._xs[0]:.0f}", f"{self._xs[-1]:.0f}"
+        lo, hi = f"{span[0]:.0f}", f"{span[1]:.0f}"
         gap = max(1, cols - len(lo) - len(hi))
         text.append(lo + " " * gap + hi, style="dim")
         return text
 
     def _scale(self) -> tuple[float, float, bool] | None:
-        values = [np.asarray(s.ys, dtype=np.float64) for s in self._series]
+        values = [np.asarray(v, dtype=np.float64) for s in self._series
+                  for v in (s.ys, s.lo, s.hi) if v is not None]
         finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.zeros(0)
         if finite.size == 0:
             return None
@@ -118,9 +135,9 @@ class CurvePlot(Widget):
 
     def _plot(self, cols: int, rows: int) -> list[Text]:
         scale = self._scale()
-        n = self._xs.size
+        span = self._x_range()
         blank = [Text(" " * (_LABEL_W - 1) + "│", style="dim") for _ in range(rows)]
-        if scale is None or n == 0:
+        if scale is None or span is None:
             if rows:
                 blank[rows // 2].append(" waiting for metrics…", style="dim italic")
             return blank
@@ -128,18 +145,35 @@ class CurvePlot(Widget):
         pw, ph = cols * 2, rows * 4
         dots = np.zeros((rows, cols), dtype=np.int32)
         color_at = np.full((rows, cols), -1, dtype=np.int32)
-        x0, x1 = float(self._xs[0]), float(self._xs[-1])
+        line_at = np.zeros((rows, cols), dtype=bool)  # a cell holding a line (not just a band)
+        x0, x1 = span
         xspan = (x1 - x0) or 1.0
-        for si, s in enumerate(self._series):
-            ys = np.asarray(s.ys, dtype=np.float64)[:n]
+
+        def points(xs: np.ndarray, ys: Sequence[float]) -> tuple[np.ndarray, np.ndarray] | None:
+            ys = np.asarray(ys, dtype=np.float64)[: xs.size]
             ok = np.isfinite(ys) & (ys > 0 if log else True)
             if not ok.any():
-                continue
-            xs = self._xs[: ys.size][ok]
+                return None
             vals = np.log10(ys[ok]) if log else ys[ok]
-            px = np.clip(np.round((xs - x0) / xspan * (pw - 1)).astype(np.int64), 0, pw - 1)
+            px = np.clip(np.round((xs[: ys.size][ok] - x0) / xspan * (pw - 1)).astype(np.int64),
+                         0, pw - 1)
             py = np.clip(np.round((hi - vals) / (hi - lo) * (ph - 1)).astype(np.int64), 0, ph - 1)
-            self._draw(dots, color_at, si, px, py)
+            return px, py
+
+        for si, s in enumerate(self._series):  # bands first: lines are drawn over them
+            if s.lo is None or s.hi is None:
+                continue
+            xs = self._x_of(s)
+            top, bottom = points(xs, s.hi), points(xs, s.lo)
+            if top is not None and bottom is not None and top[0].size == bottom[0].size:
+                self._fill(dots, color_at, si, top[0], top[1], bottom[1])
+        for si, s in enumerate(self._series):
+            drawn = points(self._x_of(s), s.ys)
+            if drawn is not None:
+                own = np.zeros_like(dots)
+                self._draw(own, color_at, si, *drawn)
+                dots |= own
+                line_at |= own != 0
         lines = []
         for r in range(rows):
             if r == 0:
@@ -153,11 +187,25 @@ class CurvePlot(Widget):
             for c in range(cols):
                 bits = int(dots[r, c])
                 if bits:
-                    line.append(chr(0x2800 + bits), style=self._series[color_at[r, c]].color)
+                    color = self._series[color_at[r, c]].color
+                    line.append(chr(0x2800 + bits), style=color if line_at[r, c]
+                                else f"{color} dim")
                 else:
                     line.append(" ")
             lines.append(line)
         return lines
+
+    @staticmethod
+    def _fill(dots: np.ndarray, color_at: np.ndarray, si: int, px: np.ndarray,
+              top: np.ndarray, bottom: np.ndarray) -> None:
+        """Set every dot between ``top`` and ``bottom`` (dot rows) in each dot column."""
+        starts = np.flatnonzero(np.r_[True, px[1:] != px[:-1]])
+        tops = np.minimum.reduceat(np.minimum(top, bottom), starts)
+        bottoms = np.maximum.reduceat(np.maximum(top, bottom), starts)
+        for x, y0, y1 in zip(px[starts].tolist(), tops.tolist(), bottoms.tolist(), strict=True):
+            for y in range(y0, y1 + 1):
+                dots[y // 4, x // 2] |= _DOTS[x % 2][y % 4]
+                color_at[y // 4, x // 2] = si
 
     @staticmethod
     def _draw(dots: np.ndarray, color_at: np.ndarray, si: int, px: np.ndarray,

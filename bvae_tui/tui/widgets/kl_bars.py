@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widget import Widget
 
-ACTIVE_KL = 0.1  # nats; below this a latent carries next to nothing about the input
+from bvae_tui.engine.analysis.compare import ACTIVE_KL
+
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 _NICE = (1, 2, 5)
 

@@ -28,14 +28,22 @@ def state_text(state: str) -> Text:
     return Text(state, style=state_style(state))
 
 
-def cells(row: RunRow) -> list[Text | str]:
+MARK = "● "  # before the name of a run marked for comparison
+
+
+def name_cell(row: RunRow, marked: bool = False) -> Text:
+    name = Text(row.name[:28], style="bold" if row.state == "running" else "")
+    return Text.assemble((MARK, "bold magenta"), name) if marked else name
+
+
+def cells(row: RunRow, marked: bool = False) -> list[Text | str]:
     """The table cells of a row, in :data:`COLUMNS` order."""
     source = SOURCE_SHORT.get(row.source, row.source)
     dataset = f"{row.dataset} ({source})" if source else row.dataset
     pct = f" {100 * row.iteration // row.total:>3d}%" if row.total else ""
     note = row.error if len(row.error) <= 60 else row.error[:59] + "…"
     return [
-        Text(row.name[:28], style="bold" if row.state == "running" else ""),
+        name_cell(row, marked),
         state_text(row.state),
         Text(f"{row.progress}{pct}", justify="right"),
         Text(fmt_num(row.loss), justify="right"),
@@ -56,6 +64,7 @@ class RunsTable(DataTable):
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
         self.rows_shown: dict[str, RunRow] = {}
         self._order: list[str] = []
+        self.marked: set[str] = set()  # run ids marked for comparison
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -80,7 +89,7 @@ class RunsTable(DataTable):
             selected = self.selected_id
             self.clear()
             for row in rows:
-                self.add_row(*cells(row), key=row.id)
+                self.add_row(*cells(row, row.id in self.marked), key=row.id)
             self._order = order
             self.rows_shown = {r.id: r for r in rows}
             if selected in order:
@@ -90,10 +99,19 @@ class RunsTable(DataTable):
             old = self.rows_shown.get(row.id)
             if old == row:
                 continue
-            new_cells = cells(row)
-            old_cells = cells(old) if old else [None] * len(COLUMNS)
+            marked = row.id in self.marked
+            new_cells = cells(row, marked)
+            old_cells = cells(old, marked) if old else [None] * len(COLUMNS)
             for (key, _), new, prev in zip(COLUMNS, new_cells, old_cells, strict=True):
                 if str(new) != str(prev) or (isinstance(new, Text) and isinstance(prev, Text)
                                              and new.style != prev.style):
                     self.update_cell(row.id, key, new, update_width=True)
             self.rows_shown[row.id] = row
+
+    def set_marks(self, marked: set[str]) -> None:
+        """Show ``marked`` (run ids) as marked, updating only the names that change."""
+        changed = (self.marked ^ marked) & set(self.rows_shown)
+        self.marked = set(marked)
+        for run_id in changed:
+            self.update_cell(run_id, "name", name_cell(self.rows_shown[run_id],
+                                                       run_id in marked), update_width=True)
