@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 
 from bvae_tui.engine.analysis.compare import (
-    RunsFollower,
     differing_fields,
     group_band,
     group_runs,
-    load_runs,
     resolve_by,
     run_labels,
 )
+from bvae_tui.engine.analysis.compare_runs import RunsFollower, load_runs
 from bvae_tui.engine.analysis.compare_table import choose_metrics, score_table, sort_groups
 from bvae_tui.engine.errors import ConfigError
 from tests.compare_helpers import beta_seed_grid, make_run, row

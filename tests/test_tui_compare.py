@@ -43,10 +43,10 @@ def _grid(root, seeds=(1, 2)):
 async def _open_compare(app, pilot, keys=("m",)) -> CompareScreen:
     screen = app.screen
     assert isinstance(screen, RunsScreen)
-    await wait_for(pilot, lambda: len(screen.rows) == 10, 10, "ten runs")
+    await wait_for(pilot, lambda: len(screen.rows) == 10, 30, "ten runs")
     await pilot.press(*keys, "c")
     await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.data,
-                   10, "the compare screen's data")
+                   30, "the compare screen's data")
     await pilot.pause()
     return app.screen
 
@@ -103,7 +103,7 @@ async def test_ten_marked_runs_at_80x24(runs_dir):
         await pilot.press("4")
         await wait_for(pilot, lambda: len(compare.query(".trav-img")) == 10
                        and all(w.image is not None for w in compare.query(".trav-img")),
-                       10, "ten previews")
+                       30, "ten previews")
         images = list(compare.query(".trav-img"))
         assert all(isinstance(w, HalfBlockImage) for w in images)
         text = "\n".join(screen_lines(app))
@@ -127,7 +127,7 @@ async def test_marks_pick_the_compared_runs(runs_dir):
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(120, 30)) as pilot:
         screen = app.screen
-        await wait_for(pilot, lambda: len(screen.rows) == 10, 10, "ten runs")
+        await wait_for(pilot, lambda: len(screen.rows) == 10, 30, "ten runs")
         table = screen.query_one(RunsTable)
         first = table.selected_id
         await pilot.press("space")
@@ -147,7 +147,7 @@ async def test_marks_pick_the_compared_runs(runs_dir):
         assert table.row_count == 10  # marks outlive the filter
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.data,
-                       10, "compare")
+                       30, "compare")
         compare = app.screen
         assert sorted(r.id for r in compare.data) == sorted(screen.marked)
         assert compare.by == ("seed",) or compare.by == ()  # only the seed differs
@@ -159,10 +159,10 @@ async def test_follows_live_runs(runs_dir):
     make_run(runs_dir, "done", rows=[row(100, 320.0, 2.0)], beta=6.0)
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: len(app.screen.rows) == 2, 10, "runs")
+        await wait_for(pilot, lambda: len(app.screen.rows) == 2, 30, "runs")
         await pilot.press("c")  # nothing marked: the runs in view
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.data,
-                       10, "compare")
+                       30, "compare")
         compare = app.screen
         assert {len(r.iters) for r in compare.data} == {1}
         with open(run.metrics_path, "a") as fh:
@@ -186,18 +186,18 @@ async def test_previews_through_a_graphics_protocol(runs_dir, protocol):
     try:
         app = BvaeApp(runs_dir)
         async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: len(app.screen.rows) == 5, 10, "runs")
+            await wait_for(pilot, lambda: len(app.screen.rows) == 5, 30, "runs")
             await pilot.press("c", "4")
             await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen)
                            and len(app.screen.query(".trav-img")) == 5
                            and all(w.array is not None for w in app.screen.query(".trav-img")),
-                           10, "previews")
+                           30, "previews")
             widget = app.screen.query(".trav-img").first()
             assert not isinstance(widget, HalfBlockImage)
             assert widget.protocol == protocol and widget.image.size == (96, 64)
             await pilot.pause()
             await pilot.press("escape", "enter")  # the monitor of the selected run
-            await wait_for(pilot, lambda: app.screen.query("#mon-preview"), 10, "monitor")
+            await wait_for(pilot, lambda: app.screen.query("#mon-preview"), 30, "monitor")
             assert not isinstance(app.screen.query_one("#mon-preview"), HalfBlockImage)
     finally:
         preview_image.use_protocol(None)

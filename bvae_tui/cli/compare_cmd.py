@@ -48,7 +48,7 @@ def pick_runs(refs: list[str] | None, filter_text: str | None, runs_dir: str | N
     """The runs named by ``refs`` and/or matched by ``filter_text`` (every run when neither is
     given), each once, in the order given, else oldest first."""
     from bvae_tui.cli.common import find_run
-    from bvae_tui.engine.analysis.compare import filter_runs
+    from bvae_tui.engine.analysis.compare_runs import filter_runs
     from bvae_tui.engine.errors import RunError
     from bvae_tui.engine.runs.store import list_runs, runs_root
 
@@ -70,7 +70,7 @@ def pick_runs(refs: list[str] | None, filter_text: str | None, runs_dir: str | N
 def load_with_rows(runs: list) -> list:
     """The comparison data of ``runs``; runs without a metrics row yet are left out (said on
     stderr), and a one-line error when that leaves none."""
-    from bvae_tui.engine.analysis.compare import load_runs
+    from bvae_tui.engine.analysis.compare_runs import load_runs
     from bvae_tui.engine.errors import RunError
 
     data = load_runs(runs)

@@ -4,8 +4,9 @@ A comparison takes any list of runs (picked by hand, by a filter, or the members
 answers "did β = 8 do better than β = 4, across seeds?": the config fields whose values differ
 name each run (``β=4 seed=2``), the runs are grouped over one or more of those fields (by default
 all that differ except the seed, so each group holds the seeds of one setting), and each group's
-curves are aligned on one iteration grid to give a mean line and a min-max band. Score tables
-are in :mod:`bvae_tui.engine.analysis.compare_table`.
+curves are aligned on one iteration grid to give a mean line and a min-max band. Reading the
+runs is :mod:`bvae_tui.engine.analysis.compare_runs`; score tables are
+:mod:`bvae_tui.engine.analysis.compare_table`.
 
 Headless: `bvae compare`, `bvae export csv|tensorboard` and the TUI's compare screen share it.
 Runs are read through the run store's typed records.
@@ -13,22 +14,16 @@ Runs are read through the run store's typed records.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from bvae_tui.engine.analysis.compare_runs import CompareRun
 from bvae_tui.engine.config import GROUP_RUN, GROUP_SPEED, FieldInfo, schema
 from bvae_tui.engine.errors import ConfigError
-from bvae_tui.engine.runs.files import stat_key
-from bvae_tui.engine.runs.records import EvalResult, MetricsRow
-from bvae_tui.engine.runs.store import MetricsTail, Run
 
-ACTIVE_KL = 0.1  # nats; a latent below this carries next to nothing about the input
-CURVES = ("loss", "recon", "kl", "c")
 # How the legend writes a field (others go by their config name).
 SYMBOLS = {"beta": "β", "gamma": "γ", "c_max": "C", "c_stop_iter": "C_iter", "z_dim": "z",
            "batch_size": "batch", "iterations": "iters", "objective": "obj"}
@@ -48,163 +43,6 @@ def colour(index: int) -> str:
 
 def _fields() -> dict[str, FieldInfo]:
     return {info.name: info for info in schema()}
-
-
-# --------------------------------------------------------------------------------------------
-# One run's data
-
-
-@dataclass
-class CompareRun:
-    """What a comparison needs of one run: its config, curves, last row and scores."""
-
-    id: str
-    name: str
-    path: Path
-    state: str
-    config: dict[str, Any]  # config.json's, missing fields at their schema defaults
-    iters: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    curves: dict[str, np.ndarray] = field(default_factory=dict)  # CURVES -> values (nan: none)
-    last: MetricsRow | None = None
-    eval: EvalResult | None = None
-
-    @property
-    def rows(self) -> int:
-        return int(self.iters.size)
-
-    @property
-    def scores(self) -> dict[str, float]:
-        return dict(self.eval.scores) if self.eval else {}
-
-    @property
-    def evaluated(self) -> bool:
-        return bool(self.eval and self.eval.scores)
-
-    def final(self, name: str) -> float | None:
-        """The last finite value of curve ``name``."""
-        values = self.curves.get(name)
-        if values is None:
-            return None
-        finite = values[np.isfinite(values)]
-        return float(finite[-1]) if finite.size else None
-
-    def latents(self) -> list[float]:
-        """The last row's KL per latent, largest first."""
-        kl = self.last.kl_per_latent if self.last else None
-        return sorted((v for v in kl or [] if math.isfinite(v)), reverse=True)
-
-    def active(self) -> int | None:
-        """Latents whose last KL is above :data:`ACTIVE_KL`."""
-        if not self.last or self.last.kl_per_latent is None:
-            return None
-        return sum(v > ACTIVE_KL for v in self.last.kl_per_latent)
-
-    def value(self, metric: str) -> float | None:
-        """A metric of this run: an eval score, or a training figure of the last rows."""
-        if metric == "active":
-            active = self.active()
-            return None if active is None else float(active)
-        if metric in CURVES:
-            return self.final(metric)
-        score = self.scores.get(metric)
-        return score if score is not None and math.isfinite(score) else None
-
-
-def full_config(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` with the fields it lacks (a run of an older version) at their defaults."""
-    return {**{name: info.default for name, info in _fields().items()}, **config}
-
-
-class RunReader:
-    """Follows one run directory: new metrics rows only, eval.json and config when they change."""
-
-    def __init__(self, run: Run):
-        self.run = run
-        self._tail = MetricsTail(run.metrics_path)
-        self._columns: dict[str, list[float]] = {name: [] for name in ("iter", *CURVES)}
-        self._last: MetricsRow | None = None
-        self._keys: tuple[Any, ...] | None = None
-        self._eval: EvalResult | None = None
-        self._summary: Any = None
-        self.snapshot: CompareRun | None = None
-
-    def poll(self) -> bool:
-        """Read what changed; True when :attr:`snapshot` is new."""
-        rows = self._tail.read_new()
-        if rows and (rows[0].iter or 0) <= (self._columns["iter"] or [-1])[-1]:
-            for values in self._columns.values():  # the file was replaced (a resume truncated it)
-                values.clear()
-        for row in rows:
-            if row.iter is None:
-                continue
-            self._columns["iter"].append(float(row.iter))
-            for name in CURVES:
-                value = getattr(row, name)
-                self._columns[name].append(math.nan if value is None else float(value))
-            self._last = row
-        keys = (stat_key(self.run.config_path), stat_key(self.run.status_path),
-                stat_key(self.run.eval_path))
-        if not rows and keys == self._keys and self.snapshot is not None:
-            return False
-        if keys != self._keys:
-            self._keys = keys
-            self._eval = self.run.eval_results()
-            self._summary = self.run.summary()
-        summary = self._summary
-        self.snapshot = CompareRun(
-            id=self.run.id, name=summary.name, path=self.run.path, state=summary.state,
-            config=full_config(summary.config),
-            iters=np.asarray(self._columns["iter"], dtype=np.float64),
-            curves={name: np.asarray(self._columns[name], dtype=np.float64) for name in CURVES},
-            last=self._last, eval=self._eval)
-        return True
-
-
-def load_runs(runs: Iterable[Run]) -> list[CompareRun]:
-    """Every run's data, read once."""
-    out = []
-    for run in runs:
-        reader = RunReader(run)
-        reader.poll()
-        assert reader.snapshot is not None
-        out.append(reader.snapshot)
-    return out
-
-
-class RunsFollower:
-    """Follows a fixed list of runs (the TUI's compare screen): each poll reads only new rows."""
-
-    def __init__(self, runs: Iterable[Run]):
-        self.readers = [RunReader(run) for run in runs]
-
-    def poll(self) -> list[CompareRun] | None:
-        """The runs' data when anything changed since the last poll, else None. A run deleted
-        meanwhile keeps its last data."""
-        changed = False
-        for reader in self.readers:
-            if reader.run.path.is_dir():
-                changed = reader.poll() or changed
-        if not changed:
-            return None
-        return [r.snapshot for r in self.readers if r.snapshot is not None]
-
-
-# --------------------------------------------------------------------------------------------
-# Choosing runs
-
-
-def filter_runs(runs: Iterable[Run], text: str) -> list[Run]:
-    """The runs whose id, name, state, dataset, objective or device hold every word of ``text``
-    (case-insensitive; the runs screen's filter)."""
-    words = text.lower().split()
-    out = []
-    for run in runs:
-        s = run.summary()
-        hay = " ".join(str(v) for v in (s.id, s.name, s.state, s.dataset, s.objective, s.device)
-                       if v).lower()
-        if all(word in hay for word in words):
-            out.append(run)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,7 +211,13 @@ class Band:
 
 
 def _grid(runs: Sequence[CompareRun], max_points: int) -> np.ndarray:
-    xs = np.unique(np.concatenate([r.iters for r in runs])) if runs else np.zeros(0)
+    if not runs:
+        return np.zeros(0)
+    first = runs[0].iters
+    if all(np.array_equal(r.iters, first) for r in runs[1:]):  # the seeds of one setting
+        xs = first
+    else:
+        xs = np.unique(np.concatenate([r.iters for r in runs]))
     if xs.size > max_points:
         xs = xs[np.linspace(0, xs.size - 1, max_points).round().astype(np.int64)]
     return xs
@@ -394,13 +238,11 @@ def group_band(group: Group, name: str, max_points: int = 1000) -> Band:
         inside = (xs >= rx[0]) & (xs <= rx[-1])
         stack[i, inside] = np.interp(xs[inside], rx, ry)
     n = np.isfinite(stack).sum(axis=0)
+    total = np.nansum(stack, axis=0)
+    mean = np.divide(total, n, out=np.full(xs.size, np.nan), where=n > 0)
     with np.errstate(invalid="ignore"):
-        total = np.where(np.isfinite(stack), stack, 0.0).sum(axis=0)
-        mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
-        lo = np.where(n > 0, np.min(np.where(np.isfinite(stack), stack, np.inf), axis=0,
-                                    initial=np.inf), np.nan)
-        hi = np.where(n > 0, np.max(np.where(np.isfinite(stack), stack, -np.inf), axis=0,
-                                    initial=-np.inf), np.nan)
+        lo = np.fmin.reduce(stack, axis=0) if len(runs) else np.zeros(0)  # fmin skips nan
+        hi = np.fmax.reduce(stack, axis=0) if len(runs) else np.zeros(0)
     return Band(xs=xs, mean=mean, lo=lo, hi=hi, n=n)
 
 

@@ -17,12 +17,12 @@ import numpy as np
 
 from bvae_tui.engine.analysis.compare import (
     SYMBOLS,
-    CompareRun,
     Group,
     colour,
     group_band,
     has_curve,
 )
+from bvae_tui.engine.analysis.compare_runs import CompareRun
 from bvae_tui.engine.analysis.compare_table import METRIC_LABELS, TRAINING_METRICS, score_table
 from bvae_tui.engine.analysis.export import writable_folder
 from bvae_tui.engine.analysis.export_data import require

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bvae_tui.engine.analysis.compare import CompareRun, Group, fmt_value
+from bvae_tui.engine.analysis.compare import Group, fmt_value
+from bvae_tui.engine.analysis.compare_runs import CompareRun
 from bvae_tui.engine.errors import ConfigError
 
 SCORE_ORDER = ("betavae", "factorvae", "mig")  # known scores first, in this order

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bvae_tui.engine.analysis.compare import CompareRun, differing_fields, full_config
+from bvae_tui.engine.analysis.compare import differing_fields
+from bvae_tui.engine.analysis.compare_runs import CompareRun, full_config
 from bvae_tui.engine.analysis.export import writable_folder
 from bvae_tui.engine.atomic import atomic_path, share_like_open
 from bvae_tui.engine.errors import ConfigError, RunError

@@ -25,9 +25,7 @@ from textual.worker import get_current_worker
 
 from bvae_tui.engine.analysis.compare import (
     SYMBOLS,
-    CompareRun,
     Group,
-    RunsFollower,
     colour,
     differing_fields,
     group_band,
@@ -36,6 +34,7 @@ from bvae_tui.engine.analysis.compare import (
     resolve_by,
     run_labels,
 )
+from bvae_tui.engine.analysis.compare_runs import CompareRun, RunsFollower
 from bvae_tui.engine.analysis.compare_table import (
     METRIC_LABELS,
     choose_metrics,
@@ -136,7 +135,8 @@ class CompareScreen(Screen):
         last_error = ""
         while not worker.is_cancelled:
             try:
-                data = follower.poll()
+                data = follower.poll(lambda partial: self.post_message(
+                    CompareChanged("compare", partial)))
                 if data is not None:
                     self.post_message(CompareChanged("compare", data))
                 if _read_previews(self.runs, preview_keys, images):

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widget import Widget
 
-from bvae_tui.engine.analysis.compare import ACTIVE_KL, CompareRun, Group, colour
+from bvae_tui.engine.analysis.compare import Group, colour
+from bvae_tui.engine.analysis.compare_runs import ACTIVE_KL, CompareRun
 from bvae_tui.tui.widgets.kl_bars import nice_ceiling
 
 _LEVELS = " ▁▂▃▄▅▆▇█"

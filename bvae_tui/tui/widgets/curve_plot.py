@@ -160,20 +160,29 @@ class CurvePlot(Widget):
             py = np.clip(np.round((hi - vals) / (hi - lo) * (ph - 1)).astype(np.int64), 0, ph - 1)
             return px, py
 
+        def paint(si: int, columns: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  line: bool) -> None:
+            cells = _cells(*columns, ph, pw)
+            dots[:] |= cells
+            color_at[cells != 0] = si
+            if line:
+                line_at[:] |= cells != 0
+
         for si, s in enumerate(self._series):  # bands first: lines are drawn over them
             if s.lo is None or s.hi is None:
                 continue
             xs = self._x_of(s)
             top, bottom = points(xs, s.hi), points(xs, s.lo)
             if top is not None and bottom is not None and top[0].size == bottom[0].size:
-                self._fill(dots, color_at, si, top[0], top[1], bottom[1])
+                paint(si, _band_columns(top[0], top[1], bottom[1]), line=False)
         for si, s in enumerate(self._series):
             drawn = points(self._x_of(s), s.ys)
             if drawn is not None:
-                own = np.zeros_like(dots)
-                self._draw(own, color_at, si, *drawn)
-                dots |= own
-                line_at |= own != 0
+                paint(si, _line_columns(*drawn), line=True)
+        styles = [s.color for s in self._series] + [f"{s.color} dim" for s in self._series]
+        # A style per cell: the series' colour, dim where only a band is; -1 where empty.
+        keys = np.where(dots == 0, -1, color_at + np.where(line_at, 0, len(self._series)))
+        chars = np.where(dots == 0, 0x20, 0x2800 + dots).astype(np.uint32)
         lines = []
         for r in range(rows):
             if r == 0:
@@ -184,51 +193,63 @@ class CurvePlot(Widget):
                 label = ""
             line = Text(label.rjust(_LABEL_W - 1)[: _LABEL_W - 1] + ("┤" if label else "│"),
                         style="dim")
-            for c in range(cols):
-                bits = int(dots[r, c])
-                if bits:
-                    color = self._series[color_at[r, c]].color
-                    line.append(chr(0x2800 + bits), style=color if line_at[r, c]
-                                else f"{color} dim")
-                else:
-                    line.append(" ")
+            offset = len(line)
+            line.append(chars[r].tobytes().decode("utf-32-le"))
+            row_keys = keys[r]
+            starts = _run_starts(row_keys)
+            ends = np.append(starts[1:], cols)
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+                if row_keys[a] >= 0:
+                    line.stylize(styles[row_keys[a]], offset + a, offset + b)
             lines.append(line)
         return lines
 
-    @staticmethod
-    def _fill(dots: np.ndarray, color_at: np.ndarray, si: int, px: np.ndarray,
-              top: np.ndarray, bottom: np.ndarray) -> None:
-        """Set every dot between ``top`` and ``bottom`` (dot rows) in each dot column."""
-        starts = np.flatnonzero(np.r_[True, px[1:] != px[:-1]])
-        tops = np.minimum.reduceat(np.minimum(top, bottom), starts)
-        bottoms = np.maximum.reduceat(np.maximum(top, bottom), starts)
-        for x, y0, y1 in zip(px[starts].tolist(), tops.tolist(), bottoms.tolist(), strict=True):
-            for y in range(y0, y1 + 1):
-                dots[y // 4, x // 2] |= _DOTS[x % 2][y % 4]
-                color_at[y // 4, x // 2] = si
 
-    @staticmethod
-    def _draw(dots: np.ndarray, color_at: np.ndarray, si: int, px: np.ndarray,
-              py: np.ndarray) -> None:
-        """Set dots: per x column the min..max span, joined to the previous column by a line."""
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Indices where a run of equal values starts."""
+    return np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
 
-        def put(x: int, y: int) -> None:
-            r, c = y // 4, x // 2
-            dots[r, c] |= _DOTS[x % 2][y % 4]
-            color_at[r, c] = si
 
-        starts = np.flatnonzero(np.r_[True, px[1:] != px[:-1]])
-        ends = np.r_[starts[1:], px.size]
-        mins = np.minimum.reduceat(py, starts)
-        maxs = np.maximum.reduceat(py, starts)
-        prev: tuple[int, int] | None = None
-        for k, start in enumerate(starts):
-            x = int(px[start])
-            for y in range(int(mins[k]), int(maxs[k]) + 1):
-                put(x, y)
-            first, last = int(py[start]), int(py[ends[k] - 1])
-            if prev is not None:
-                (x_a, y_a), steps = prev, max(abs(x - prev[0]), abs(first - prev[1]))
-                for t in range(1, steps):
-                    put(round(x_a + (x - x_a) * t / steps), round(y_a + (first - y_a) * t / steps))
-            prev = (x, last)
+def _band_columns(px: np.ndarray, top: np.ndarray, bottom: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dot columns, first dot row, last dot row) filling from ``top`` to ``bottom``."""
+    starts = _run_starts(px)
+    return (px[starts], np.minimum.reduceat(np.minimum(top, bottom), starts),
+            np.maximum.reduceat(np.maximum(top, bottom), starts))
+
+
+def _line_columns(px: np.ndarray, py: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dot columns, first dot row, last dot row) of a line through the points: per column the
+    span of its points, joined to the previous column; columns between two points far apart
+    get the interpolated line."""
+    starts = _run_starts(px)
+    ends = np.append(starts[1:], px.size) - 1
+    xs = px[starts]
+    mins, maxs = np.minimum.reduceat(py, starts), np.maximum.reduceat(py, starts)
+    firsts, lasts = py[starts].astype(np.float64), py[ends].astype(np.float64)
+    every = np.arange(xs[0], xs[-1] + 1)
+    # Where the line enters each column (interpolated between a column's last point and the
+    # next column's first) and where it leaves it.
+    enter = np.interp(every, xs, firsts)
+    leave = np.interp(every, xs, lasts)
+    prev = np.concatenate((enter[:1], leave[:-1]))
+    lo = np.minimum(np.minimum(enter, prev), leave)
+    hi = np.maximum(np.maximum(enter, prev), leave)
+    at = xs - xs[0]
+    lo[at] = np.minimum(lo[at], mins)
+    hi[at] = np.maximum(hi[at], maxs)
+    return every, np.floor(lo + 0.5).astype(np.int64), np.floor(hi + 0.5).astype(np.int64)
+
+
+def _cells(xs: np.ndarray, lo: np.ndarray, hi: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    """Braille bits per cell (rows, cols) of the dots from ``lo`` to ``hi`` in dot columns
+    ``xs``."""
+    mask = np.zeros((ph, pw), dtype=bool)
+    ys = np.arange(ph)[:, None]
+    mask[:, xs] = (ys >= lo[None, :]) & (ys <= hi[None, :])
+    out = np.zeros((ph // 4, pw // 2), dtype=np.int32)
+    for x in (0, 1):
+        for y in range(4):
+            out |= mask[y::4, x::2] * _DOTS[x][y]
+    return out

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widget import Widget
 
-from bvae_tui.engine.analysis.compare import ACTIVE_KL
+from bvae_tui.engine.analysis.compare_runs import ACTIVE_KL
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 _NICE = (1, 2, 5)
