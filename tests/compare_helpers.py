@@ -50,3 +50,12 @@ def beta_seed_grid(root: Path, scores: dict[tuple[float, int], dict[str, float] 
         out[(beta, seed)] = make_run(root, f"b{beta:g}-s{seed}", rows=rows, scores=run_scores,
                                      beta=beta, seed=seed)
     return out
+
+
+def one_line_error(result, *needles: str) -> None:
+    """A CLI result that failed with exit code 1 and one `error:` line holding ``needles``."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0]

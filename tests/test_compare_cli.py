@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from typer.testing import CliRunner
 
-from tests.compare_helpers import beta_seed_grid, make_run
+from tests.compare_helpers import beta_seed_grid, make_run, one_line_error
 from tests.conftest import bvae_command
 
 SCORES = {(1.0, 1): {"betavae": 0.70}, (1.0, 2): {"betavae": 0.74},
@@ -88,42 +88,34 @@ def test_plot_writes_a_figure(grid, tmp_path):
     assert svg.read_text().lstrip().startswith("<?xml")
 
 
-def _one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0]
-
-
 def test_bad_input_is_one_line_and_writes_nothing(grid, runs_dir, tmp_path):
     target = tmp_path / "table.csv"
-    _one_line_error(bvae("compare", "--by", "betta", "--csv", str(target)),
+    one_line_error(bvae("compare", "--by", "betta", "--csv", str(target)),
                     "--by: no config field 'betta'", "beta")
-    _one_line_error(bvae("compare", "--metric", "dci", "--csv", str(target)),
+    one_line_error(bvae("compare", "--metric", "dci", "--csv", str(target)),
                     "--metric: no run has 'dci'", "betavae")
     assert not target.exists()
-    _one_line_error(bvae("compare", "--csv", str(tmp_path / "table.txt")), "must end in .csv")
-    _one_line_error(bvae("compare", "--plot", str(tmp_path / "f.gif")), "must end in .png")
+    one_line_error(bvae("compare", "--csv", str(tmp_path / "table.txt")), "must end in .csv")
+    one_line_error(bvae("compare", "--plot", str(tmp_path / "f.gif")), "must end in .png")
     blocker = tmp_path / "file"
     blocker.write_text("")
-    _one_line_error(bvae("compare", "--csv", str(blocker / "t.csv"), "--plot",
+    one_line_error(bvae("compare", "--csv", str(blocker / "t.csv"), "--plot",
                          str(tmp_path / "f.png")), "is a file, not a folder")
     assert not (tmp_path / "f.png").exists()  # the figure waits for every check to pass
-    _one_line_error(bvae("compare", "nosuchrun"), "no run 'nosuchrun'")
-    _one_line_error(bvae("compare", "--filter", "nothing-like-this"), "no run under")
+    one_line_error(bvae("compare", "nosuchrun"), "no run 'nosuchrun'")
+    one_line_error(bvae("compare", "--filter", "nothing-like-this"), "no run under")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_unwritable_folder(grid, tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    _one_line_error(bvae("compare", "--csv", str(locked / "t.csv")), "permission denied")
+    one_line_error(bvae("compare", "--csv", str(locked / "t.csv")), "permission denied")
 
 
 def test_runs_without_rows(runs_dir):
     empty = make_run(runs_dir, "empty", rows=[])
-    _one_line_error(bvae("compare", empty.id), "nothing to compare: no metrics rows yet")
+    one_line_error(bvae("compare", empty.id), "nothing to compare: no metrics rows yet")
     make_run(runs_dir, "full", beta=2.0)
     result = bvae("compare", "--json")
     assert result.exit_code == 0

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bvae_tui.engine.analysis import visualise as vis
-from tests.compare_helpers import make_run, row
+from tests.compare_helpers import make_run, one_line_error, row
 
 
 def bvae(*args: str):
@@ -110,35 +110,27 @@ def test_tensorboard_event_files_read_back(two, tmp_path):
     assert len(list((out / a.id).iterdir())) == 1
 
 
-def _one_line_error(result, *needles: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in lines[0]
-
-
 def test_bad_input_writes_nothing(runs_dir, two, tmp_path):
     a, _ = two
     empty = make_run(runs_dir, "empty", rows=[])
     target = tmp_path / "rows.csv"
-    _one_line_error(bvae("export", "csv", empty.id, "-o", str(target)),
+    one_line_error(bvae("export", "csv", empty.id, "-o", str(target)),
                     "no metrics rows yet in")
     assert not target.exists()
-    _one_line_error(bvae("export", "tensorboard", empty.id, "-o", str(tmp_path / "tb")),
+    one_line_error(bvae("export", "tensorboard", empty.id, "-o", str(tmp_path / "tb")),
                     "no metrics rows yet in")
     assert not (tmp_path / "tb").exists()
-    _one_line_error(bvae("export", "csv", a.id, "-o", str(tmp_path / "rows.txt")),
+    one_line_error(bvae("export", "csv", a.id, "-o", str(tmp_path / "rows.txt")),
                     "must end in .csv")
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _one_line_error(bvae("export", "csv", a.id, "-o", str(blocker / "rows.csv")),
+    one_line_error(bvae("export", "csv", a.id, "-o", str(blocker / "rows.csv")),
                     "is a file, not a folder")
-    _one_line_error(bvae("export", "tensorboard", a.id, "-o", str(blocker)), "is a file")
-    _one_line_error(bvae("export", "tensorboard", a.id, "-o", str(blocker / "tb")),
+    one_line_error(bvae("export", "tensorboard", a.id, "-o", str(blocker)), "is a file")
+    one_line_error(bvae("export", "tensorboard", a.id, "-o", str(blocker / "tb")),
                     "is a file, not a folder")
     assert blocker.read_text() == "x"
-    _one_line_error(bvae("export", "csv", "nosuch", "-o", str(target)), "no run 'nosuch'")
+    one_line_error(bvae("export", "csv", "nosuch", "-o", str(target)), "no run 'nosuch'")
 
 
 def test_missing_extra_says_how_to_install(two, tmp_path, monkeypatch):
@@ -146,9 +138,9 @@ def test_missing_extra_says_how_to_install(two, tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import fails as if not installed
     a, _ = two
-    _one_line_error(bvae("export", "tensorboard", a.id, "-o", str(tmp_path / "tb")),
+    one_line_error(bvae("export", "tensorboard", a.id, "-o", str(tmp_path / "tb")),
                     "pip install 'bvae-tui[tensorboard]'")
     assert not (tmp_path / "tb").exists()
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    _one_line_error(bvae("compare", a.id, "--plot", str(tmp_path / "f.png")),
+    one_line_error(bvae("compare", a.id, "--plot", str(tmp_path / "f.png")),
                     "pip install 'bvae-tui[plot]'")
