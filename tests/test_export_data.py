@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bvae_tui.engine.analysis import visualise as vis
+from bvae_tui.engine.analysis import render
 from tests.compare_helpers import make_run, one_line_error, row
 
 
@@ -64,7 +64,7 @@ def test_tensorboard_event_files_read_back(two, tmp_path):
     image = np.zeros((20, 30, 3), np.uint8)
     image[:, :10, 0] = 255
     a.previews_dir.mkdir()
-    vis.write_png(a.preview_path("traversal"), image)
+    render.write_png(a.preview_path("traversal"), image)
     out = tmp_path / "tb"
     result = bvae("export", "tensorboard", a.id, b.id, "-o", str(out))
     assert result.exit_code == 0, result.output

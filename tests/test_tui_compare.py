@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from textual.widgets import DataTable
 
-from bvae_tui.engine.analysis import visualise as vis
+from bvae_tui.engine.analysis import render
 from bvae_tui.tui.app import BvaeApp
 from bvae_tui.tui.screens.compare import CompareScreen
 from bvae_tui.tui.screens.runs import RunsScreen
@@ -35,7 +35,7 @@ def _grid(root, seeds=(1, 2)):
             run.previews_dir.mkdir()
             image = np.zeros((64, 96, 3), np.uint8)
             image[:, : int(beta) * 6] = 255
-            vis.write_png(run.preview_path("traversal"), image)
+            render.write_png(run.preview_path("traversal"), image)
             runs[(beta, seed)] = run
     return runs
 

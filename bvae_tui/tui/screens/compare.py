@@ -370,7 +370,7 @@ class CompareScreen(Screen):
 def _read_previews(runs: list[Run], keys: dict[str, Any], images: dict[str, Any]) -> bool:
     """Decode the traversal previews that changed since the last call (in the watcher thread);
     True when any did."""
-    from bvae_tui.engine.analysis.visualise import read_png_rgb
+    from bvae_tui.engine.analysis.render import read_png_rgb
 
     changed = False
     for run in runs:
