@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,9 @@ def colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
+@cache
 def _fields() -> dict[str, FieldInfo]:
+    """The schema by field name (read-only)."""
     return {info.name: info for info in schema()}
 
 

@@ -75,7 +75,7 @@ def _metric_panel(ax: Any, groups: Sequence[Group], metric: str) -> None:
         ax.errorbar([x], [stat.mean], yerr=[[std], [std]], fmt="o", color=colour(group.colour),
                     markersize=6, capsize=3, markeredgecolor="k", markeredgewidth=0.6)
         means.append((x, stat.mean))
-    if len(means) > 1:
+    if len(means) > 1 and xs is not None:  # a trend only along a numeric field
         ax.plot(*zip(*means, strict=True), color="0.4", linewidth=0.8, zorder=0)
     if log:
         ax.set_xscale("log", base=2)
@@ -110,7 +110,9 @@ def _curve_panel(ax: Any, groups: Sequence[Group], name: str, title: str) -> Non
             ax.fill_between(band.xs, band.lo, band.hi, color=c, alpha=0.2, linewidth=0)
         finite = band.mean[np.isfinite(band.mean)]
         spans += [float(finite.min()), float(finite.max())]
-    if spans and min(spans) > 0 and max(spans) / min(spans) > 30:
+    # Losses fall fastest at the start: on a log axis the rest of the run stays readable.
+    if spans and min(spans) > 0 and max(spans) / min(spans) > (5 if name in ("loss", "recon")
+                                                              else 30):
         ax.set_yscale("log")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("iteration")
