@@ -208,3 +208,13 @@ async def test_previews_through_a_graphics_protocol(runs_dir, protocol):
             assert not isinstance(app.screen.query_one("#mon-preview"), HalfBlockImage)
     finally:
         preview_image.use_protocol(None)
+
+
+async def test_runs_footer_fits_80_columns(runs_dir):
+    make_run(runs_dir, "one")
+    app = BvaeApp(runs_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.rows, 30, "the run")
+        await pilot.pause()
+        footer = screen_lines(app)[-1]
+        assert "c Compare" in footer and "q Quit" in footer, footer

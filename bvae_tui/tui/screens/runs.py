@@ -72,7 +72,7 @@ class RunsScreen(Screen):
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("e", "export", "Export"),
-        Binding("d", "delete", "Delete"),
+        Binding("d", "delete", "Delete", show=False),  # the footer keeps to 80 columns
         Binding("space", "toggle_mark", "Mark", show=False),
         Binding("m", "mark_view", "Mark all", show=False),
         Binding("c", "compare", "Compare"),
