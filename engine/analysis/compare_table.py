@@ -83,11 +83,13 @@ class Stat:
         mean = self.mean
         return math.sqrt(math.fsum((v - mean) ** 2 for v in self.values) / (self.n - 1))
 
-    def text(self, digits: int = 3) -> str:
-        """``0.832 ± 0.012``; just the mean for a single value."""
+    def text(self, digits: int = 3, compact: bool = False) -> str:
+        """``0.832 ± 0.012`` (``0.832±0.012`` when ``compact``); the mean alone for a single
+        value."""
         fmt = f"{{:.{digits}f}}"
         std = self.std
-        return fmt.format(self.mean) + ("" if std is None else " ± " + fmt.format(std))
+        sep = "±" if compact else " ± "
+        return fmt.format(self.mean) + ("" if std is None else sep + fmt.format(std))
 
 
 @dataclass

@@ -37,6 +37,7 @@ from bvae_tui.engine.analysis.compare import (
 from bvae_tui.engine.analysis.compare_runs import CompareRun, RunsFollower
 from bvae_tui.engine.analysis.compare_table import (
     METRIC_LABELS,
+    TRAINING_METRICS,
     choose_metrics,
     score_table,
     sort_groups,
@@ -122,6 +123,8 @@ class CompareScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#cmp-plot-c").display = False
+        for name in ("loss", "recon"):  # their fast early fall would flatten the rest
+            self.query_one(f"#cmp-plot-{name}", CurvePlot).log_ratio = 5.0
         self._update_header()
         self.watch_runs()
 
@@ -256,15 +259,18 @@ class CompareScreen(Screen):
         scores = score_table(self.groups, choose_metrics(None, self.data))
         self.metrics = scores.metrics
         table.add_column("group", key="group")
-        table.add_column("n", key="n")
+        table.add_column("n", key="n")  # runs, or scored/runs when some have no eval.json
         for metric in scores.metrics:
             arrow = ("↓" if self.sort_descending else "↑") if metric == self.sort_metric else ""
             table.add_column(METRIC_LABELS.get(metric, metric) + arrow, key=metric)
         table.fixed_columns = 1
         for gi in sort_groups(scores, self.sort_metric, self.sort_descending):
             group = scores.groups[gi]
+            runs = len(group.runs)
+            scored = sum(r.evaluated for r in group.runs)
             cells: list[Any] = [Text(group.label, style=colour(group.colour)),
-                                Text(str(len(group.runs)), justify="right")]
+                                Text(f"{scored}/{runs}" if scored not in (0, runs) else str(runs),
+                                     justify="right")]
             for metric in scores.metrics:
                 stat = scores.stat(gi, metric)
                 if stat is None:
@@ -272,9 +278,11 @@ class CompareScreen(Screen):
                     continue
                 digits = 2 if metric == "kl" else 1 if metric in ("loss", "recon",
                                                                   "active") else 3
-                text = stat.text(digits) + ("" if stat.n == len(group.runs) else f" n={stat.n}")
+                expected = runs if metric in TRAINING_METRICS else scored
+                text = stat.text(digits, compact=True) + (
+                    "" if stat.n == expected else f" n={stat.n}")
                 best = scores.best.get(metric) == gi
-                cells.append(Text(text + (" *" if best else ""), justify="right",
+                cells.append(Text(text + ("*" if best else " "), justify="right",
                                   style="bold green" if best else ""))
             table.add_row(*cells)
         parts = ["* best mean"] if scores.best else []

@@ -61,6 +61,7 @@ class CurvePlot(Widget):
         super().__init__(name=name, id=id, classes=classes)
         self.title = title
         self.values = values  # the title line names each series' last value
+        self.log_ratio = 30.0  # a log axis when the values span more than this factor
         self._xs: np.ndarray = np.zeros(0)
         self._series: list[Series] = []
 
@@ -125,7 +126,7 @@ class CurvePlot(Widget):
             return None
         lo, hi = float(finite.min()), float(finite.max())
         # A loss that falls by orders of magnitude is unreadable on a linear axis.
-        log = lo > 0 and hi / lo > 30
+        log = lo > 0 and hi / lo > self.log_ratio
         if log:
             lo, hi = math.log10(lo), math.log10(hi)
         if hi - lo < 1e-12:
