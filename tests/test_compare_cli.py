@@ -128,3 +128,9 @@ def test_as_a_real_command(grid, runs_dir):
                          text=True, env={**os.environ, "BVAE_RUNS_DIR": str(runs_dir)})
     assert out.returncode == 0, out.stderr
     assert "grouped by β" in out.stdout and "β=4 seed=2" in out.stdout
+
+
+def test_help_names_the_extras():
+    assert "pip install 'bvae-tui[plot]'" in " ".join(bvae("compare", "--help").stdout.split())
+    text = " ".join(bvae("export", "tensorboard", "--help").stdout.split())
+    assert "pip install 'bvae-tui[tensorboard]'" in text

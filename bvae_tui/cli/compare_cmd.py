@@ -41,7 +41,7 @@ CsvOpt = Annotated[str | None, typer.Option(
     rich_help_panel=_OUT)]
 PlotOpt = Annotated[str | None, typer.Option(
     "--plot", help="write a figure to FILE (.png, .svg or .pdf; needs matplotlib: "
-    "pip install 'bvae-tui[plot]')", show_default=False, metavar="FILE", rich_help_panel=_OUT)]
+    "pip install 'bvae-tui\\[plot]')", show_default=False, metavar="FILE", rich_help_panel=_OUT)]
 
 
 def pick_runs(refs: list[str] | None, filter_text: str | None, runs_dir: str | None) -> list:

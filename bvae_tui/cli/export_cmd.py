@@ -169,7 +169,7 @@ def tensorboard(
 ) -> None:
     """TensorBoard event files: training scalars, KL per latent, the latest previews, the config
     as hparams and the eval scores. View with 'tensorboard --logdir DIR' (or 'wandb sync DIR').
-    Needs tensorboard: pip install 'bvae-tui[tensorboard]'."""
+    Needs tensorboard: pip install 'bvae-tui\\[tensorboard]'."""
     from bvae_tui.engine.analysis.export_data import export_tensorboard
 
     for path in export_tensorboard(_runs(runs, runs_dir), output):
