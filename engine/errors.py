@@ -3,7 +3,7 @@
 from bvae_tui.datasets.errors import DataError
 from bvae_tui.errors import UserError
 
-__all__ = ["UserError", "DataError", "ConfigError", "RunError", "DeviceError"]
+__all__ = ["UserError", "DataError", "ConfigError", "RunError", "DeviceError", "SweepError"]
 
 
 class ConfigError(UserError):
@@ -24,3 +24,7 @@ class RunError(UserError):
 
 class DeviceError(UserError):
     """The requested device does not exist or cannot be used."""
+
+
+class SweepError(UserError):
+    """A sweep cannot be found, created, started, stopped or read."""

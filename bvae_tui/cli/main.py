@@ -49,6 +49,7 @@ def _register() -> None:
         export_cmd,
         gpus_cmd,
         runs_cmd,
+        sweep_cmd,
         train_cmd,
         tui_cmd,
     )

@@ -27,12 +27,19 @@ def _help(info: FieldInfo) -> str:
     return f"{info.help} (default: {default})"
 
 
-def config_parameter(info: FieldInfo) -> inspect.Parameter:
-    """One keyword parameter whose annotation carries the Typer option of a schema field."""
+def config_parameter(info: FieldInfo, lists: bool = False) -> inspect.Parameter:
+    """One keyword parameter whose annotation carries the Typer option of a schema field.
+
+    ``lists`` (`bvae sweep`): every field but a flag is read as text, which the sweep grammar
+    parses (a list or a range sweeps the field)."""
     decls = [f"{info.option}/{info.negative_option}"] if info.type is bool else [info.option]
+    text = lists and info.type is not bool
+    metavar = _metavar(info)
+    if text and (info.type in (int, float) or info.choices):
+        metavar = f"{metavar},…" if info.choices else f"{metavar}[,…|A..B]"
     option = typer.Option(*decls, help=_help(info), rich_help_panel=info.group,
-                          show_default=False, metavar=_metavar(info))
-    annotation = Annotated[info.type | None, option]
+                          show_default=False, metavar=metavar)
+    annotation = Annotated[(str if text else info.type) | None, option]
     return inspect.Parameter(info.name, inspect.Parameter.KEYWORD_ONLY, default=None,
                              annotation=annotation)
 
@@ -45,17 +52,19 @@ def _metavar(info: FieldInfo) -> str | None:
     return {int: "INT", float: "FLOAT", str: "TEXT"}[info.type]
 
 
-def config_parameters() -> list[inspect.Parameter]:
-    return [config_parameter(info) for info in schema()]
+def config_parameters(lists: bool = False) -> list[inspect.Parameter]:
+    return [config_parameter(info, lists) for info in schema()]
 
 
 def config_field_names() -> list[str]:
     return [info.name for info in schema()]
 
 
-def with_config_options(func: Callable[..., Any], extra: list[inspect.Parameter]) -> Callable:
-    """Give ``func(**values)`` a signature of ``extra`` parameters plus one per config field."""
-    params = [*extra, *config_parameters()]
+def with_config_options(func: Callable[..., Any], extra: list[inspect.Parameter],
+                        lists: bool = False) -> Callable:
+    """Give ``func(**values)`` a signature of ``extra`` parameters plus one per config field
+    (``lists``: as text, see :func:`config_parameter`)."""
+    params = [*extra, *config_parameters(lists)]
     func.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
     func.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
     return func

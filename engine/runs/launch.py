@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -131,22 +132,25 @@ def worker_command(run: Run, resume: bool = False, lock_fd: int | None = None) -
     return [*cmd, "--resume"] if resume else cmd
 
 
-def launch(run: Run, resume: bool = False, lock: RunLock | None = None) -> int:
+def launch(run: Run, resume: bool = False, lock: RunLock | None = None,
+           extra_env: dict[str, str] | None = None) -> int:
     """Start the worker for ``run`` detached from this process; return its pid at once.
 
     The run's lock (``lock``, held by the caller, else taken here: a :class:`RunLocked` error
     naming the holder if another writer has it) passes to the worker, so no other launcher can
     start a second worker on the run in between. The caller's copy is closed on return.
+    ``extra_env``: variables for the worker (a sweep shares the CPU cores among its members).
     """
     with lock or RunLock(run) as held:
-        return _spawn(run, resume, held)
+        return _spawn(run, resume, held, extra_env or {})
 
 
-def _spawn(run: Run, resume: bool, lock: RunLock) -> int:
+def _spawn(run: Run, resume: bool, lock: RunLock, extra_env: dict[str, str]) -> int:
     env = dict(os.environ)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     env["PYTHONUNBUFFERED"] = "1"  # worker.log shows progress as it happens
     env.update(worker_env())
+    env.update(extra_env)
     with open(run.log_path, "ab") as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} "
                   f"{'resume' if resume else 'start'}\n".encode())
@@ -160,7 +164,7 @@ def _spawn(run: Run, resume: bool, lock: RunLock) -> int:
     # torch; the worker overwrites it with 'running'. Skip if it already has (a fast start).
     if run.raw_status().pid != proc.pid:
         run.write_status(state="queued", pid=proc.pid, pid_start=process_start_time(proc.pid),
-                         error=None, launched=time.time())
+                         host=socket.gethostname(), error=None, launched=time.time())
     return proc.pid
 
 
@@ -169,6 +173,13 @@ def stop(run: Run, wait: float = 0) -> None:
     with SIGTERM; wait up to ``wait`` seconds for it to finish."""
     holder = lock_holder(run)
     status = run.status()
+    if status.active and run.record().sweep:
+        # A sweep member waiting in its queue leaves it; one on Slurm has its job cancelled.
+        from bvae_tui.engine.runs.sweeps.members import stop_member
+
+        if stop_member(run, status, wait):
+            return
+        status = run.status()
     if not holder and not status.active:
         raise RunError(f"run {run.id} is not running (it is {status.state})")
     pid = holder or status.pid

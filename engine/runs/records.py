@@ -78,6 +78,9 @@ class RunRecord(Record):
                                     factory=dict)
     dataset_source: str | None = _doc("real, procedural or files: what the worker loaded")
     dataset_count: int | None = _doc("images in the dataset the worker loaded")
+    sweep: str | None = _doc("id of the sweep the run is a member of (`runs/sweeps/<id>/`)")
+    sweep_values: dict[str, Any] = _doc("the member's values of the sweep's swept fields",
+                                        factory=dict)
 
 
 @dataclass(kw_only=True)
@@ -97,6 +100,11 @@ class Status(Record):
     pid: int | None = _doc("process id of the worker (or foreground `bvae train`)")
     pid_start: int | None = _doc("that process's start time (clock ticks since boot), which "
                                  "tells it from a recycled pid")
+    host: str | None = _doc("machine that process runs on; from another machine (a cluster "
+                            "node) liveness is judged by `heartbeat` instead")
+    job: str | None = _doc("Slurm job id of a member submitted through Slurm (`<array job>_<index>`)")
+    memory_peak: int | None = _doc("GPU memory the run reserved at its peak, bytes, measured "
+                                   "after its first steps (a sweep packs GPUs by it)")
     error: str | None = _doc("one-line reason the run failed or could not start")
     eval_error: str | None = _doc("why the evaluation at the end failed (the training finished)")
     created: float | None = _doc("when the run was created (Unix time, like all times here)")
@@ -190,7 +198,7 @@ class RunSummary:
 
     JSON_KEYS: ClassVar[tuple[str, ...]] = (
         "id", "name", "path", "state", "iteration", "total", "device", "dataset", "objective",
-        "created", "updated", "error", "loss", "kl", "img_per_s")
+        "created", "updated", "error", "loss", "kl", "img_per_s", "sweep")
 
     id: str = _doc("run id: creation time and a slug of its name", REQUIRED)
     name: str = _doc("run name (`--name`, else made from the config)", REQUIRED)
@@ -207,6 +215,7 @@ class RunSummary:
     loss: float | None = _doc("loss of the last metrics row")
     kl: float | None = _doc("KL of the last metrics row")
     img_per_s: float | None = _doc("images per second of the last metrics row")
+    sweep: str | None = _doc("sweep the run is a member of")
     # Not printed by --json: what the TUI shows besides.
     started: float | None = _doc("when training (or its latest resume) began")
     duration: float | None = _doc("seconds since `started` (to the last update when not running)")
@@ -217,6 +226,7 @@ class RunSummary:
     data_dir: str | None = _doc("data root the run reads its dataset from")
     scores: dict[str, float] = _doc("eval.json's scores", factory=dict)
     config: dict[str, Any] = _doc("config.json's `config` ({} when unreadable)", factory=dict)
+    sweep_values: dict[str, Any] = _doc("its values of the sweep's swept fields", factory=dict)
 
     @property
     def active(self) -> bool:

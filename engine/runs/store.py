@@ -55,6 +55,9 @@ from bvae_tui.engine.runs.records import (
 
 T = TypeVar("T")
 QUEUED_GRACE_S = 60.0  # a new run without a worker pid yet is 'queued', not 'lost', this long
+# A worker on another machine without a heartbeat for this long is 'lost' (loading data and the
+# evaluation at the end write none, so this is generous).
+REMOTE_STALE_S = 900.0
 
 
 def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
@@ -63,7 +66,7 @@ def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     slug = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "-", text)).strip("-.")
     return slug[:40] or "run"
 
@@ -172,16 +175,33 @@ class Run:
         return status
 
     def status(self) -> Status:
-        """The status with ``lost`` worked out: active on disk but no live worker behind it."""
+        """The status with ``lost`` worked out: active on disk but no live worker behind it.
+
+        A queued run without a worker pid is waiting: just created, or queued in a sweep (its
+        scheduler or Slurm starts it when a slot frees). A worker on another machine (a
+        cluster node) cannot be looked up by pid; it is alive while its heartbeat is fresh.
+        """
         status = self.raw_status()
-        if (status.state == "queued" and not status.pid
-                and time.time() - (status.updated or 0.0) < QUEUED_GRACE_S):
-            return status  # just created; its worker is being started
-        if status.active and not worker_alive(status.pid, status.pid_start):
+        if status.state == "queued" and not status.pid and (
+                status.job or time.time() - (status.updated or 0.0) < QUEUED_GRACE_S
+                or self._in_sweep()):
+            return status
+        if status.active and not self._worker_alive(status):
             return dataclasses.replace(
                 status, state="lost", error=f"worker (pid {status.pid}) is gone; "
                 f"'bvae resume {self.id}' continues from the last checkpoint")
         return status
+
+    def _in_sweep(self) -> bool:
+        record = _read_record(self.config_path)
+        return record is not None and record.sweep is not None
+
+    @staticmethod
+    def _worker_alive(status: Status) -> bool:
+        if status.host and status.host != socket.gethostname():
+            beat = status.heartbeat or status.updated or 0.0
+            return time.time() - beat < REMOTE_STALE_S
+        return worker_alive(status.pid, status.pid_start)
 
     @property
     def state(self) -> str:
@@ -269,7 +289,8 @@ class Run:
             duration=end - status.started if status.started and end else None,
             activity=status.activity, eval_error=status.eval_error, config_error=config_error,
             dataset_source=record.dataset_source, data_dir=record.data_dir,
-            scores=scored.scores if scored else {}, config=cfg)
+            scores=scored.scores if scored else {}, config=cfg, sweep=record.sweep,
+            sweep_values=record.sweep_values)
 
 
 def _read_record(path: Path) -> RunRecord | None:
@@ -333,14 +354,16 @@ def _ensure_root(root: Path) -> Path:
 
 
 def create_run(root: Path, config: TrainConfig, data_dir: str | os.PathLike,
-               name: str | None = None) -> Run:
-    """Create a run directory holding config.json and a ``queued`` status.
+               name: str | None = None, sweep: str | None = None,
+               sweep_values: dict[str, Any] | None = None) -> Run:
+    """Create a run directory holding config.json and a ``queued`` status (``sweep``: the id of
+    the sweep it is a member of, with its ``sweep_values``).
 
     Everything is written into a hidden temporary directory that is renamed into place at the
     end, so a failure never leaves a half-created run that looks healthy.
     """
     root = _ensure_root(Path(root))
-    label = _slug(name or default_name(config))
+    label = slug(name or default_name(config))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_id = f"{stamp}-{label}"
     n = 2
@@ -352,7 +375,8 @@ def create_run(root: Path, config: TrainConfig, data_dir: str | os.PathLike,
         now = time.time()
         record = RunRecord(config=config.to_dict(), name=name or default_name(config),
                            data_dir=str(Path(data_dir).resolve()), created=now,
-                           host=socket.gethostname(), versions=versions())
+                           host=socket.gethostname(), versions=versions(), sweep=sweep,
+                           sweep_values=dict(sweep_values or {}))
         write_json_atomic(tmp / CONFIG_FILE, record.to_dict())
         status = Status(state="queued", iteration=0, total=config.iterations, created=now,
                         updated=now)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import sys
 import time
 import traceback
@@ -84,7 +85,8 @@ def train(run: Run, resume: bool = False,
     pid = os.getpid()
     now = time.time()
     run.write_status(state="running", pid=pid, pid_start=process_start_time(pid), started=now,
-                     heartbeat=now, error=None, eval_error=None, phase="starting")
+                     host=socket.gethostname(), heartbeat=now, error=None, eval_error=None,
+                     phase="starting")
     try:
         return _train_loop(run, resume, on_row, should_stop or (lambda: False), on_progress)
     except NonFiniteLoss as exc:
@@ -233,6 +235,7 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
     run.write_status(state="running", iteration=iteration, phase="training",
                      heartbeat=time.time())
     final = "finished"
+    peak_reported = False
     last_beat = last_progress = time.time()
     model.train()
     with open(run.metrics_path, "a") as metrics_file:
@@ -259,6 +262,10 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
                 row = flush(metrics_file)
                 if on_row:
                     on_row(row)
+                if not peak_reported and is_cuda(device):
+                    # A sweep packs further runs onto this GPU by what the first steps took.
+                    run.write_status(memory_peak=torch.cuda.max_memory_reserved(device))
+                    peak_reported = True
             if iteration % cfg.checkpoint_every == 0 and iteration < cfg.iterations:
                 t0 = time.time()
                 checkpoint()

@@ -1,0 +1,119 @@
+"""How `bvae sweeps` and `bvae sweep show` print (rich tables) and what their --json holds."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bvae_tui.cli.common import console
+from bvae_tui.styles import state_style
+
+
+def _styled(text: str, state: str) -> str:
+    style = state_style(state)
+    return f"[{style}]{text}[/]" if style else text
+
+
+def print_sweeps(summaries: list[Any], root: Path) -> None:
+    from rich.table import Table
+
+    out = console()
+    if not summaries:
+        out.print(f"no sweeps under {root}; start one with: bvae sweep --preset dsprites-H "
+                  "--beta 1,4 --seed 1,2")
+        return
+    if not out.is_terminal:
+        out.width = 200
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("ID", "STATE", "MEMBERS", "DONE", "RUN", "QUEUED", "FAILED", "EXECUTOR"):
+        table.add_column(col, no_wrap=True)
+    for s in summaries:
+        table.add_row(s.id, _styled(s.state, s.state), str(s.members), str(s.finished),
+                      str(s.running), str(s.queued), str(s.failed + s.lost), s.executor)
+    out.print(table)
+
+
+def member_json(summary: Any, values: dict[str, Any], job: str | None) -> dict[str, Any]:
+    return {"id": summary.id, "values": values, "state": summary.state,
+            "iteration": summary.iteration, "total": summary.total, "device": summary.device,
+            "loss": summary.loss, "scores": summary.scores, "error": summary.error or None,
+            "job": job}
+
+
+def sweep_json(sweep: Any) -> dict[str, Any]:
+    """`bvae sweep show --json` (and `bvae sweep --json`): the summary, the spec, the members."""
+    from bvae_tui.engine.runs.store import Run
+
+    record, sched = sweep.record(), sweep.scheduler()
+    members = []
+    for run_id, values in zip(record.members, sweep.member_values(), strict=False):
+        run = Run(sweep.runs_root / run_id)
+        if not run.path.is_dir():
+            members.append({"id": run_id, "values": values, "state": "failed",
+                            "error": "run directory is gone"})
+            continue
+        members.append(member_json(run.summary(), values,
+                                   run.raw_status().job or sched.jobs.get(run_id)))
+    return {**sweep.summary().as_json(), "description": record.description,
+            "preset": record.preset, "fixed": record.fixed, "axes": record.axes,
+            "values": record.values, "devices": record.devices,
+            "per_device": record.per_device, "slurm": record.slurm,
+            "placements": sched.placements if sweep.scheduler_alive(sched) else {},
+            "runs": members}
+
+
+def cell_text(member: Any, score_name: str) -> str:
+    """``finished 100% 0.81``: state, progress and the chosen score of one member."""
+    from bvae_tui.engine.runs.sweeps.table import score
+
+    pct = f" {100 * member.iteration // member.total}%" if member.total else ""
+    value = score(member, score_name)
+    shown = "" if value is None else f" {value:.3g}"
+    return _styled(f"{member.state}{pct}", member.state) + shown
+
+
+def print_grid(sweep: Any, score_name: str | None) -> None:
+    from rich.table import Table
+
+    from bvae_tui.engine.runs.sweeps.table import default_score, sweep_grid
+
+    out = console()
+    if not out.is_terminal:
+        out.width = 200
+    summary, record, sched = sweep.summary(), sweep.record(), sweep.scheduler()
+    grid = sweep_grid(sweep)
+    score_name = score_name or default_score(grid)
+    where = (f"on {', '.join(record.devices)}, {record.per_device or 1} per device"
+             if summary.executor == "local" else "on Slurm")
+    out.print(f"[bold]{sweep.id}[/]  {_styled(summary.state, summary.state)}  "
+              f"{summary.members} members {where}  ({summary.counts})")
+    if summary.error:
+        out.print(_styled(summary.error, summary.state))
+    table = Table(box=None, header_style="bold", pad_edge=False,
+                  title=f"cells: state, progress, {score_name}", title_justify="left")
+    table.add_column(" ".join(grid.row_axes) or "member", no_wrap=True)
+    for j in range(len(grid.cols)):
+        table.add_column(grid.col_label(j) or "state", no_wrap=True)
+    for i in range(len(grid.rows)):
+        cells = []
+        for j in range(len(grid.cols)):
+            member = grid.cells.get((i, j))
+            cells.append(cell_text(member, score_name) if member else
+                         _styled("gone", "failed"))
+        table.add_row(grid.row_label(i), *cells)
+    out.print(table)
+    running = [m for m in grid.members() if m.state == "running"]
+    waiting = [m for m in grid.members() if m.state == "queued"]
+    placements = sched.placements if sweep.scheduler_alive(sched) else {}
+    for m in running:
+        out.print(f"running  {m.id} on {placements.get(m.id) or m.device or '?'}  "
+                  f"{m.iteration}/{m.total}")
+    if waiting:
+        out.print(f"waiting  {len(waiting)} member(s)"
+                  + (f" for a slot (scheduler pid {sched.pid})" if summary.scheduler_pid else ""))
+    for m in grid.members():
+        if m.state in ("failed", "lost") and m.error:
+            out.print(_styled(f"{m.state}  {m.id}: {m.error}", m.state))
+    if summary.state == "running":
+        out.print(f"[dim]as of {time.strftime('%H:%M:%S')}[/]")

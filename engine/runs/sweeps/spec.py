@@ -1,0 +1,277 @@
+"""What a sweep is before it exists: values per field, a preset, and how to execute it.
+
+A spec comes from the command line (``bvae sweep --beta 1,4 --seed 1..3 ...``), from a TOML file
+(``--spec FILE.toml``), or both (the command line wins, field by field). A spec file::
+
+    name = "beta-grid"
+    description = "what it reproduces"
+    preset = "dsprites-H"
+
+    [fixed]                 # one value per field
+    iterations = 300000
+    eval_at_end = true
+
+    [sweep]                 # a list or a range per field; the first one is the grid's rows
+    beta = [1, 2, 4, 6, 8, 16]
+    seed = "0..4"
+
+    [executor]              # optional; the command line's options win
+    kind = "local"          # or "slurm"
+    gpus = [0, 1]
+    per_gpu = 1
+
+    [executor.slurm]
+    partition = "gpu"
+    time = "24:00:00"
+    gpus_per_node = 1
+    mem = "16G"
+    array_parallelism = 8
+    args = { account = "my-project" }
+
+Built-in specs live in ``specs/`` beside this module (``--spec builtin:NAME``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bvae_tui.engine.config import TrainConfig, make_config
+from bvae_tui.engine.errors import ConfigError
+from bvae_tui.engine.runs.sweeps.grid import grid, known_field, member_count, parse_values
+
+EXECUTORS = ("local", "slurm")
+BUILTIN_PREFIX = "builtin:"
+_MEM = re.compile(r"^\d+(\.\d+)?[KMGT]?B?$", re.IGNORECASE)
+
+
+@dataclass
+class SlurmSettings:
+    """The Slurm resources of every member (one array job); None: Slurm's default."""
+
+    partition: str | None = None
+    time: int | None = None  # minutes
+    gpus_per_node: int | None = None
+    mem: str | None = None  # as sbatch takes it: 16G, 16000M
+    array_parallelism: int | None = None
+    args: dict[str, str] = field(default_factory=dict)  # any other sbatch option
+
+    def merged(self, other: SlurmSettings) -> SlurmSettings:
+        changes = {f.name: getattr(other, f.name) for f in dataclasses.fields(self)
+                   if f.name != "args" and getattr(other, f.name) is not None}
+        return dataclasses.replace(self, **changes, args={**self.args, **other.args})
+
+
+@dataclass
+class ExecutorSettings:
+    """Where members run: ``local`` (a scheduler on this machine) or ``slurm``."""
+
+    kind: str | None = None  # None: local
+    gpus: list[int] | None = None  # None: every GPU NVML sees
+    per_gpu: int | None = None
+    slots: int | None = None  # runs at once on the CPU
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+
+    def merged(self, other: ExecutorSettings) -> ExecutorSettings:
+        changes = {f.name: getattr(other, f.name) for f in dataclasses.fields(self)
+                   if f.name != "slurm" and getattr(other, f.name) is not None}
+        return dataclasses.replace(self, **changes, slurm=self.slurm.merged(other.slurm))
+
+    @property
+    def executor(self) -> str:
+        return self.kind or "local"
+
+    def check(self) -> ExecutorSettings:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}; "
+                              f"got {self.kind!r}")
+        for name, value in (("--per-gpu", self.per_gpu), ("--slots", self.slots),
+                            ("--gpus-per-node", self.slurm.gpus_per_node),
+                            ("--array-parallelism", self.slurm.array_parallelism),
+                            ("--time", self.slurm.time)):
+            if value is not None and value < (0 if name == "--gpus-per-node" else 1):
+                raise ConfigError(f"{name} must be at least "
+                                  f"{0 if name == '--gpus-per-node' else 1}; got {value}")
+        if self.gpus is not None and any(g < 0 for g in self.gpus):
+            raise ConfigError(f"--gpus takes GPU numbers as 'bvae gpus' lists them; got {self.gpus}")
+        if self.slurm.mem is not None and not _MEM.match(self.slurm.mem):
+            raise ConfigError(f"--mem {self.slurm.mem!r} is not a memory size; e.g. 16G or 16000M")
+        return self
+
+
+@dataclass
+class SweepSpec:
+    """Values per field (one value: fixed; more: a grid axis, in the order given)."""
+
+    values: dict[str, list[Any]] = field(default_factory=dict)
+    preset: str | None = None
+    name: str | None = None
+    description: str | None = None
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+
+    @property
+    def axes(self) -> list[str]:
+        return [name for name, vals in self.values.items() if len(vals) > 1]
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        return {name: vals[0] for name, vals in self.values.items() if len(vals) == 1}
+
+    def merged(self, other: SweepSpec) -> SweepSpec:
+        """This spec with ``other``'s values and settings where it gives them (a field given
+        again keeps its place in the grid's order)."""
+        values = {**self.values, **other.values}
+        return SweepSpec(values=values, preset=other.preset or self.preset,
+                         name=other.name or self.name,
+                         description=other.description or self.description,
+                         executor=self.executor.merged(other.executor))
+
+    def count(self) -> int:
+        return member_count(self.values, self.axes)
+
+    def members(self) -> Iterator[tuple[dict[str, Any], TrainConfig]]:
+        """Each member's swept values and full config, validated, in grid order."""
+        for swept in grid(self.values, self.axes):
+            yield swept, make_config(self.preset, **{**self.fixed, **swept})
+
+
+# --------------------------------------------------------------------------------------------
+# Spec files
+
+
+def parse_field_values(raw: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Field name (dashes or underscores) -> raw value(s), checked against the schema."""
+    out: dict[str, list[Any]] = {}
+    for name, value in raw.items():
+        info = known_field(name)
+        out[info.name] = parse_values(info, value)
+    return out
+
+
+def builtin_specs() -> dict[str, Path]:
+    """Name -> file of each built-in spec."""
+    folder = resources.files(__package__) / "specs"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir()
+            if str(p).endswith(".toml")}
+
+
+def load_spec(ref: str) -> SweepSpec:
+    """A spec file, or ``builtin:NAME``; a ConfigError names the file and the problem."""
+    if ref.startswith(BUILTIN_PREFIX):
+        name = ref[len(BUILTIN_PREFIX):]
+        specs = builtin_specs()
+        if name not in specs:
+            raise ConfigError(f"no built-in spec '{name}'; 'bvae sweep specs' lists: "
+                              f"{', '.join(sorted(specs))}")
+        path = specs[name]
+    else:
+        path = Path(ref).expanduser()
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read spec {path} ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"spec {path} is not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"spec {path} is not a text file") from None
+    try:
+        return spec_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"spec {path}: {exc}", field=exc.field) from None
+
+
+_TOP_KEYS = ("name", "description", "preset", "fixed", "sweep", "executor")
+_EXECUTOR_KEYS = ("kind", "gpus", "per_gpu", "slots", "slurm")
+_SLURM_KEYS = ("partition", "time", "gpus_per_node", "mem", "array_parallelism", "args")
+
+
+def _table(data: Any, where: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    unknown = sorted(set(data) - set(allowed)) if allowed else []
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in [{where}]; "
+                          f"known: {', '.join(allowed)}")
+    return data
+
+
+def _typed(value: Any, kind: type, what: str) -> Any:
+    if value is None:
+        return None
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{what} must be a whole number; got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"{what} must be text; got {value!r}")
+    return value
+
+
+def spec_from_dict(data: dict[str, Any]) -> SweepSpec:
+    top = _table(data, "top level", _TOP_KEYS)
+    fixed = _table(top.get("fixed", {}), "fixed", ())
+    swept = _table(top.get("sweep", {}), "sweep", ())
+    for name, value in fixed.items():
+        if isinstance(value, list):
+            raise ConfigError(f"[fixed] {name} is a list; put lists under [sweep]")
+    both = sorted(set(fixed) & set(swept))
+    if both:
+        raise ConfigError(f"{', '.join(both)} both fixed and swept; keep one")
+    ex = _table(top.get("executor", {}), "executor", _EXECUTOR_KEYS)
+    sl = _table(ex.get("slurm", {}), "executor.slurm", _SLURM_KEYS)
+    gpus = ex.get("gpus")
+    if gpus == "all":
+        gpus = None
+    elif gpus is not None and (not isinstance(gpus, list)
+                               or not all(isinstance(g, int) for g in gpus)):
+        raise ConfigError(f"[executor] gpus must be a list of GPU numbers or \"all\"; got {gpus!r}")
+    args = _table(sl.get("args", {}), "executor.slurm.args", ())
+    slurm = SlurmSettings(
+        partition=_typed(sl.get("partition"), str, "partition"),
+        time=parse_time(sl["time"]) if "time" in sl else None,
+        gpus_per_node=_typed(sl.get("gpus_per_node"), int, "gpus_per_node"),
+        mem=_typed(sl.get("mem"), str, "mem"),
+        array_parallelism=_typed(sl.get("array_parallelism"), int, "array_parallelism"),
+        args={str(k): str(v) for k, v in args.items()})
+    executor = ExecutorSettings(kind=_typed(ex.get("kind"), str, "kind"), gpus=gpus,
+                                per_gpu=_typed(ex.get("per_gpu"), int, "per_gpu"),
+                                slots=_typed(ex.get("slots"), int, "slots"), slurm=slurm)
+    return SweepSpec(values=parse_field_values({**fixed, **swept}),
+                     preset=_typed(top.get("preset"), str, "preset"),
+                     name=_typed(top.get("name"), str, "name"),
+                     description=_typed(top.get("description"), str, "description"),
+                     executor=executor.check())
+
+
+def parse_time(value: Any) -> int:
+    """Slurm's time limit in whole minutes, from minutes (90) or Slurm's forms: "M", "M:S",
+    "H:M:S", "D-H", "D-H:M", "D-H:M:S" (seconds round up)."""
+    problem = ConfigError(f"--time {value!r} is not a time limit; give minutes (90) or "
+                          "H:MM:SS (1:30:00) or D-HH:MM:SS")
+    if isinstance(value, int) and not isinstance(value, bool):
+        minutes = value
+    elif isinstance(value, str):
+        days_text, dash, rest = value.strip().partition("-")
+        if not dash:
+            days_text, rest = "0", days_text
+        try:
+            days, parts = int(days_text), [int(p) for p in rest.split(":")]
+        except ValueError:
+            raise problem from None
+        if dash:  # D-H, D-H:M, D-H:M:S
+            parts = (parts + [0, 0])[:3] if len(parts) <= 3 else []
+        else:  # M, M:S, H:M:S
+            parts = {1: [0, parts[0], 0], 2: [0, *parts], 3: parts}.get(len(parts), [])
+        if len(parts) != 3 or min(parts) < 0 or days < 0:
+            raise problem
+        hours, mins, secs = parts
+        minutes = days * 1440 + hours * 60 + mins + (1 if secs else 0)
+    else:
+        raise problem
+    if minutes < 1:
+        raise ConfigError(f"--time must be at least a minute; got {value!r}")
+    return minutes
