@@ -131,6 +131,8 @@ def resume(sweep: Sweep, retry_failed: bool = False, poll: float | None = None) 
         raise SweepError(f"sweep {sweep.id} is running (scheduler pid {sweep.scheduler().pid})")
     requeued = [run for run in sweep.members()
                 if run.path.is_dir() and requeue(run, retry_failed)]
+    if requeued:
+        sweep.log(f"queued again: {', '.join(r.id for r in requeued)}")
     sweep.write_scheduler(stop_requested=False, state="starting", error=None)
     start_scheduler(sweep, poll)
     return requeued

@@ -26,7 +26,9 @@ import traceback
 from pathlib import Path
 
 from bvae_tui.engine.runs.devices import list_gpus
+from bvae_tui.engine.errors import RunError
 from bvae_tui.engine.runs.launch import launch
+from bvae_tui.engine.runs.lock import RunLocked, lock_holder
 from bvae_tui.engine.runs.process import process_start_time
 from bvae_tui.engine.runs.records import Status
 from bvae_tui.engine.runs.store import Run
@@ -94,19 +96,22 @@ class Scheduler:
                 if not run.path.is_dir():
                     continue
                 status = run.status()
-                if status.state == "lost":
+                holder = lock_holder(run)  # whoever trains it holds its lock
+                if holder or (status.active and status.pid):
+                    pid = holder or status.pid
+                    start = status.pid_start if pid == status.pid else process_start_time(pid)
+                    device = self.placements.get(run.id) or status.device or self.devices[0]
+                    if slots.holder(run.path) is None:
+                        slots.add(SlotEntry(device=device, run=str(run.path),
+                                            sweep=self.sweep.id, pid=pid, pid_start=start,
+                                            since=time.time()))
+                    self.placements[run.id] = device
+                    self.sweep.log(f"adopted {run.id} on {device} (worker pid {pid})")
+                elif status.state == "lost":
                     run.write_status(state="queued", pid=None, pid_start=None, host=None,
                                      phase=None, error=None)
                     self.sweep.log(f"queued {run.id} again (its worker pid {status.pid} is "
                                    "gone); it resumes from its checkpoint")
-                elif status.active and status.pid:
-                    device = self.placements.get(run.id) or status.device or self.devices[0]
-                    if slots.holder(run.path) is None:
-                        slots.add(SlotEntry(device=device, run=str(run.path),
-                                            sweep=self.sweep.id, pid=status.pid,
-                                            pid_start=status.pid_start, since=time.time()))
-                    self.placements[run.id] = device
-                    self.sweep.log(f"adopted {run.id} on {device} (worker pid {status.pid})")
 
     def step(self) -> bool:
         """One poll; False when no member is left queued or running."""
@@ -161,7 +166,10 @@ class Scheduler:
                   or status.launched is not None)
         try:
             pid = launch(run, resume=resume, extra_env=self._threads(target))
-        except OSError as exc:
+        except RunLocked as exc:  # someone started it by hand meanwhile: it is not waiting
+            self._say_once(f"locked {run.id}", f"not starting {run.id}: {exc}")
+            return
+        except (OSError, RunError) as exc:
             run.write_status(state="failed", error=f"could not start the worker ({exc})")
             self.sweep.log(f"failed to start {run.id}: {exc}")
             return
