@@ -1,0 +1,104 @@
+"""The Slurm executor end to end through submitit's real Slurm code path, against a fake Slurm
+(tests/fake_slurm.py: sbatch, srun, scancel, scontrol and sacct that run the jobs here)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from bvae_tui.engine.runs.sweeps.store import find_sweep
+from tests import fake_slurm
+from tests.conftest import bvae_command
+from tests.sweep_helpers import kill_everything, most_at_once, rows, starts, tiny_options, wait_for
+
+pytest.importorskip("submitit")
+pytestmark = pytest.mark.slow
+FINISH_S = 600
+
+
+@pytest.fixture
+def slurm(tmp_path, runs_dir, env, monkeypatch):
+    """An environment whose PATH finds the fake Slurm first."""
+    extra = fake_slurm.install(tmp_path / "bin", tmp_path / "slurm")
+    for key, value in extra.items():
+        monkeypatch.setenv(key, value)
+    yield {**env, **extra}
+    fake_slurm.stop_controllers(tmp_path / "slurm")
+    kill_everything(runs_dir)
+
+
+def _bvae(env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*bvae_command(), *args], env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+def _task_intervals() -> list[tuple[float, float]]:
+    """When each run of each array task started and ended, from the fake Slurm's events."""
+    open_at: dict[str, float] = {}
+    out = []
+    for event in fake_slurm.events():
+        if event["event"] == "start":
+            open_at[event["job"]] = event["time"]
+        elif event["event"] == "end":
+            out.append((open_at.pop(event["job"]), event["time"]))
+    return out
+
+
+def _continued(iters: list[int], total: int, every: int) -> None:
+    """Rows strictly increasing to the end, every log step there (a stop adds the row of the
+    partial interval it stopped in)."""
+    assert iters == sorted(set(iters)) and iters[-1] == total, iters
+    assert set(range(every, total + 1, every)) <= set(iters), iters
+
+
+def test_slurm_array_with_cancel_requeue_and_resume(runs_dir, slurm):
+    from submitit.slurm.slurm import SlurmJob
+
+    result = _bvae(slurm, "sweep", "--executor", "slurm", *tiny_options(24, 4), "--seed", "1..3",
+                   "--array-parallelism", "2", "--partition", "debug", "--time", "30",
+                   "--slurm-arg", "account=me", "--name", "cluster")
+    assert result.returncode == 0, result.stderr
+    assert "looks local to this machine" in result.stderr  # the test's runs dir is under /tmp
+    sweep = find_sweep(runs_dir, "cluster")
+    a, b, c = sweep.members()
+    (submit,) = [e for e in fake_slurm.events() if e["event"] == "submit"]
+    options = submit["options"]
+    assert (options["array"], options["partition"], options["account"], options["time"]) == \
+        ("0-2%2", "debug", "me", "30")
+    assert options["signal"].startswith("USR2@")  # submitit's time-limit signal
+    array = submit["job"]
+    assert sweep.scheduler().jobs == {a.id: f"{array}_0", b.id: f"{array}_1",
+                                      c.id: f"{array}_2"}
+
+    wait_for(lambda: all(r.status().state == "running" and r.last_checkpoint.exists()
+                         for r in (a, b)), FINISH_S, "two members past a checkpoint")
+    assert c.status().state == "queued"  # --array-parallelism 2
+    assert a.raw_status().job == f"{array}_0"
+
+    # The time-limit signal (what Slurm sends --signal's delay before the limit): submitit calls
+    # the member's checkpoint hook, which stops the worker, and requeues the job.
+    SlurmJob(folder=sweep.slurm_dir, job_id=f"{array}_0")._interrupt(timeout=True)
+    # bvae stop on a Slurm member cancels its job; the worker checkpoints.
+    stopped = _bvae(slurm, "stop", b.id)
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: b.status().state == "stopped", 120, "the cancelled member to stop")
+    wait_for(lambda: a.status().state == "finished" and c.status().state == "finished",
+             FINISH_S, "the requeued member and the last one to finish")
+
+    assert any(e["event"] == "requeue" and e["job"] == f"{array}_0"
+               for e in fake_slurm.events())
+    _continued(rows(a), 24, 4)  # after the requeue, without duplicates
+    assert starts(a) == (1, 1)
+    assert most_at_once(_task_intervals()) <= 2
+    assert b.status().iteration and b.status().iteration < 24
+
+    # Resume submits the stopped member again; it continues from its checkpoint.
+    resumed = _bvae(slurm, "sweep", "resume", "cluster")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 member(s) queued again" in resumed.stdout
+    wait_for(lambda: b.status().state == "finished", FINISH_S, "the resumed member")
+    _continued(rows(b), 24, 4)
+    assert starts(b) == (1, 1)
+    summary = sweep.summary()
+    assert (summary.state, summary.finished) == ("finished", 3)
