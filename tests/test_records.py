@@ -31,16 +31,17 @@ from tests.tui_helpers import make_run, metrics_row
 
 # The JSON field names existing runs (and scripts) have: renaming one breaks them.
 STATUS_KEYS = {"state", "iteration", "total", "phase", "device", "pid", "pid_start", "error",
-               "eval_error", "created", "launched", "started", "heartbeat", "updated"}
+               "eval_error", "created", "launched", "started", "heartbeat", "updated", "host",
+               "job", "memory_peak"}
 ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "mu_mean",
             "var_mean", "c", "img_per_s", "mi", "tc", "dw_kl", "disc_acc", "dip_od", "dip_d"}
 EVAL_KEYS = {"scores", "details", "params", "timings", "seed", "fast", "run", "iteration",
              "checkpoint", "dataset", "factors", "device", "arch", "z_dim", "encoded", "seconds",
              "created"}
 RECORD_KEYS = {"config", "name", "data_dir", "created", "host", "versions", "dataset_source",
-               "dataset_count"}
+               "dataset_count", "sweep", "sweep_values"}
 RUNS_JSON_KEYS = ["id", "name", "path", "state", "iteration", "total", "device", "dataset",
-                  "objective", "created", "updated", "error", "loss", "kl", "img_per_s"]
+                  "objective", "created", "updated", "error", "loss", "kl", "img_per_s", "sweep"]
 
 
 def runs_json() -> list[dict]:
@@ -83,7 +84,7 @@ def test_an_older_file_without_newer_keys_still_reads(runs_dir, tmp_path):
 
 def test_unknown_keys_survive_a_rewrite(runs_dir, tmp_path):
     run = make_run(runs_dir, tmp_path, "newer", "stopped")
-    future = {"sweep": {"id": "s1", "member": 3}, "note_v9": "kept"}
+    future = {"study": {"id": "s1", "member": 3}, "note_v9": "kept"}
     status = json.loads(run.status_path.read_text())
     run.status_path.write_text(json.dumps({**status, **future}))
     run.write_status(iteration=40)
@@ -94,7 +95,7 @@ def test_unknown_keys_survive_a_rewrite(runs_dir, tmp_path):
     record = json.loads(run.config_path.read_text())
     run.config_path.write_text(json.dumps({**record, **future}))
     run.update_record(dataset_source="procedural")
-    assert json.loads(run.config_path.read_text())["sweep"] == future["sweep"]
+    assert json.loads(run.config_path.read_text())["study"] == future["study"]
 
     with open(run.metrics_path, "a") as fh:
         fh.write(json.dumps({**metrics_row(40).to_dict(), "grad_norm": 2.5}) + "\n")

@@ -293,8 +293,10 @@ def markdown() -> str:
     out += ["", "## bvae runs --json", "",
             "A list with one object per run, oldest first, with these keys (scripts may rely on "
             "them; the TUI's runs table shows the same summary).", "",
-            *_table(RunSummary, RunSummary.JSON_KEYS), ""]
-    return "\n".join(out)
+            *_table(RunSummary, RunSummary.JSON_KEYS)]
+    from bvae_tui.engine.runs.sweeps.records import markdown_lines
+
+    return "\n".join([*out, *markdown_lines(_table, _paragraph), ""])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ docs/run-directory.md documents them from here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -68,7 +69,7 @@ class SchedulerStatus(Record):
     stop` / `resume`; replaced atomically. A scheduler whose `pid` is gone while the state says
     running reads as lost."""
 
-    state: str | None = _doc("starting, running, stopped or finished")
+    state: str | None = _doc("starting, submitting (Slurm), running, stopped or finished")
     pid: int | None = _doc("process id of the local scheduler")
     pid_start: int | None = _doc("its start time (clock ticks since boot)")
     host: str | None = _doc("machine it runs on")
@@ -136,3 +137,31 @@ class SweepSummary:
         parts = [f"{getattr(self, s)} {s}" for s in ("finished", "running", "queued", "stopped",
                                                      "failed", "lost") if getattr(self, s)]
         return ", ".join(parts) or "no members"
+
+
+def markdown_lines(table: Callable[..., list[str]], paragraph: Callable[[type], str]
+                   ) -> list[str]:
+    """The sweeps part of docs/run-directory.md (``table`` and ``paragraph`` are the run
+    records' own document helpers, passed in so that the two modules do not import each
+    other)."""
+    out = [
+        "", "## runs/sweeps/: sweeps", "",
+        "A sweep is a grid of ordinary runs: every member is a run directory like any other "
+        "(its config.json names the sweep and holds its `sweep_values`), so every command "
+        "works on it. The sweep itself is `<runs root>/sweeps/<sweep id>/`; its JSON files "
+        "follow the reading rules above.", "",
+        "| file | written by | content |", "|---|---|---|",
+        *(f"| `{path}` | {writer} | {content} |" for path, writer, content in SWEEP_FILES),
+        "",
+        f"Beside the sweeps, `{SLOTS_DIR}/<host>.json` is the slot table of one machine: the "
+        "runs every sweep's scheduler placed on each device there, so that several sweeps "
+        "together keep to `--per-gpu` (see below).",
+    ]
+    for title, cls in (("sweep.json", SweepRecord), ("scheduler.json", SchedulerStatus),
+                       (f"{SLOTS_DIR}/<host>.json", SlotEntry)):
+        out += ["", f"### {title}", "", paragraph(cls), "", *table(cls)]
+    out += ["", "### bvae sweeps --json", "",
+            "A list with one object per sweep, oldest first, with these keys (`bvae sweep show "
+            "--json` adds the spec and a `runs` list of the members).", "",
+            *table(SweepSummary, SweepSummary.JSON_KEYS)]
+    return out
