@@ -30,9 +30,10 @@ from bvae_tui.tui.screens.help import HelpScreen
 from bvae_tui.tui.screens.monitor import MonitorScreen
 from bvae_tui.tui.screens.new_run import NewRunScreen
 from bvae_tui.tui.screens.runs import RunsScreen
+from bvae_tui.tui.sweep_actions import SweepActions
 
 
-class BvaeApp(App):
+class BvaeApp(SweepActions, App):
     TITLE = "bvae-tui"
     CSS_PATH = "app.tcss"
     BINDINGS = [
@@ -125,6 +126,9 @@ class BvaeApp(App):
         if self._deleted(run_path):
             return
         run = Run(run_path)
+        if _in_sweep(run):  # back in its sweep's queue, so that it keeps to the sweep's slots
+            self.resume_member(run_path)
+            return
         # A run another process holds, or one that cannot be resumed, is a RunError (a
         # UserError): shown, nothing launched.
         try:
@@ -235,6 +239,13 @@ class BvaeApp(App):
         if isinstance(screen, RunsScreen) and (row := screen.selected_row()):
             return Path(row.path)
         return None
+
+
+def _in_sweep(run: Run) -> bool:
+    try:
+        return run.record().sweep is not None
+    except UserError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,9 +28,26 @@ class _Latest(Message):
 
 
 class RunsUpdated(_Latest):
-    def __init__(self, source: str, rows: list[RunRow]) -> None:
+    def __init__(self, source: str, rows: list[RunRow], sweeps: list[Any] | None = None) -> None:
         super().__init__(source)
         self.rows = rows
+        self.sweeps = sweeps or []  # SweepRow of each sweep
+
+
+class SweepUpdated(_Latest):
+    """The sweep screen's grid and scheduler, as read by its watcher."""
+
+    def __init__(self, source: str, view: Any) -> None:
+        super().__init__(source)
+        self.view = view
+
+
+class SweepLaunched(Message):
+    def __init__(self, path: Path | None, error: str | None, notes: list[str]) -> None:
+        super().__init__()
+        self.path = path
+        self.error = error
+        self.notes = notes
 
 
 class StatusChanged(_Latest):

@@ -117,6 +117,7 @@ class RunRow:
     started: float | None
     duration: float | None
     device: str
+    sweep: str = ""  # id of the sweep it is a member of
 
     @classmethod
     def from_summary(cls, s: RunSummary, source: str = "") -> RunRow:
@@ -125,7 +126,7 @@ class RunRow:
                    objective=objective_text(s.config) if s.config else "?",
                    iteration=s.iteration, total=s.total or 0, loss=s.loss, kl=s.kl,
                    scores=fmt_scores(s.scores), started=s.started or s.created,
-                   duration=s.duration, device=s.device or "")
+                   duration=s.duration, device=s.device or "", sweep=s.sweep or "")
 
     @property
     def progress(self) -> str:

@@ -24,8 +24,12 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
-from bvae_tui.engine.config import PRESETS, FieldInfo, TrainConfig, check_field, schema
+from bvae_tui.engine.config import PRESETS, FieldInfo, TrainConfig, schema
 from bvae_tui.engine.errors import ConfigError
+from bvae_tui.engine.runs.sweeps.grid import grid, member_count
+from bvae_tui.engine.runs.sweeps.spec import SweepSpec
+from bvae_tui.tui.form_sweep import base_values, field_values, form_spec, sweep_command_line
+from bvae_tui.tui.widgets.choice_field import ChoiceField
 from bvae_tui.tui.widgets.device_picker import DevicePicker
 from bvae_tui.tui.widgets.field_widgets import field_widget
 
@@ -39,6 +43,12 @@ in a paper's setting; anything you change afterwards wins. Fields the chosen obj
 use (gamma under H, beta under B, disc_lr under all but factor) are hidden. Errors show under
 their field and launch waits until there are none. The line at the bottom is the same run as a
 command.
+
+**Sweeps.** A numeric field takes a list or a range (`1,2,4,8`, `1..5`, `1..16:x2`). In a
+choice field `←`/`→` move, `enter` picks one choice and `space` adds the one under the cursor.
+Every field given several values is an axis of a grid: the form shows the member count and the
+`bvae sweep` command, and `ctrl+r` launches the sweep (one member at a time per GPU, or on the
+CPU) and opens its screen.
 
 | key | action |
 |---|---|
@@ -69,6 +79,7 @@ class NewRunScreen(Screen):
         self.inputs: dict[str, Any] = {}  # name -> its control (see widgets/field_widgets.py)
         self.errors: dict[str, str] = {}
         self.values: dict[str, Any] = {}
+        self.axes: dict[str, list[Any]] = {}  # fields given several values: a sweep
         self._loading = False
 
     # Layout -----------------------------------------------------------------------------------
@@ -120,28 +131,37 @@ class NewRunScreen(Screen):
         raw = self.raw_values()
         errors: dict[str, str] = {}
         values: dict[str, Any] = {}
+        axes: dict[str, list[Any]] = {}
         for info in self.fields:
             try:  # each field alone against the schema's own checks: one message per field
-                values[info.name] = check_field(info, raw[info.name])
+                found = field_values(info, raw[info.name])
             except ConfigError as exc:
                 errors[exc.field or info.name] = str(exc)
+                continue
+            values[info.name] = found[0]
+            if len(found) > 1:  # a list: the form launches a sweep
+                axes[info.name] = found
         general = ""
         if not errors:
-            try:  # the whole config once more, for checks that involve several fields
-                TrainConfig.from_dict(values).validate()
+            try:  # the whole config once more (each member's), for checks across fields
+                for combo in grid(axes, list(axes)) if member_count(axes, list(axes)) <= 500 \
+                        else [{}]:
+                    TrainConfig.from_dict({**values, **combo}).validate()
             except ConfigError as exc:
                 if exc.field:
                     errors[exc.field] = str(exc)
                 else:
                     general = str(exc)
-        self.errors, self.values = errors, values
+        self.errors, self.values, self.axes = errors, values, axes
+        objectives = axes.get("objective") or [values.get("objective")]
         for info in self.fields:
             err = self.query_one(f"#err-{info.name}", Static)
             message = errors.get(info.name, "")
             err.update(Text("✗ " + message, style="bold red") if message else "")
             err.display = bool(message)
-            # A field the chosen objective does not use is hidden, unless it needs fixing.
-            self.query_one(f"#row-{info.name}").display = info.applies(raw) or bool(message)
+            # A field no chosen objective uses is hidden, unless it needs fixing.
+            used = any(info.applies({"objective": o}) for o in objectives)
+            self.query_one(f"#row-{info.name}").display = used or bool(message)
         summary = self.query_one("#form-error", Static)
         if errors or general:
             n = len(errors)
@@ -149,24 +169,38 @@ class NewRunScreen(Screen):
                                 f"launch: {', '.join(errors)}", style="bold red"))
         else:
             summary.update("")
-        self.query_one("#form-command", Static).update(Text(self.command(), style="cyan"))
+        command = Text(self.command(), style="cyan")
+        if axes:
+            count = member_count(axes, list(axes))
+            command = Text.assemble((f"a sweep of {count} members ({' x '.join(axes)}); "
+                                     "ctrl+r launches it\n", "bold"), command)
+        self.query_one("#form-command", Static).update(command)
         return not errors and not general
 
     def config(self) -> TrainConfig:
         return TrainConfig.from_dict(self.values).validate()
 
-    def command(self) -> str:
-        """The `bvae train` command line that starts the same run."""
+    def _preset_and_name(self) -> tuple[str | None, str | None]:
         preset = self.query_one("#preset", Select).value
         name = self.query_one("#run-name", Input).value.strip()
-        return command_line(self.fields, self.values,
-                             str(preset) if preset != NO_PRESET else None, name or None)
+        return (str(preset) if preset != NO_PRESET else None), (name or None)
+
+    def sweep_spec(self) -> SweepSpec:
+        """The sweep the form's lists make (see :mod:`bvae_tui.tui.form_sweep`)."""
+        return form_spec(self.fields, self.values, self.axes, *self._preset_and_name())
+
+    def command(self) -> str:
+        """The `bvae train` (or, with lists, `bvae sweep`) command that does the same."""
+        if self.axes:
+            return sweep_command_line(self.fields, self.sweep_spec())
+        return command_line(self.fields, self.values, *self._preset_and_name())
 
     # Events -----------------------------------------------------------------------------------
     @on(Input.Changed)
     @on(Select.Changed)
     @on(Checkbox.Changed)
     @on(DevicePicker.Changed)
+    @on(ChoiceField.Changed)
     def _changed(self, event: Any) -> None:
         control = getattr(event, "control", None)
         if control is not None and control.id == "preset":
@@ -226,8 +260,16 @@ class NewRunScreen(Screen):
                 self.inputs[first].focus()
             self.notify("fix the fields marked ✗ first", severity="error")
             return
+        if self.axes:
+            self.app.launch_sweep(self.sweep_spec(), on_launched=self._sweep_launched)
+            return
         name = self.query_one("#run-name", Input).value.strip() or None
         self.app.launch_run(self.config(), name, on_launched=self._launched)
+
+    def _sweep_launched(self, sweep_path: Path) -> None:
+        if self.app.screen is self:
+            self.app.pop_screen()
+        self.app.open_sweep(sweep_path)
 
     def _launched(self, run_path: Path) -> None:
         self.app.pop_screen()
@@ -239,11 +281,10 @@ def command_line(fields: Sequence[FieldInfo], values: dict[str, Any], preset: st
     """The `bvae train --detach` line for these values: the preset, then every value that
     differs from what the preset (or the default) gives, spelt as the CLI spells it, leaving
     out the fields the objective does not use (the CLI refuses them)."""
-    base: dict[str, Any] = {f.name: f.default for f in fields}
+    base = base_values(fields, preset)
     parts = ["bvae", "train", "--detach"]
     if preset in PRESETS:
         parts += ["--preset", str(preset)]
-        base.update(PRESETS[str(preset)])
     if name:
         parts += ["--name", name]
     for info in fields:

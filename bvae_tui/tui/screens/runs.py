@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.text import Text
@@ -13,10 +14,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import get_current_worker
 
+from bvae_tui.engine.runs.files import FileCache
 from bvae_tui.engine.runs.records import STATES
 from bvae_tui.styles import state_style
 from bvae_tui.tui.messages import RunsUpdated, WatchError
 from bvae_tui.tui.run_data import RunRow, RunsPoller, fmt_duration
+from bvae_tui.tui.sweep_data import SweepRow, sweep_rows
 from bvae_tui.tui.widgets.runs_table import RunsTable
 
 POLL_SECONDS = 1.0  # while this screen is shown
@@ -36,7 +39,7 @@ Every run under the runs dir, refreshed every second; runs started from the CLI 
 | `r` | resume a stopped, failed or lost run from its last checkpoint |
 | `e` | export a traversal GIF |
 | `d` | delete the run (asks first) |
-| `space` | mark or unmark the selected run for comparison (● before its name) |
+| `space` | on a run: mark or unmark it for comparison (● before its name); on a sweep: fold or unfold its members |
 | `m` | mark every run in view (again: unmark them) |
 | `c` | compare the marked runs (none marked: the runs in view): curves, latents, scores |
 | `p` | the scores of the runs in view beside the paper's |
@@ -44,13 +47,18 @@ Every run under the runs dir, refreshed every second; runs started from the CLI 
 | `f` / `g` | cycle the state / dataset filter |
 | `o` / `O` | cycle the sort column / reverse it |
 
-States: **running**, **queued** (starting), **finished**, **stopped**, **failed** (reason in
-the note column), **lost** (the worker died without saying so: resume it).
+States: **running**, **queued** (starting, or waiting in a sweep for a slot), **finished**,
+**stopped**, **failed** (reason in the note column), **lost** (the worker died without saying
+so: resume it).
+
+**Sweeps** (`▸ name`) group their members: progress is members finished / members. On a sweep's
+line `enter` opens the sweep screen (the grid and the queue), and `s`, `r`, `d` stop, resume and
+delete the whole sweep.
 """
 
 
 def sort_key(name: str):
-    def key(row: RunRow):
+    def key(row: RunRow | SweepRow):
         if name == "name":
             return row.name.lower()
         if name == "state":
@@ -73,7 +81,7 @@ class RunsScreen(Screen):
         Binding("r", "resume", "Resume"),
         Binding("e", "export", "Export"),
         Binding("d", "delete", "Delete", show=False),  # the footer keeps to 80 columns
-        Binding("space", "toggle_mark", "Mark", show=False),
+        Binding("space", "mark_or_fold", "Mark", show=False),
         Binding("m", "mark_view", "Mark all", show=False),
         Binding("c", "compare", "Compare"),
         Binding("p", "scores", "Paper", show=False),
@@ -89,6 +97,7 @@ class RunsScreen(Screen):
         super().__init__()
         self.root = root
         self.rows: list[RunRow] = []
+        self.sweeps: list[SweepRow] = []
         self.loaded = False
         self.state_filter = "all"
         self.dataset_filter = "all"
@@ -119,17 +128,19 @@ class RunsScreen(Screen):
     def poll_runs(self) -> None:
         worker = get_current_worker()
         poller = RunsPoller(self.root)
+        sweep_caches: dict[Path, FileCache] = {}
         last_error = ""
         while not worker.is_cancelled:
             try:
                 rows = poller.poll()
+                sweeps = sweep_rows(self.root, rows, sweep_caches)
             except Exception as exc:  # noqa: BLE001 - keep polling; show why the list is stale
                 rows = None
                 if str(exc) != last_error:
                     last_error = str(exc)
                     self.post_message(WatchError(str(self.root), f"cannot list runs: {exc}"))
             if rows is not None:
-                self.post_message(RunsUpdated(str(self.root), rows))
+                self.post_message(RunsUpdated(str(self.root), rows, sweeps))
             deadline = time.monotonic() + (POLL_SECONDS if self.is_current
                                            else POLL_HIDDEN_SECONDS)
             while time.monotonic() < deadline and not worker.is_cancelled:
@@ -147,6 +158,7 @@ class RunsScreen(Screen):
 
     def on_runs_updated(self, message: RunsUpdated) -> None:
         self.rows = message.rows
+        self.sweeps = message.sweeps
         self.loaded = True
         if self.marked - {r.id for r in self.rows}:  # marked runs deleted meanwhile
             self._set_marks(self.marked & {r.id for r in self.rows})
@@ -162,6 +174,32 @@ class RunsScreen(Screen):
         rows.sort(key=sort_key(self.sort), reverse=self.reverse)
         return rows
 
+    def table_rows(self) -> list[RunRow | SweepRow]:
+        """What the table shows: the runs in view, each sweep's members under its own line
+        (while unfolded), sweeps sorted among the runs by the same keys."""
+        runs = self.visible_rows()
+        known = {s.id: s for s in self.sweeps}
+        members: dict[str, list[RunRow]] = {}
+        top: list[RunRow | SweepRow] = []
+        for row in runs:
+            if row.sweep in known:
+                members.setdefault(row.sweep, []).append(row)
+            else:
+                top.append(row)
+        filtering = self.text_filter or self.state_filter != "all" or self.dataset_filter != "all"
+        top += [s for s in self.sweeps if s.id in members or not filtering
+                or (self.text_filter and s.matches(self.text_filter))]
+        top.sort(key=sort_key(self.sort), reverse=self.reverse)
+        expanded = self.query_one(RunsTable).expanded
+        out: list[RunRow | SweepRow] = []
+        for row in top:
+            out.append(row)
+            if isinstance(row, SweepRow) and row.key in expanded:
+                order = {run_id: i for i, run_id in enumerate(row.member_ids)}
+                shown = sorted(members.get(row.id, []), key=lambda m: order.get(m.id, 0))
+                out += [replace(m, name=f"  {row.place(m)}") for m in shown]
+        return out
+
     def select_run(self, run_id: str) -> None:
         """Put the cursor on ``run_id`` (a run just launched or opened), now or once the next
         poll lists it, so that the keys act on that run."""
@@ -174,7 +212,7 @@ class RunsScreen(Screen):
 
     def _show(self) -> None:
         table = self.query_one(RunsTable)
-        table.show(self.visible_rows())
+        table.show(self.table_rows())
         if self._want is not None and table.select(self._want):
             self._want = None
         self._update_title()
@@ -208,6 +246,15 @@ class RunsScreen(Screen):
     def _update_details(self) -> None:
         row = self.selected_row()
         details = self.query_one("#runs-details", Static)
+        sweep = self.selected_sweep()
+        if sweep is not None:
+            text = Text.assemble((sweep.id, "bold"), "  ", (sweep.state, state_style(sweep.state)),
+                                 (f"  {sweep.members} members ({sweep.axes}): "
+                                  f"{sweep.counts_text}", "dim"))
+            if sweep.error:
+                text.append("\n" + sweep.error, style=state_style(sweep.state))
+            details.update(text)
+            return
         if row is None:
             if self.rows and not self.query_one(RunsTable).row_count:
                 details.update(Text(f"no runs match the filters ({self._filters_text()}): "
@@ -246,6 +293,10 @@ class RunsScreen(Screen):
     def selected_row(self) -> RunRow | None:
         run_id = self.query_one(RunsTable).selected_id
         return next((r for r in self.rows if r.id == run_id), None)
+
+    def selected_sweep(self) -> SweepRow | None:
+        key = self.query_one(RunsTable).selected_id
+        return next((s for s in self.sweeps if s.key == key), None)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._update_details()
@@ -294,8 +345,22 @@ class RunsScreen(Screen):
     def _selected_or_warn(self) -> RunRow | None:
         row = self.selected_row()
         if row is None:
-            self.notify("no run selected", severity="warning")
+            sweep = self.selected_sweep() is not None
+            self.notify("a sweep is selected: space unfolds it to its members" if sweep
+                        else "no run selected", severity="warning")
         return row
+
+    def action_mark_or_fold(self) -> None:
+        """`space`: a sweep's line folds or unfolds, a run (a sweep's member too) is marked."""
+        sweep = self.selected_sweep()
+        if sweep is None:
+            self.action_toggle_mark()
+            return
+        table = self.query_one(RunsTable)
+        table.expanded ^= {sweep.key}
+        table.redraw()
+        self._show()
+        table.select(sweep.key)
 
     def action_new_run(self) -> None:
         self.app.action_new_run()
@@ -339,25 +404,33 @@ class RunsScreen(Screen):
         self.app.push_screen(CompareScreen([Path(r.path) for r in rows]))
 
     def action_open_monitor(self) -> None:
-        if row := self._selected_or_warn():
+        if sweep := self.selected_sweep():
+            self.app.open_sweep(Path(sweep.path))
+        elif row := self._selected_or_warn():
             self.app.open_monitor(Path(row.path))
 
     def action_stop(self) -> None:
-        if row := self._selected_or_warn():
+        if sweep := self.selected_sweep():
+            self.app.stop_sweep(Path(sweep.path))
+        elif row := self._selected_or_warn():
             self.app.stop_run(Path(row.path))
-            self.refresh_now()
+        self.refresh_now()
 
     def action_resume(self) -> None:
-        if row := self._selected_or_warn():
+        if sweep := self.selected_sweep():
+            self.app.resume_sweep(Path(sweep.path))
+        elif row := self._selected_or_warn():
             self.app.resume_run(Path(row.path))
-            self.refresh_now()
+        self.refresh_now()
 
     def action_export(self) -> None:
         if row := self._selected_or_warn():
             self.app.export_run(Path(row.path))
 
     def action_delete(self) -> None:
-        if row := self._selected_or_warn():
+        if sweep := self.selected_sweep():
+            self.app.delete_sweep(Path(sweep.path), on_done=self.refresh_now)
+        elif row := self._selected_or_warn():
             self.app.delete_run(Path(row.path), on_done=self.refresh_now)
 
 

@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from textual.widget import Widget
-from textual.widgets import Checkbox, Input, Select
+from textual.widgets import Checkbox, Input
 
 from bvae_tui.engine.config import FieldInfo
+from bvae_tui.tui.widgets.choice_field import ChoiceField
 from bvae_tui.tui.widgets.dataset_select import DatasetField
 from bvae_tui.tui.widgets.device_picker import DeviceField
 
 
 class TextField(Input):
-    """A one-line text entry; the schema parses and checks its text."""
+    """A one-line text entry; the schema parses and checks its text (for a numeric field, a
+    list or a range sweeps it: ``1,2,4``, ``1..5``)."""
 
     def __init__(self, info: FieldInfo, *, id: str) -> None:
         super().__init__(info.show(info.default), compact=True, id=id)
@@ -32,21 +34,6 @@ class TextField(Input):
 
     def set_field_value(self, value: Any) -> None:
         self.value = self.info.show(value)
-
-
-class ChoiceField(Select[Any]):
-    """One of the field's choices."""
-
-    def __init__(self, info: FieldInfo, *, id: str) -> None:
-        super().__init__([(str(c), c) for c in info.choices or ()], value=info.default,
-                         allow_blank=False, compact=True, id=id)
-
-    @property
-    def field_value(self) -> Any:
-        return self.value
-
-    def set_field_value(self, value: Any) -> None:
-        self.value = value
 
 
 class ToggleField(Checkbox):

@@ -1,4 +1,5 @@
-"""The runs table: one row per run, updated in place so the cursor stays put."""
+"""The runs table: one row per run (and per sweep, which unfolds to its members), updated in
+place so the cursor stays put."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from textual.widgets import DataTable
 
 from bvae_tui.styles import state_style
 from bvae_tui.tui.run_data import RunRow, fmt_duration, fmt_num, fmt_time
+from bvae_tui.tui.sweep_data import SweepRow
 
 COLUMNS = (
     ("name", "name"),
@@ -29,6 +31,12 @@ def state_text(state: str) -> Text:
 
 
 MARK = "● "  # before the name of a run marked for comparison
+Row = RunRow | SweepRow
+
+
+def key_of(row: Row) -> str:
+    """A row's key in the table: the run id, or ``sweep:<id>``."""
+    return row.key if isinstance(row, SweepRow) else row.id
 
 
 def name_cell(row: RunRow, marked: bool = False) -> Text:
@@ -36,14 +44,17 @@ def name_cell(row: RunRow, marked: bool = False) -> Text:
     return Text.assemble((MARK, "bold magenta"), name) if marked else name
 
 
-def cells(row: RunRow, marked: bool = False) -> list[Text | str]:
-    """The table cells of a row, in :data:`COLUMNS` order."""
+def cells(row: Row, flag: bool = False) -> list[Text | str]:
+    """The table cells of a row, in :data:`COLUMNS` order; ``flag``: the run is marked, the
+    sweep unfolded."""
+    if isinstance(row, SweepRow):
+        return sweep_cells(row, flag)
     source = SOURCE_SHORT.get(row.source, row.source)
     dataset = f"{row.dataset} ({source})" if source else row.dataset
     pct = f" {100 * row.iteration // row.total:>3d}%" if row.total else ""
     note = row.error if len(row.error) <= 60 else row.error[:59] + "…"
     return [
-        name_cell(row, marked),
+        name_cell(row, flag),
         state_text(row.state),
         Text(f"{row.progress}{pct}", justify="right"),
         Text(fmt_num(row.loss), justify="right"),
@@ -57,18 +68,44 @@ def cells(row: RunRow, marked: bool = False) -> list[Text | str]:
     ]
 
 
+def sweep_cells(row: SweepRow, expanded: bool) -> list[Text | str]:
+    """A sweep's line: its name with a fold mark, its state, members done, the grid's axes."""
+    mark = "▾" if expanded else "▸"
+    pct = f" {100 * row.iteration // row.total:>3d}%" if row.total else ""
+    note = row.error or row.counts_text
+    return [
+        Text(f"{mark} {row.name}"[:28], style="bold"),
+        state_text(row.state),
+        Text(f"{row.finished}/{row.members}{pct}", justify="right"),
+        Text("-", style="dim", justify="right"),
+        Text("-", style="dim", justify="right"),
+        Text(f"sweep {row.axes}"),
+        row.dataset,
+        Text("-", style="dim"),
+        fmt_time(row.started),
+        fmt_duration(row.duration),
+        Text(note if len(note) <= 60 else note[:59] + "…",
+             style=state_style(row.state) if row.error else "dim"),
+    ]
+
+
 class RunsTable(DataTable):
     """A DataTable keyed by run id; :meth:`show` diffs against what is on screen."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
-        self.rows_shown: dict[str, RunRow] = {}
+        self.rows_shown: dict[str, Row] = {}
         self._order: list[str] = []
         self.marked: set[str] = set()  # run ids marked for comparison
+        self.expanded: set[str] = set()  # keys of the sweep rows shown unfolded
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
             self.add_column(label, key=key)
+
+    def redraw(self) -> None:
+        """Build every row again at the next :meth:`show` (a sweep was folded or unfolded)."""
+        self._order = []
 
     @property
     def selected_id(self) -> str | None:
@@ -83,35 +120,41 @@ class RunsTable(DataTable):
         self.move_cursor(row=self._order.index(run_id), animate=False)
         return True
 
-    def show(self, rows: list[RunRow]) -> None:
-        order = [r.id for r in rows]
+    def show(self, rows: list[Row]) -> None:
+        order = [key_of(r) for r in rows]
         if order != self._order:
             selected = self.selected_id
             self.clear()
             for row in rows:
-                self.add_row(*cells(row, row.id in self.marked), key=row.id)
+                self.add_row(*cells(row, self.flag(key_of(row))), key=key_of(row))
             self._order = order
-            self.rows_shown = {r.id: r for r in rows}
+            self.rows_shown = {key_of(r): r for r in rows}
             if selected in order:
                 self.move_cursor(row=order.index(selected), animate=False)
             return
         for row in rows:
-            old = self.rows_shown.get(row.id)
+            key = key_of(row)
+            old = self.rows_shown.get(key)
             if old == row:
                 continue
-            marked = row.id in self.marked
-            new_cells = cells(row, marked)
-            old_cells = cells(old, marked) if old else [None] * len(COLUMNS)
-            for (key, _), new, prev in zip(COLUMNS, new_cells, old_cells, strict=True):
+            new_cells = cells(row, self.flag(key))
+            old_cells = cells(old, self.flag(key)) if old else [None] * len(COLUMNS)
+            for (column, _), new, prev in zip(COLUMNS, new_cells, old_cells, strict=True):
                 if str(new) != str(prev) or (isinstance(new, Text) and isinstance(prev, Text)
                                              and new.style != prev.style):
-                    self.update_cell(row.id, key, new, update_width=True)
-            self.rows_shown[row.id] = row
+                    self.update_cell(key, column, new, update_width=True)
+            self.rows_shown[key] = row
+
+    def flag(self, key: str) -> bool:
+        """A run's mark for comparison, a sweep's unfolded state (their keys never collide)."""
+        return key in self.marked or key in self.expanded
 
     def set_marks(self, marked: set[str]) -> None:
         """Show ``marked`` (run ids) as marked, updating only the names that change."""
         changed = (self.marked ^ marked) & set(self.rows_shown)
         self.marked = set(marked)
         for run_id in changed:
-            self.update_cell(run_id, "name", name_cell(self.rows_shown[run_id],
-                                                       run_id in marked), update_width=True)
+            row = self.rows_shown[run_id]
+            if isinstance(row, RunRow):
+                self.update_cell(run_id, "name", name_cell(row, run_id in marked),
+                                 update_width=True)

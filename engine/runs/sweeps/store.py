@@ -164,7 +164,7 @@ class Sweep:
                 total += status.total or 0
         sched = self.scheduler()
         alive = self.scheduler_alive(sched)
-        state, error = _sweep_state(self, record, sched, alive, counts)
+        state, error = sweep_state(self.id, record, sched, alive, counts)
         return SweepSummary(
             id=self.id, name=record.name or self.id, path=str(self.path), state=state,
             executor=record.executor or "local", members=len(record.members),
@@ -173,8 +173,10 @@ class Sweep:
             **{s: counts[s] for s in MEMBER_STATES})
 
 
-def _sweep_state(sweep: Sweep, record: SweepRecord, sched: SchedulerStatus, alive: bool,
-                 counts: collections.Counter[str]) -> tuple[str, str | None]:
+def sweep_state(sweep_id: str, record: SweepRecord, sched: SchedulerStatus, alive: bool,
+                counts: collections.Counter[str]) -> tuple[str, str | None]:
+    """The sweep's state and what to say about it, from its scheduler and its members' states
+    (``counts``: members per state)."""
     left = counts["queued"] + counts["running"] + counts["stopped"] + counts["lost"]
     if alive or (record.executor == "slurm" and counts["queued"] + counts["running"]):
         return "running", None
@@ -185,7 +187,7 @@ def _sweep_state(sweep: Sweep, record: SweepRecord, sched: SchedulerStatus, aliv
         return "stopped", sched.error
     who = f"its scheduler (pid {sched.pid}) is gone" if record.executor != "slurm" else \
         "members were lost by Slurm"
-    return "lost", f"{who}; 'bvae sweep resume {sweep.id}' continues it"
+    return "lost", f"{who}; 'bvae sweep resume {sweep_id}' continues it"
 
 
 # --------------------------------------------------------------------------------------------
