@@ -34,6 +34,7 @@ from bvae_tui.engine.runs.files import (
 )
 from bvae_tui.engine.runs.lock import RunLock, RunLocked, lock_holder, write_error
 from bvae_tui.engine.runs.process import worker_alive
+from bvae_tui.engine.runs.refs import match_ref
 from bvae_tui.engine.runs.records import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
@@ -409,17 +410,7 @@ def find_run(root: Path, ref: str) -> Run:
     candidate = Path(ref)
     if candidate.is_dir() and (candidate / CONFIG_FILE).exists():
         return Run(candidate.resolve())
-    runs = list_runs(root)
-    exact = [r for r in runs if r.id == ref]
-    if exact:
-        return exact[0]
-    matches = [r for r in runs if r.id.startswith(ref)] or [r for r in runs if r.name == ref]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise RunError(f"no run '{ref}' under {root}; 'bvae runs' lists them")
-    listed = ", ".join(r.id for r in matches[:5]) + (", ..." if len(matches) > 5 else "")
-    raise RunError(f"'{ref}' matches {len(matches)} runs ({listed}); give more of the id")
+    return match_ref(ref, list_runs(root), "run", root, "bvae runs", RunError)
 
 
 def check_deletable(run: Run, holding_lock: bool = False) -> None:

@@ -25,6 +25,7 @@ from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.errors import SweepError
 from bvae_tui.engine.runs.files import read_json, write_json_atomic
 from bvae_tui.engine.runs.process import worker_alive
+from bvae_tui.engine.runs.refs import match_ref
 from bvae_tui.engine.runs.store import Run, create_run, delete_run, slug
 from bvae_tui.engine.runs.sweeps.flock import locked
 from bvae_tui.engine.runs.sweeps.grid import grid, label
@@ -241,18 +242,8 @@ def find_sweep(runs_root: Path, ref: str) -> Sweep:
     candidate = Path(ref)
     if candidate.is_dir() and (candidate / SWEEP_FILE).exists():
         return Sweep(candidate.resolve())
-    sweeps = list_sweeps(runs_root)
-    exact = [s for s in sweeps if s.id == ref]
-    if exact:
-        return exact[0]
-    matches = [s for s in sweeps if s.id.startswith(ref)] or [s for s in sweeps if s.name == ref]
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise SweepError(f"no sweep '{ref}' under {sweeps_root(runs_root)}; 'bvae sweeps' "
-                         "lists them")
-    listed = ", ".join(s.id for s in matches[:5]) + (", ..." if len(matches) > 5 else "")
-    raise SweepError(f"'{ref}' matches {len(matches)} sweeps ({listed}); give more of the id")
+    return match_ref(ref, list_sweeps(runs_root), "sweep", sweeps_root(runs_root),
+                     "bvae sweeps", SweepError)
 
 
 def delete_sweep(sweep: Sweep, keep_runs: bool = False, never_started: bool = False) -> int:
