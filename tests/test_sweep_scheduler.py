@@ -149,3 +149,23 @@ def test_two_sweeps_never_share_a_device_slot(runs_dir, env_data):
     for device, intervals in by_device.items():
         assert intervals and most_at_once(intervals) == 1, device
     assert len(by_device["fake:0"]) + len(by_device["fake:1"]) == 4
+
+
+def test_a_member_whose_worker_dies_is_reported_and_the_sweep_goes_on(runs_dir, env_data):
+    from typer.testing import CliRunner
+
+    from bvae_tui.cli.main import app
+
+    spec = tiny_spec(40, 4, ExecutorSettings(slots=1), device="cpu", seed="1,2")
+    sweep, _ = control.create(spec, poll=0.2)
+    first, second = sweep.members()
+    status = wait_for(lambda: (s := first.status()).state == "running" and s, FINISH_S,
+                      "the first member to train")
+    os.kill(status.pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    summary = wait_for(lambda: (s := sweep.summary()).state != "running" and s, FINISH_S,
+                       "the sweep to end")
+    assert (summary.state, summary.finished, summary.failed) == ("finished", 1, 1), summary
+    assert "died with signal SIGKILL" in first.status().error
+    assert rows(second) == list(range(4, 41, 4))
+    shown = CliRunner().invoke(app, ["sweep", "show", sweep.id])
+    assert shown.exit_code == 0 and "died with signal SIGKILL" in shown.output

@@ -12,7 +12,7 @@ from bvae_tui.engine.errors import ConfigError, DeviceError
 from bvae_tui.engine.runs.process import process_start_time
 from bvae_tui.engine.runs.sweeps.local import placement
 from bvae_tui.engine.runs.sweeps.records import SlotEntry
-from bvae_tui.engine.runs.sweeps.slots import SlotTable, Slots, memory_fits, train_device
+from bvae_tui.engine.runs.sweeps.slots import Slots, SlotTable, memory_fits, train_device
 from bvae_tui.engine.runs.sweeps.spec import ExecutorSettings
 from tests.test_tui_new_run import GIB, FakeNvml, _no_nvml
 from tests.tui_helpers import sleeper

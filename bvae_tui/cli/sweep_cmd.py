@@ -94,10 +94,9 @@ def sweep_command(ctx: typer.Context, **values: Any) -> None:
         if note.startswith("warning:"):
             typer.echo(note, err=True)
     where = next((n for n in plan.notes if not n.startswith("warning:")), plan.executor)
-    out = console()
-    out.print(f"sweep [bold]{sweep.id}[/]: {plan.count} members "
-              f"({' x '.join(spec.axes)}) {where if plan.executor == 'local' else 'on Slurm'}")
-    out.print(f"follow it with: bvae sweep show {sweep.id}   (or bvae-tui)")
+    typer.echo(f"sweep {sweep.id}: {plan.count} members ({' x '.join(spec.axes)}) "
+               f"{where if plan.executor == 'local' else 'on Slurm'}")
+    typer.echo(f"follow it with: bvae sweep show {sweep.id}   (or bvae-tui)")
 
 
 _SWEEP_EXTRA = [
@@ -205,7 +204,7 @@ def sweep_stop(
     member: Annotated[str | None, typer.Option(
         help="stop only this member (run id, or its place: beta=4,seed=2)")] = None,
     wait: Annotated[float, typer.Option(help="seconds to wait for checkpoints")] = 30.0,
-    runs_dir: RunsDirOpt = None,
+    runs_dir: RunsDirOpt = None, json: JsonOpt = False,
 ) -> None:
     """Stop a sweep (running members checkpoint; queued ones stay unstarted), or one member."""
     from bvae_tui.engine.runs.sweeps import control
@@ -214,13 +213,22 @@ def sweep_stop(
     if member is not None:
         run = found.member(member)
         control.stop_member(run, wait)
-        typer.echo(f"{run.id}: {run.status().state}")
+        _done(json, found, f"{run.id}: {run.status().state}", members=[run.id])
         return
     asked = control.stop(found, wait)
     summary = found.summary()
     still = sum(1 for r in asked if r.status().active)
-    typer.echo(f"{found.id}: {summary.state} ({summary.counts})"
-               + (f"; {still} member(s) still finishing their step" if still else ""))
+    _done(json, found, f"{found.id}: {summary.state} ({summary.counts})"
+          + (f"; {still} member(s) still finishing their step" if still else ""),
+          members=[r.id for r in asked])
+
+
+def _done(as_json: bool, sweep: Any, line: str, **fields: Any) -> None:
+    """What stop / resume print: a line, or the sweep's summary and ``fields`` as JSON."""
+    if as_json:
+        print_json({**sweep.summary().as_json(), **fields})
+    else:
+        typer.echo(line)
 
 
 @sweep_app.command("resume")
@@ -230,22 +238,21 @@ def sweep_resume(
         help="resume only this member (run id, or its place: beta=4,seed=2)")] = None,
     retry_failed: Annotated[bool, typer.Option(
         "--retry-failed", help="start failed members again too (from their checkpoints)")] = False,
-    runs_dir: RunsDirOpt = None,
+    runs_dir: RunsDirOpt = None, json: JsonOpt = False,
 ) -> None:
-    """Continue a stopped or lost sweep: running members are adopted, stopped and lost ones
-    resume from their checkpoints; nothing trains twice."""
+    """Continue a stopped or lost sweep (running members adopted, others from checkpoints)."""
     from bvae_tui.engine.runs.sweeps import control
 
     found = _find(sweep, runs_dir)
     if member is not None:
         run = found.member(member)
         control.resume_member(found, run)
-        typer.echo(f"{run.id}: queued again in {found.id}")
+        _done(json, found, f"{run.id}: queued again in {found.id}", members=[run.id])
         return
     again = control.resume(found, retry_failed)
     summary = found.summary()
-    typer.echo(f"{found.id}: {summary.state}; {len(again)} member(s) queued again "
-               f"({summary.counts})")
+    _done(json, found, f"{found.id}: {summary.state}; {len(again)} member(s) queued again "
+          f"({summary.counts})", members=[r.id for r in again])
 
 
 @sweep_app.command("rm")
@@ -254,7 +261,7 @@ def sweep_rm(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     keep_runs: Annotated[bool, typer.Option(
         "--keep-runs", help="delete only the sweep, keep its members as plain runs")] = False,
-    runs_dir: RunsDirOpt = None,
+    runs_dir: RunsDirOpt = None, json: JsonOpt = False,
 ) -> None:
     """Delete a sweep and its member runs (not while it runs)."""
     from bvae_tui.engine.errors import SweepError
@@ -272,6 +279,9 @@ def sweep_rm(
         typer.echo("kept", err=True)
         raise typer.Exit(code=1)
     removed = control.remove(found, keep_runs)
+    if json:
+        print_json({"id": found.id, "deleted": True, "runs_deleted": removed})
+        return
     typer.echo(f"deleted {found.id}" + (f" and {removed} member runs" if removed else ""))
 
 

@@ -103,11 +103,13 @@ def print_grid(sweep: Any, score_name: str | None) -> None:
                          _styled("gone", "failed"))
         table.add_row(grid.row_label(i), *cells)
     out.print(table)
-    running = [m for m in grid.members() if m.state == "running"]
-    waiting = [m for m in grid.members() if m.state == "queued"]
     placements = sched.placements if sweep.scheduler_alive(sched) else {}
-    for m in running:
-        out.print(f"running  {m.id} on {placements.get(m.id) or m.device or '?'}  "
+    started = [m for m in grid.members()
+               if m.state == "running" or (m.state == "queued" and m.id in placements)]
+    waiting = [m for m in grid.members() if m.state == "queued" and m.id not in placements]
+    for m in started:
+        what = "running " if m.state == "running" else "starting"
+        out.print(f"{what}  {m.id} on {placements.get(m.id) or m.device or '?'}  "
                   f"{m.iteration}/{m.total}")
     if waiting:
         out.print(f"waiting  {len(waiting)} member(s)"

@@ -153,12 +153,15 @@ class SweepScreen(Screen):
         view = self.view
         members = view.grid.members()
         text = Text()
+        placed = view.placements
         for m in members:
-            if m.state == "running":
-                device = view.placements.get(m.id) or m.device or "?"
-                text.append(f"{view.place(m.id)} on {device}  {m.iteration}/{m.total}\n",
-                            style=state_style("running"))
-        waiting = [view.place(m.id) for m in members if m.state == "queued"]
+            if m.state == "running" or (m.state == "queued" and m.id in placed):
+                device = placed.get(m.id) or m.device or "?"
+                what = f"{m.iteration}/{m.total}" if m.state == "running" else "starting"
+                text.append(f"{view.place(m.id)} on {device}  {what}\n",
+                            style=state_style(m.state))
+        waiting = [view.place(m.id) for m in members if m.state == "queued"
+                   and m.id not in placed]
         if waiting:
             shown = ", ".join(waiting[:4]) + (f" (+{len(waiting) - 4})" if len(waiting) > 4
                                               else "")

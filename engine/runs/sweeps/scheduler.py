@@ -182,6 +182,7 @@ class Scheduler:
 
     def _died(self, run: Run, status: Status) -> None:
         """A worker this scheduler started died without writing its end: a failed member."""
+        self._reap()  # it may have died since the last reap (a zombie reads as dead)
         how = _exit_text(self.exit_codes.get(status.pid or -1))
         run.write_status(state="failed", phase=None,
                          error=f"worker (pid {status.pid}) died with {how} before it could "

@@ -109,6 +109,10 @@ def submit(sweep: Sweep, runs: list[Run]) -> dict[str, str]:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SweepError(f"sbatch refused the sweep: {first}") from None
     ids = {run.id: job.job_id for run, job in zip(runs, jobs, strict=True)}
+    with sweep.queue_lock():  # a job that has started already wrote its id itself
+        for run in runs:
+            if waiting(run.status()):
+                run.write_status(job=ids[run.id])
     previous = sweep.scheduler()
     sweep.write_scheduler(state="running", jobs={**previous.jobs, **ids}, stop_requested=False,
                           error=None)

@@ -15,6 +15,7 @@ detached worker as ``bvae train --detach`` and waits for it:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -23,6 +24,9 @@ from typing import Any
 
 from bvae_tui.engine.runs.launch import launch
 from bvae_tui.engine.runs.store import Run
+from bvae_tui.engine.runs.sweeps.flock import locked
+from bvae_tui.engine.runs.sweeps.members import sweep_dir
+from bvae_tui.engine.runs.sweeps.records import QUEUE_LOCK
 
 STOP_WAIT_S = 300.0  # Slurm kills the job after its own grace period anyway
 
@@ -50,11 +54,12 @@ class SlurmMember:
         status = run.status()
         if status.state == "finished":  # e.g. requeued just as it finished
             return "finished"
-        run.write_status(job=_job_id())
         resume = (run.last_checkpoint.exists() or bool(status.iteration)
                   or status.launched is not None)
         signal.signal(signal.SIGTERM, self._pass_on)  # scancel: stop with a checkpoint
-        self._pid = launch(run, resume=resume)
+        with self._queue_lock(run):  # the submitter writes job ids under it too
+            run.write_status(job=_job_id())
+            self._pid = launch(run, resume=resume)
         if self._stop:  # cancelled while the worker was being started
             self._pass_on(signal.SIGTERM, None)
         code = self._wait(None)
@@ -64,6 +69,11 @@ class SlurmMember:
         if code not in (0, None) and state.state not in ("finished", "stopped"):
             raise RuntimeError(f"worker of {run.id} exited with code {code}")
         return state.state or "failed"
+
+    @staticmethod
+    def _queue_lock(run: Run) -> Any:
+        folder = sweep_dir(run)
+        return locked(folder / QUEUE_LOCK) if folder else contextlib.nullcontext()
 
     def checkpoint(self) -> Any:
         """submitit's hook for a time limit or preemption: stop the worker (it checkpoints),
