@@ -43,7 +43,7 @@ def test_every_source_module_and_style_is_in_the_wheel(wheel):
     for folder, installed in (("bvae_tui", "bvae_tui"), ("engine", "bvae_tui/engine"),
                               ("datasets", "bvae_tui/datasets")):
         for path in (ROOT / folder).rglob("*"):
-            if path.suffix in (".py", ".tcss") and "__pycache__" not in path.parts:
+            if path.suffix in (".py", ".tcss", ".toml") and "__pycache__" not in path.parts:
                 expected.add(f"{installed}/{path.relative_to(ROOT / folder).as_posix()}")
     missing = sorted(expected - set(wheel))
     assert not missing, f"not in the wheel (add the package to pyproject.toml): {missing}"
