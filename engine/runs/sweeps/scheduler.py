@@ -38,6 +38,7 @@ from bvae_tui.engine.runs.sweeps.slots import SlotTable, Slots, memory_fits, tra
 from bvae_tui.engine.runs.sweeps.store import Sweep
 
 POLL_S = 1.0
+REAP_WAIT_S = 2.0
 
 
 def _exit_text(code: int | None) -> str:
@@ -164,6 +165,9 @@ class Scheduler:
         # Anything trained before (a checkpoint, or just a start) continues; a fresh member starts.
         resume = (run.last_checkpoint.exists() or bool(status.iteration)
                   or status.launched is not None)
+        # Collect the exit status of workers that ended since the last poll first: starting a
+        # process lets the subprocess module reap finished children, and their status with them.
+        self._reap()
         try:
             pid = launch(run, resume=resume, extra_env=self._threads(target))
         except RunLocked as exc:  # someone started it by hand meanwhile: it is not waiting
@@ -182,7 +186,8 @@ class Scheduler:
 
     def _died(self, run: Run, status: Status) -> None:
         """A worker this scheduler started died without writing its end: a failed member."""
-        self._reap()  # it may have died since the last reap (a zombie reads as dead)
+        if status.pid in self.started:
+            self._reap(status.pid)
         how = _exit_text(self.exit_codes.get(status.pid or -1))
         run.write_status(state="failed", phase=None,
                          error=f"worker (pid {status.pid}) died with {how} before it could "
@@ -201,16 +206,22 @@ class Scheduler:
         return {"OMP_NUM_THREADS": str(max(1, cores // self.per_device))}
 
     # Bookkeeping -------------------------------------------------------------------------------
-    def _reap(self) -> None:
-        """Collect the exit status of finished workers (children of this process)."""
+    def _reap(self, dead: int | None = None) -> None:
+        """Collect the exit status of finished workers (children of this process). ``dead``:
+        a worker that reads as dead, waited for a moment: a killed multi-threaded process is a
+        zombie before its last thread has exited, and cannot be reaped until then."""
+        deadline = time.monotonic() + REAP_WAIT_S
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
-            if pid == 0:
+            if pid:
+                self.exit_codes[pid] = os.waitstatus_to_exitcode(status)
+                continue
+            if dead is None or dead in self.exit_codes or time.monotonic() > deadline:
                 return
-            self.exit_codes[pid] = os.waitstatus_to_exitcode(status)
+            time.sleep(0.01)
 
     def _say_once(self, key: str, message: str) -> None:
         if key not in self._said:
