@@ -20,8 +20,8 @@ from bvae_tui.engine.runs.sweeps.store import Sweep, list_sweeps
 TINY = {"dataset": "dsprites-mini", "z_dim": "4", "batch_size": "8", "preview_every": "0"}
 
 
-def tiny_options(iterations: int, every: int) -> list[str]:
-    """The `bvae sweep` options of :data:`TINY` members."""
+def tiny_options(iterations: int | str, every: int) -> list[str]:
+    """The `bvae sweep` options of :data:`TINY` members (``iterations`` may be a list)."""
     return ["--dataset", "dsprites-mini", "--z-dim", "4", "--batch-size", "8",
             "--preview-every", "0", "--iterations", str(iterations),
             "--log-every", str(every), "--checkpoint-every", str(every)]
@@ -34,7 +34,8 @@ def tiny_spec(iterations: int, every: int, executor: ExecutorSettings | None = N
     return SweepSpec(values=parse_field_values(raw), executor=executor or ExecutorSettings())
 
 
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+def wait_for(condition: Callable[[], Any], timeout: float, what: str,
+             every: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -42,7 +43,26 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(every)
+
+
+def freeze(run: Run) -> int:
+    """SIGSTOP the run's worker, so that it cannot finish while a test sets the scene (on any
+    machine, however fast); :func:`thaw` lets it go on. Returns its pid."""
+    pid = run.status().pid
+    assert pid, run.id
+    os.kill(pid, signal.SIGSTOP)
+    return pid
+
+
+def thaw(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+
+
+def running(run: Run, past_checkpoint: bool = False) -> bool:
+    status = run.status()
+    return status.state == "running" and (not past_checkpoint or run.last_checkpoint.exists())
 
 
 def rows(run: Run) -> list[int]:

@@ -19,12 +19,15 @@ from bvae_tui.engine.runs.sweeps.spec import ExecutorSettings
 from bvae_tui.engine.runs.sweeps.store import find_sweep, list_sweeps
 from tests.conftest import bvae_command
 from tests.sweep_helpers import (
+    freeze,
     kill_everything,
     lifetime,
     member_device,
     most_at_once,
     rows,
+    running,
     starts,
+    thaw,
     tiny_options,
     tiny_spec,
     wait_for,
@@ -88,18 +91,17 @@ def test_cpu_sweep_two_at_a_time_outlives_its_terminal(runs_dir, env):
 
 
 def test_kill9_scheduler_then_resume_adopts_and_never_trains_twice(runs_dir, env):
-    result = _bvae(env, "sweep", *tiny_options(40, 4), "--seed", "1..4", "--device", "cpu",
+    result = _bvae(env, "sweep", *tiny_options(200, 20), "--seed", "1..4", "--device", "cpu",
                    "--slots", "2", "--name", "crash")
     assert result.returncode == 0, result.stderr
     sweep = find_sweep(runs_dir, "crash")
     members = sweep.members()
-
-    def two_checkpointed():
-        running = [r for r in members if r.status().state == "running"
-                   and r.last_checkpoint.exists()]
-        return running if len(running) == 2 else None
-
-    survivor, victim = wait_for(two_checkpointed, FINISH_S, "two members past a checkpoint")
+    first, second = members[:2]  # the grid's first two are started first
+    # Freeze each as soon as it is past a checkpoint: neither can finish before the crash.
+    frozen = [freeze(r) for r in (first, second)
+              if wait_for(lambda r=r: running(r, past_checkpoint=True), FINISH_S,
+                          f"{r.id} past a checkpoint", every=0.05)]
+    survivor, victim = first, second
     os.kill(sweep.scheduler().pid, signal.SIGKILL)
     os.kill(victim.status().pid, signal.SIGKILL)
     wait_for(lambda: victim.status().state == "lost" and not sweep.scheduler_alive(), 30,
@@ -109,20 +111,22 @@ def test_kill9_scheduler_then_resume_adopts_and_never_trains_twice(runs_dir, env
     result = _bvae(env, "sweep", "resume", "crash")
     assert result.returncode == 0, result.stderr
     assert "1 member(s) queued again" in result.stdout
+    thaw(frozen[0])  # the survivor trains on, adopted by the new scheduler
     # One scheduler per sweep: a second resume and a second scheduler both refuse in a line.
     again = _bvae(env, "sweep", "resume", "crash")
     assert again.returncode == 1 and again.stderr.strip().startswith("error: sweep ")
     assert "is running" in again.stderr and len(again.stderr.strip().splitlines()) == 1
-    second = subprocess.run([sys.executable, "-m", "bvae_tui.engine.runs.sweeps.scheduler",
-                             str(sweep.path)], env=env, capture_output=True, text=True,
-                            timeout=60)
-    assert second.returncode == 3 and "already has a scheduler" in second.stderr
+    second_scheduler = subprocess.run(
+        [sys.executable, "-m", "bvae_tui.engine.runs.sweeps.scheduler", str(sweep.path)],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert second_scheduler.returncode == 3
+    assert "already has a scheduler" in second_scheduler.stderr
 
     summary = wait_for(lambda: (s := sweep.summary()).state != "running" and s, FINISH_S,
                        "the resumed sweep to end")
     assert (summary.state, summary.finished) == ("finished", 4), summary
     for run in members:
-        assert rows(run) == list(range(4, 41, 4)), run.id  # strictly increasing, complete
+        assert rows(run) == list(range(20, 201, 20)), run.id  # strictly increasing, complete
     assert starts(victim) == (1, 1)  # resumed from its checkpoint, once
     for run in members:
         if run is not victim:
@@ -159,9 +163,8 @@ def test_a_member_whose_worker_dies_is_reported_and_the_sweep_goes_on(runs_dir, 
     spec = tiny_spec(40, 4, ExecutorSettings(slots=1), device="cpu", seed="1,2")
     sweep, _ = control.create(spec, poll=0.2)
     first, second = sweep.members()
-    status = wait_for(lambda: (s := first.status()).state == "running" and s, FINISH_S,
-                      "the first member to train")
-    os.kill(status.pid, signal.SIGKILL)  # as the kernel's OOM killer would
+    wait_for(lambda: running(first), FINISH_S, "the first member to train", every=0.05)
+    os.kill(freeze(first), signal.SIGKILL)  # as the kernel's OOM killer would
     summary = wait_for(lambda: (s := sweep.summary()).state != "running" and s, FINISH_S,
                        "the sweep to end")
     assert (summary.state, summary.finished, summary.failed) == ("finished", 1, 1), summary

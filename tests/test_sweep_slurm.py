@@ -10,7 +10,17 @@ import pytest
 from bvae_tui.engine.runs.sweeps.store import find_sweep
 from tests import fake_slurm
 from tests.conftest import bvae_command
-from tests.sweep_helpers import kill_everything, most_at_once, rows, starts, tiny_options, wait_for
+from tests.sweep_helpers import (
+    freeze,
+    kill_everything,
+    most_at_once,
+    rows,
+    running,
+    starts,
+    thaw,
+    tiny_options,
+    wait_for,
+)
 
 pytest.importorskip("submitit")
 pytestmark = pytest.mark.slow
@@ -55,7 +65,9 @@ def _continued(iters: list[int], total: int, every: int) -> None:
 def test_slurm_array_with_cancel_requeue_and_resume(runs_dir, slurm):
     from submitit.slurm.slurm import SlurmJob
 
-    result = _bvae(slurm, "sweep", "--executor", "slurm", *tiny_options(24, 4), "--seed", "1..3",
+    # Three members: a requeued one (200 steps), a cancelled one (it would train for ages) and
+    # one that waits for a free place in the array (40 steps).
+    result = _bvae(slurm, "sweep", "--executor", "slurm", *tiny_options("200,100000,40", 20),
                    "--array-parallelism", "2", "--partition", "debug", "--time", "30",
                    "--slurm-arg", "account=me", "--name", "cluster")
     assert result.returncode == 0, result.stderr
@@ -71,34 +83,43 @@ def test_slurm_array_with_cancel_requeue_and_resume(runs_dir, slurm):
     assert sweep.scheduler().jobs == {a.id: f"{array}_0", b.id: f"{array}_1",
                                       c.id: f"{array}_2"}
 
-    wait_for(lambda: all(r.status().state == "running" and r.last_checkpoint.exists()
-                         for r in (a, b)), FINISH_S, "two members past a checkpoint")
-    assert c.status().state == "queued"  # --array-parallelism 2
+    # Freeze the two running workers as soon as they train: neither can end by itself now.
+    frozen = [freeze(r) for r in (a, b)
+              if wait_for(lambda r=r: running(r), FINISH_S, f"{r.id} to train", every=0.05)]
+    assert c.status().state == "queued" and c.raw_status().job == f"{array}_2"  # parallelism 2
     assert a.raw_status().job == f"{array}_0"
-
     # The time-limit signal (what Slurm sends --signal's delay before the limit): submitit calls
     # the member's checkpoint hook, which stops the worker, and requeues the job.
     SlurmJob(folder=sweep.slurm_dir, job_id=f"{array}_0")._interrupt(timeout=True)
     # bvae stop on a Slurm member cancels its job; the worker checkpoints.
-    stopped = _bvae(slurm, "stop", b.id)
+    stopped = _bvae(slurm, "stop", b.id, "--wait", "0")
     assert stopped.returncode == 0, stopped.stderr
+    for pid in frozen:
+        thaw(pid)
     wait_for(lambda: b.status().state == "stopped", 120, "the cancelled member to stop")
     wait_for(lambda: a.status().state == "finished" and c.status().state == "finished",
              FINISH_S, "the requeued member and the last one to finish")
 
     assert any(e["event"] == "requeue" and e["job"] == f"{array}_0"
                for e in fake_slurm.events())
-    _continued(rows(a), 24, 4)  # after the requeue, without duplicates
+    _continued(rows(a), 200, 20)  # after the requeue, without duplicates
     assert starts(a) == (1, 1)
     assert most_at_once(_task_intervals()) <= 2
-    assert b.status().iteration and b.status().iteration < 24
+    stopped_at = b.status().iteration
+    assert stopped_at and b.last_checkpoint.exists()
 
-    # Resume submits the stopped member again; it continues from its checkpoint.
+    # Resume submits the stopped member again; it continues from its checkpoint...
     resumed = _bvae(slurm, "sweep", "resume", "cluster")
     assert resumed.returncode == 0, resumed.stderr
     assert "1 member(s) queued again" in resumed.stdout
-    wait_for(lambda: b.status().state == "finished", FINISH_S, "the resumed member")
-    _continued(rows(b), 24, 4)
+    wait_for(lambda: running(b) and (b.status().iteration or 0) > stopped_at, FINISH_S,
+             "the resumed member to train on")
+    # ...until the whole sweep is stopped: its jobs are cancelled, the worker checkpoints.
+    halted = _bvae(slurm, "sweep", "stop", "cluster")
+    assert halted.returncode == 0, halted.stderr
+    wait_for(lambda: b.status().state == "stopped", 120, "the sweep to stop")
+    iters = rows(b)
+    assert iters == sorted(set(iters)) and iters[-1] > stopped_at
     assert starts(b) == (1, 1)
     summary = sweep.summary()
-    assert (summary.state, summary.finished) == ("finished", 3)
+    assert (summary.state, summary.finished, summary.stopped) == ("stopped", 2, 1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -18,9 +17,11 @@ from bvae_tui.datasets.registry import data_root
 from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.errors import ConfigError, SweepError
 from bvae_tui.engine.runs.launch import check_launch
+from bvae_tui.engine.runs.launch import stop as stop_run
 from bvae_tui.engine.runs.store import Run, runs_root
 from bvae_tui.engine.runs.sweeps import local, slurm
 from bvae_tui.engine.runs.sweeps.grid import MAX_MEMBERS
+from bvae_tui.engine.runs.sweeps.members import sweep_dir
 from bvae_tui.engine.runs.sweeps.records import SchedulerStatus, SweepRecord
 from bvae_tui.engine.runs.sweeps.slots import train_device
 from bvae_tui.engine.runs.sweeps.spec import SweepSpec
@@ -149,9 +150,8 @@ def resume_member(sweep: Sweep, run: Run, poll: float | None = None) -> None:
 
 
 def stop_member(run: Run, wait: float = 0) -> None:
-    """Stop one member (running: it checkpoints; waiting: it leaves the queue)."""
-    from bvae_tui.engine.runs.launch import stop as stop_run
-
+    """Stop one member (running: it checkpoints; waiting: it leaves the queue; on Slurm: its
+    job is cancelled); `bvae stop` does the same for any run."""
     stop_run(run, wait)
 
 
@@ -161,8 +161,7 @@ def remove(sweep: Sweep, keep_runs: bool = False) -> int:
 
 def sweep_of(run: Run) -> Sweep:
     """The sweep ``run`` is a member of; a SweepError if none."""
-    sweep_id = run.record().sweep
-    folder = run.path.parent / "sweeps" / (sweep_id or "")
-    if not sweep_id or not Path(folder).is_dir():
+    folder = sweep_dir(run)
+    if folder is None or not folder.is_dir():
         raise SweepError(f"run {run.id} is not a member of a sweep on this runs dir")
     return Sweep(folder)
