@@ -39,7 +39,7 @@ Every run under the runs dir, refreshed every second; runs started from the CLI 
 | `r` | resume a stopped, failed or lost run from its last checkpoint |
 | `e` | export a traversal GIF |
 | `d` | delete the run (asks first) |
-| `space` | on a run: mark or unmark it for comparison (● before its name); on a sweep: fold or unfold its members |
+| `space` | mark or unmark the run for comparison (● before its name); on a sweep: (un)fold it |
 | `m` | mark every run in view (again: unmark them) |
 | `c` | compare the marked runs (none marked: the runs in view): curves, latents, scores |
 | `p` | the scores of the runs in view beside the paper's |
