@@ -245,3 +245,15 @@ def test_sweeps_and_show_on_a_damaged_sweep(runs_dir):
     result = _cli("sweep", "show", folder.name)
     assert result.exit_code == 1 and "sweep.json is missing or corrupt" in result.output
     assert "missing or corrupt" in Sweep(folder).summary().error
+
+
+def test_objective_axis_and_fields_only_some_objectives_use():
+    # a swept beta under H and B would train each B member twice: refused, naming the fix
+    spec = SweepSpec(values=parse_field_values({"objective": "H,B", "beta": "1,4"}))
+    with pytest.raises(ConfigError, match="objective B does not use it; make one sweep per"):
+        list(spec.members())
+    # a fixed beta goes to the members whose objective uses it
+    spec = SweepSpec(values=parse_field_values({"objective": "H,B", "beta": "2", "gamma": "50"}))
+    configs = {cfg.objective: cfg for _, cfg in spec.members()}
+    assert configs["H"].beta == 2.0 and configs["H"].gamma == field_info("gamma").default
+    assert configs["B"].gamma == 50.0 and configs["B"].beta == field_info("beta").default

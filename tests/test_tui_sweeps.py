@@ -9,6 +9,8 @@ import time
 import pytest
 
 import bvae_tui.engine.runs.devices
+from bvae_tui.engine.config import TrainConfig
+from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.runs.sweeps import control, local
 from bvae_tui.engine.runs.sweeps.store import list_sweeps
 from bvae_tui.tui.app import BvaeApp
@@ -43,11 +45,16 @@ async def test_form_lists_launch_a_sweep(runs_dir, env_data, schedulers):
         await pilot.press("right", "space")  # H stays picked, B is added: a sweep of both
         await pilot.pause()
         assert objective.field_value == ["H", "B"]
+        # B does not use beta: sweeping it would repeat the B members, so the form says so
+        assert not form.revalidate()
+        assert "objective B does not use it" in form.errors["beta"]
+        form.set_field("beta", "2")  # one value is fine: it goes to the H members
+        await pilot.pause()
         assert form.revalidate()
-        assert form.axes == {"objective": ["H", "B"], "beta": [1.0, 4.0], "seed": [1, 2, 3]}
+        assert form.axes == {"objective": ["H", "B"], "seed": [1, 2, 3]}
         command = str(form.query_one("#form-command").render())
-        assert "a sweep of 12 members (objective x beta x seed)" in command
-        assert ("bvae sweep --dataset dsprites-mini --objective H,B --beta 1,4 "
+        assert "a sweep of 6 members (objective x seed)" in command
+        assert ("bvae sweep --dataset dsprites-mini --objective H,B --beta 2 "
                 "--iterations 50 --seed 1,2,3") in command
         # gamma and c_max are shown again: objective B is among the picks
         assert form.query_one("#row-gamma").display
@@ -61,9 +68,13 @@ async def test_form_lists_launch_a_sweep(runs_dir, env_data, schedulers):
         (sweep,) = list_sweeps(runs_dir)
         assert schedulers == [sweep.id]
         record = sweep.record()
-        assert record.axes == ["objective", "beta", "seed"] and len(record.members) == 12
+        assert record.axes == ["objective", "seed"] and len(record.members) == 6
+        betas = {Run(runs_dir / m).config.objective: Run(runs_dir / m).config.beta
+                 for m in record.members}
+        assert betas == {"H": 2.0, "B": TrainConfig().beta}  # B's is the default, unused
         # without NVML the picker offers the CPU only
-        assert record.fixed == {"dataset": "dsprites-mini", "iterations": 50, "device": "cpu"}
+        assert record.fixed == {"dataset": "dsprites-mini", "iterations": 50, "beta": 2.0,
+                                "device": "cpu"}
 
 
 def _sweep_with_states(runs_dir, data_dir):

@@ -26,7 +26,7 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Stat
 
 from bvae_tui.engine.config import PRESETS, FieldInfo, TrainConfig, schema
 from bvae_tui.engine.errors import ConfigError
-from bvae_tui.engine.runs.sweeps.grid import grid, member_count
+from bvae_tui.engine.runs.sweeps.grid import check_axes_apply, grid, member_count, member_given
 from bvae_tui.engine.runs.sweeps.spec import SweepSpec
 from bvae_tui.tui.form_sweep import base_values, field_values, form_spec, sweep_command_line
 from bvae_tui.tui.widgets.choice_field import ChoiceField
@@ -144,9 +144,10 @@ class NewRunScreen(Screen):
         general = ""
         if not errors:
             try:  # the whole config once more (each member's), for checks across fields
+                check_axes_apply(axes, list(axes))
                 for combo in grid(axes, list(axes)) if member_count(axes, list(axes)) <= 500 \
                         else [{}]:
-                    TrainConfig.from_dict({**values, **combo}).validate()
+                    TrainConfig.from_dict(member_given(values, combo)).validate()
             except ConfigError as exc:
                 if exc.field:
                     errors[exc.field] = str(exc)

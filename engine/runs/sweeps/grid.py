@@ -131,6 +131,28 @@ def grid(values: Mapping[str, Sequence[Any]], axes: Sequence[str]) -> Iterator[d
         yield dict(zip(axes, combo, strict=True))
 
 
+def check_axes_apply(values: Mapping[str, Sequence[Any]], axes: Sequence[str]) -> None:
+    """Refuse a swept field that some of the swept objectives do not use (β under H and B):
+    those members would repeat each other. A fixed value is fine; it goes to the members whose
+    objective uses it (:func:`member_given`)."""
+    objectives = list(values.get("objective", [])) if "objective" in axes else []
+    for name in axes:
+        info = field_info(name)
+        unused = [o for o in objectives if not info.applies({"objective": o})]
+        if unused:
+            raise info.error(f"is swept, but objective {unused[0]} does not use it; make one "
+                             "sweep per objective, or give it one value")
+
+
+def member_given(fixed: Mapping[str, Any], swept: Mapping[str, Any]) -> dict[str, Any]:
+    """What one member's config is made from: the fixed values its objective uses (when the
+    objective is swept), then its swept values."""
+    objective = swept.get("objective")
+    kept = {k: v for k, v in fixed.items()
+            if objective is None or field_info(k).applies({"objective": objective})}
+    return {**kept, **swept}
+
+
 def member_count(values: Mapping[str, Sequence[Any]], axes: Sequence[str]) -> int:
     return math.prod(len(values[name]) for name in axes)
 

@@ -15,7 +15,7 @@ import time
 from bvae_tui.engine.errors import ConfigError, DeviceError, RunError, SweepError
 from bvae_tui.engine.runs.devices import list_gpus
 from bvae_tui.engine.runs.launch import stop as stop_worker
-from bvae_tui.engine.runs.process import process_start_time, worker_alive
+from bvae_tui.engine.runs.process import worker_alive
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.runs.sweeps.flock import is_locked
 from bvae_tui.engine.runs.sweeps.members import requeue, unqueue, waiting

@@ -25,8 +25,8 @@ import time
 import traceback
 from pathlib import Path
 
-from bvae_tui.engine.runs.devices import list_gpus
 from bvae_tui.engine.errors import RunError
+from bvae_tui.engine.runs.devices import list_gpus
 from bvae_tui.engine.runs.launch import launch
 from bvae_tui.engine.runs.lock import RunLocked, lock_holder
 from bvae_tui.engine.runs.process import process_start_time
@@ -34,7 +34,7 @@ from bvae_tui.engine.runs.records import Status
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.runs.sweeps.flock import try_lock
 from bvae_tui.engine.runs.sweeps.records import SlotEntry
-from bvae_tui.engine.runs.sweeps.slots import SlotTable, Slots, memory_fits, train_device
+from bvae_tui.engine.runs.sweeps.slots import Slots, SlotTable, memory_fits, train_device
 from bvae_tui.engine.runs.sweeps.store import Sweep
 
 POLL_S = 1.0

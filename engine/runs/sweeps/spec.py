@@ -35,16 +35,24 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from bvae_tui.engine.config import TrainConfig, make_config
 from bvae_tui.engine.errors import ConfigError
-from bvae_tui.engine.runs.sweeps.grid import grid, known_field, member_count, parse_values
+from bvae_tui.engine.runs.sweeps.grid import (
+    check_axes_apply,
+    grid,
+    known_field,
+    member_count,
+    member_given,
+    parse_values,
+)
 
 EXECUTORS = ("local", "slurm")
 BUILTIN_PREFIX = "builtin:"
@@ -137,8 +145,9 @@ class SweepSpec:
 
     def members(self) -> Iterator[tuple[dict[str, Any], TrainConfig]]:
         """Each member's swept values and full config, validated, in grid order."""
+        check_axes_apply(self.values, self.axes)
         for swept in grid(self.values, self.axes):
-            yield swept, make_config(self.preset, **{**self.fixed, **swept})
+            yield swept, make_config(self.preset, **member_given(self.fixed, swept))
 
 
 # --------------------------------------------------------------------------------------------
