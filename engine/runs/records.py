@@ -102,7 +102,8 @@ class Status(Record):
                                  "tells it from a recycled pid")
     host: str | None = _doc("machine that process runs on; from another machine (a cluster "
                             "node) liveness is judged by `heartbeat` instead")
-    job: str | None = _doc("Slurm job id of a member submitted through Slurm (`<array job>_<index>`)")
+    job: str | None = _doc("Slurm job id of a member submitted through Slurm "
+                           "(`<array job>_<index>`)")
     memory_peak: int | None = _doc("GPU memory the run reserved at its peak, bytes, measured "
                                    "after its first steps (a sweep packs GPUs by it)")
     error: str | None = _doc("one-line reason the run failed or could not start")

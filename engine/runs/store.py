@@ -34,7 +34,6 @@ from bvae_tui.engine.runs.files import (
 )
 from bvae_tui.engine.runs.lock import RunLock, RunLocked, lock_holder, write_error
 from bvae_tui.engine.runs.process import worker_alive
-from bvae_tui.engine.runs.refs import match_ref
 from bvae_tui.engine.runs.records import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
@@ -53,6 +52,7 @@ from bvae_tui.engine.runs.records import (
     RunSummary,
     Status,
 )
+from bvae_tui.engine.runs.refs import match_ref
 
 T = TypeVar("T")
 QUEUED_GRACE_S = 60.0  # a new run without a worker pid yet is 'queued', not 'lost', this long

@@ -6,6 +6,7 @@ the sweep is created and kept in sweep.json; the scheduler (:mod:`.scheduler`) d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -98,10 +99,8 @@ def stop(sweep: Sweep, wait: float = 0) -> list[Run]:
     sweep.write_scheduler(stop_requested=True)
     status = sweep.scheduler()
     if sweep.scheduler_alive(status) and status.pid:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(status.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
         deadline = time.monotonic() + START_WAIT_S
         while time.monotonic() < deadline and worker_alive(status.pid, status.pid_start):
             time.sleep(0.05)

@@ -267,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as exc:  # noqa: BLE001 - say why in scheduler.json, the traceback in the log
         traceback.print_exc()
-        sweep.write_scheduler(state="stopped", error=f"scheduler error: {type(exc).__name__}: "
-                                                     f"{str(exc).splitlines()[0] if str(exc) else ''}")
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        sweep.write_scheduler(state="stopped",
+                              error=f"scheduler error: {type(exc).__name__}: {first}")
         return 1
     finally:
         os.close(lock)

@@ -92,10 +92,8 @@ class SlurmMember:
     def _pass_on(self, signum: int, frame: object) -> None:
         self._stop = True
         if self._pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self._pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     def _wait(self, timeout: float | None) -> int | None:
         """Wait for the worker (a child of this process); its exit code, None if unknown.

@@ -107,7 +107,8 @@ class ExecutorSettings:
                 raise ConfigError(f"{name} must be at least "
                                   f"{0 if name == '--gpus-per-node' else 1}; got {value}")
         if self.gpus is not None and any(g < 0 for g in self.gpus):
-            raise ConfigError(f"--gpus takes GPU numbers as 'bvae gpus' lists them; got {self.gpus}")
+            raise ConfigError("--gpus takes GPU numbers as 'bvae gpus' lists them; "
+                              f"got {self.gpus}")
         if self.slurm.mem is not None and not _MEM.match(self.slurm.mem):
             raise ConfigError(f"--mem {self.slurm.mem!r} is not a memory size; e.g. 16G or 16000M")
         return self
