@@ -26,6 +26,10 @@ RECONS = ("auto", "bernoulli", "gaussian")
 AMP_MODES = ("off", "bf16")
 TOGGLES = ("auto", "on", "off")
 
+# What a crash can lose at most. One checkpoint costs well under a second (benchmarks/RESULTS.md,
+# "Checkpoint cost"), so this keeps its share of the training time far below 1%.
+CHECKPOINT_MINUTES = 5.0
+
 GROUP_DATA = "Data"
 GROUP_OBJECTIVE = "Objective"
 GROUP_MODEL = "Model"
@@ -115,6 +119,10 @@ class TrainConfig:
                      GROUP_RUN, widget="device")
     log_every: int = _f(100, "iterations between metrics rows", GROUP_RUN, min=1)
     checkpoint_every: int = _f(5000, "iterations between checkpoints", GROUP_RUN, min=1)
+    checkpoint_minutes: float = _f(CHECKPOINT_MINUTES, "minutes between checkpoints, taken at "
+                                   "the next metrics row; whichever of this and "
+                                   "--checkpoint-every comes first (0: by iterations only)",
+                                   GROUP_RUN, min=0.0)
     preview_every: int = _f(1000, "iterations between traversal previews (0: never)", GROUP_RUN,
                             min=0)
     eval_at_end: bool = _f(False, "score disentanglement metrics when training ends",
@@ -311,10 +319,10 @@ class FieldInfo:
         lo, hi = self.min, self.max
         if lo is not None and (value < lo or (self.exclusive_min and value == lo)):
             rel = "greater than" if self.exclusive_min else "at least"
-            raise self.error(f"must be {rel} {lo:g}; got {value:g}")
+            raise self.error(f"must be {rel} {self.show(lo)}; got {self.show(value)}")
         if hi is not None and (value > hi or (self.exclusive_max and value == hi)):
             rel = "less than" if self.exclusive_max else "at most"
-            raise self.error(f"must be {rel} {hi:g}; got {value:g}")
+            raise self.error(f"must be {rel} {self.show(hi)}; got {self.show(value)}")
 
     def parse(self, text: str) -> Any:
         """Parse form text into the field's type, or raise a :class:`ConfigError`. Empty text is

@@ -131,12 +131,21 @@ def test_foreground_train_then_run_commands(runs_dir, env_data):
     run.last_checkpoint.write_bytes(b"PK\x03\x04 this is not a checkpoint")
     assert_one_line_error(invoke("resume", run.id), "is corrupt")
     assert run.status().state == "stopped"
-    # Without a checkpoint a resume would start over: it needs --restart.
-    run.last_checkpoint.unlink()
-    assert_one_line_error(invoke("resume", run.id), "--restart")
+    # --restart trains it again from 0, discarding the damaged checkpoint.
     restarted = invoke("resume", run.id, "--restart")
     assert restarted.exit_code == 0, restarted.output
+    assert "training" in restarted.output and "again from iteration 0" in restarted.output
     assert run.status().state == "finished" and run.last_checkpoint.exists()
+    # Without a checkpoint a resume starts over too, and says how much it trains again.
+    run.write_status(state="stopped")
+    reached = run.status().iteration
+    run.last_checkpoint.unlink()
+    again = invoke("resume", run.id)
+    assert again.exit_code == 0, again.output
+    assert (f"has no checkpoint: training it again from iteration 0 ({reached} iterations are "
+            "retrained)") in again.output
+    assert run.status().state == "finished" and run.status().iteration == reached
+    assert [r.iter for r in run.metrics()][-1] == reached
 
     no_answer = invoke("runs", "rm", run.id)  # no input at all: says how to do it
     assert no_answer.exit_code == 1 and "--yes" in no_answer.output and run.path.exists()

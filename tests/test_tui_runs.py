@@ -4,10 +4,12 @@ missing or damaged run files (no traceback may reach the screen)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 from textual.widgets import DataTable
 
+from bvae_tui.engine.runs.lock import lock_holder
 from bvae_tui.tui.app import BvaeApp
 from bvae_tui.tui.screens.confirm import ConfirmScreen
 from bvae_tui.tui.screens.monitor import MonitorScreen
@@ -290,21 +292,31 @@ async def test_monitor_actions_on_a_deleted_run(runs_dir, tmp_path):
         assert notes == [f"run {run.id} was deleted"] * 3
 
 
-async def test_resume_refused_without_checkpoint(runs_dir, tmp_path, monkeypatch):
-    import bvae_tui.engine.runs.launch
+async def test_resume_without_checkpoint_starts_from_zero(runs_dir, tmp_path, monkeypatch):
+    import bvae_tui.engine.runs.resume
 
     launched = []
-    monkeypatch.setattr(bvae_tui.engine.runs.launch, "launch",
-                        lambda *a, **k: launched.append(a) or 1)
+
+    def fake_launch(run, resume=False, lock=None, changes=None):
+        launched.append((run.id, resume, lock_holder(run)))
+        lock.release()
+        return 4242
+
+    monkeypatch.setattr(bvae_tui.engine.runs.resume, "launch", fake_launch)
     run = make_run(runs_dir, tmp_path, "early", "stopped")  # iteration 30, no checkpoint
+    finished = make_run(runs_dir, tmp_path, "done", "finished")
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
         notes = _record_notes(app)
-        await wait_for(pilot, lambda: app.screen.rows, 10, "the run")
-        await pilot.press("r")
+        await wait_for(pilot, lambda: len(app.screen.rows) == 2, 10, "the runs")
+        app.resume_run(run.path)
+        app.resume_run(finished.path)
         await pilot.pause()
-        assert not launched
-        assert any("no checkpoint" in note and run.id in note for note in notes), notes
+    # The worker is started holding the run's lock, told to resume (from 0: no checkpoint).
+    assert launched == [(run.id, True, os.getpid())]
+    assert any("training it again from iteration 0 (30 iterations are retrained)" in note
+               and "worker pid 4242" in note for note in notes), notes
+    assert any("already finished" in note for note in notes), notes
 
 
 async def test_small_terminal_details(runs_dir, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Any
 
@@ -32,8 +31,10 @@ def find_run(ref: str, runs_dir: str | None):
 
 
 def print_json(data: Any) -> None:
-    """JSON on stdout (no colour, no wrapping) for scripts."""
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Strict JSON on stdout (no colour, no wrapping; NaN and infinities as null) for scripts."""
+    from bvae_tui.engine.runs.files import strict_json
+
+    sys.stdout.write(strict_json(data, indent=2, default=str) + "\n")
     sys.stdout.flush()
 
 

@@ -36,6 +36,11 @@ def runs_list(ctx: typer.Context, runs_dir: RunsDirOpt = None, json: JsonOpt = F
     from bvae_tui.engine.runs.store import list_runs, runs_root
 
     root = runs_root(runs_dir)
+    if root.exists() and not root.is_dir():
+        from bvae_tui.engine.errors import RunError
+
+        raise RunError(f"runs dir {root} is a file, not a folder; choose another with "
+                       "--runs-dir or BVAE_RUNS_DIR")
     rows = [r.summary() for r in list_runs(root)]
     if json:
         print_json([r.as_json() for r in rows])
@@ -85,13 +90,16 @@ def runs_show(
         return
     out = console()
     out.print(f"[bold]{found.id}[/]  {_state(summary.state)}  "
-              f"{summary.iteration}/{summary.total}  {found.path}")
+              f"{summary.iteration}/{summary.total or '?'}  {found.path}")
     if status.error:
         out.print(f"[red]{status.error}[/]")
     if record.dataset_source:
         out.print(f"data: {record.config.get('dataset')} ({record.dataset_source}) "
                   f"from {record.data_dir}")
     out.print("config: " + " ".join(f"{k}={v}" for k, v in record.config.items()))
+    for change in record.changes:  # hand-edited entries may lack keys
+        out.print(f"changed at iteration {change.get('iteration', '?')}: "
+                  f"{change.get('field', '?')} {change.get('old')} -> {change.get('new')}")
     if last:
         def num(value: float | None, fmt: str = ".3f") -> str:  # a hand-edited row may lack it
             return "-" if value is None else format(value, fmt)

@@ -34,16 +34,17 @@ RUN_PANEL = "Run"
 # Training in the foreground
 
 
-def _train_foreground(run: Any, resume: bool, lock: Any = None) -> None:
+def _train_foreground(run: Any, resume: bool, lock: Any = None,
+                      changes: dict[str, Any] | None = None) -> None:
     """Train in this process under a progress bar, holding the run's lock (``lock``, else taken
-    here); Ctrl-C stops with a checkpoint."""
+    here); Ctrl-C stops with a checkpoint. ``changes``: a resume's new lr / device."""
     from bvae_tui.engine.runs.lock import RunLock
 
     with lock or RunLock(run):
-        _train_holding_lock(run, resume)
+        _train_holding_lock(run, resume, changes)
 
 
-def _train_holding_lock(run: Any, resume: bool) -> None:
+def _train_holding_lock(run: Any, resume: bool, changes: dict[str, Any] | None) -> None:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -98,7 +99,7 @@ def _train_holding_lock(run: Any, resume: bool) -> None:
     try:
         with progress:
             state = train(run, resume=resume, on_row=on_row, on_progress=on_progress,
-                          should_stop=lambda: stop["requested"])
+                          should_stop=lambda: stop["requested"], changes=changes)
     finally:
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
@@ -154,19 +155,17 @@ def _report_end(run: Any, state: str) -> None:
 
 def train_command(**values: Any) -> None:
     from bvae_tui.engine.config import make_config
-    from bvae_tui.engine.errors import ConfigError
-    from bvae_tui.engine.runs.devices import gpu_spec
     from bvae_tui.engine.runs.launch import check_launch, start_run
 
     preset, name, detach, gpu = (values.pop(k) for k in ("preset", "name", "detach", "gpu"))
     runs_dir, data_dir = values.pop("runs_dir"), values.pop("data_dir")
     overrides = {k: v for k, v in values.items() if k in config_field_names() and v is not None}
-    if gpu is not None:
-        device = gpu_spec(gpu)
-        if overrides.get("device") not in (None, device):
-            raise ConfigError("give either --gpu or --device, not both")
+    device = _device_option(overrides.get("device"), gpu)
+    if device is not None:
         overrides["device"] = device
     cfg = make_config(preset, **overrides)
+    if device == "auto" and (note := _auto_note()):  # asked for a GPU, gets the CPU: say so
+        typer.echo(note, err=True)
     if not detach:
         # Validate, then get the data ready (with a progress bar) before any run exists, so a
         # missing dataset is an error, not a failed run. Detached, the worker prepares it.
@@ -218,19 +217,55 @@ def resume(
     detach: Annotated[bool, typer.Option("--detach", "-d",
                                          help="continue in a background worker")] = False,
     restart: Annotated[bool, typer.Option(
-        "--restart", help="train again from iteration 0 when the run has no checkpoint")] = False,
+        "--restart", help="train again from iteration 0, discarding its checkpoints "
+        "(e.g. when they are damaged)")] = False,
+    lr: Annotated[float | None, typer.Option(
+        "--lr", help="a new learning rate from the resumed iteration on (recorded in the run)",
+        show_default=False)] = None,
+    device: Annotated[str | None, typer.Option(
+        "--device", help="continue on another device: cpu, cuda:N or auto",
+        show_default=False)] = None,
+    gpu: Annotated[str | None, typer.Option(
+        "--gpu", help="continue on GPU N as 'bvae gpus' lists it, or auto; same as --device "
+        "cuda:N", metavar="N|auto", show_default=False)] = None,
     runs_dir: RunsDirOpt = None,
 ) -> None:
-    """Continue a stopped, failed or lost run from its last checkpoint."""
-    from bvae_tui.engine.runs.launch import launch, lock_for_resume
+    """Continue a stopped, failed or lost run from its last checkpoint (from iteration 0 when it
+    has none)."""
+    from bvae_tui.engine.runs.resume import plan_resume, resume_detached
 
+    device = _device_option(device, gpu)
     found = find_run(run, runs_dir)
-    lock = lock_for_resume(found, restart=restart)  # a second resume stops here
+    plan = plan_resume(found, restart=restart, lr=lr, device=device)  # a second resume stops here
+    lines = plan.messages()
+    if device == "auto" and plan.device == "cpu":
+        lines.append(_auto_note())
+    for line in filter(None, lines):
+        typer.echo(line, err=True)
     if detach:
-        launch(found, resume=True, lock=lock)
+        resume_detached(plan)
         typer.echo(found.id)
         return
-    _train_foreground(found, resume=True, lock=lock)
+    _train_foreground(found, resume=not plan.restart, lock=plan.lock, changes=plan.changes)
+
+
+def _device_option(device: str | None, gpu: str | None) -> str | None:
+    """``--device`` or ``--gpu`` as a device spec (both: an error unless they agree)."""
+    from bvae_tui.engine.errors import ConfigError
+    from bvae_tui.engine.runs.devices import gpu_spec
+
+    if gpu is None:
+        return device
+    spec = gpu_spec(gpu)
+    if device not in (None, spec):
+        raise ConfigError("give either --gpu or --device, not both")
+    return spec
+
+
+def _auto_note() -> str | None:
+    from bvae_tui.engine.runs.devices import auto_cpu_note
+
+    return auto_cpu_note()
 
 
 @app.command()

@@ -121,7 +121,7 @@ class BvaeApp(SweepActions, App):
         self._refresh_runs()
 
     def resume_run(self, run_path: Path) -> None:
-        from bvae_tui.engine.runs.launch import launch, lock_for_resume
+        from bvae_tui.engine.runs.resume import plan_resume, resume_detached
 
         if self._deleted(run_path):
             return
@@ -130,13 +130,15 @@ class BvaeApp(SweepActions, App):
             self.resume_member(run_path)
             return
         # A run another process holds, or one that cannot be resumed, is a RunError (a
-        # UserError): shown, nothing launched.
+        # UserError): shown, nothing launched. One without a checkpoint starts from 0.
         try:
-            pid = launch(run, resume=True, lock=lock_for_resume(run))
+            plan = plan_resume(run)
+            lines = plan.messages()
+            pid = resume_detached(plan)
         except UserError as exc:
             self.notify(str(exc), severity="warning")
             return
-        self.notify(f"resumed {run.id} (worker pid {pid})")
+        self.notify(" ".join([*lines, f"resumed {run.id} (worker pid {pid})"]))
         self._refresh_runs()
 
     def delete_run(self, run_path: Path, on_done: Callable[[], None] | None = None) -> None:

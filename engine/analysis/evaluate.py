@@ -36,6 +36,7 @@ from bvae_tui.engine.analysis.metrics import (
 )
 from bvae_tui.engine.errors import DataError, DeviceError, RunError
 from bvae_tui.engine.runs.devices import resolve_device
+from bvae_tui.engine.runs.lock import check_writable
 from bvae_tui.engine.runs.records import EvalResult
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.train.checkpoint import checkpoint_path, load_model
@@ -102,6 +103,8 @@ def evaluate_run(run: Run, metrics: Any = None, fast: bool = False, seed: int = 
     start = time.perf_counter()
     names = parse_metrics(metrics)  # validate before the slow parts
     resolve_params(names, fast, params)
+    if write:  # not after minutes of scoring
+        check_writable(run, "write eval.json in")
     cfg = run.config
     require_factors(cfg.dataset, f"run {run.id}")
     dev = _run_device(run, device)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from bvae_tui.engine.errors import ConfigError, RunError
 from bvae_tui.engine.runs.devices import resolve_device
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.train.checkpoint import load_model
-from bvae_tui.errors import UserError
+from bvae_tui.errors import UserError, brief
 
 KL_SAMPLE = 512  # images the KL ordering is measured on (seeded, so the order is repeatable)
 
@@ -48,14 +49,11 @@ def check_options(limit: float = 3.0, steps: int = 10, fps: float = 5.0,
         raise ConfigError(f"--order must be kl or natural; got {order!r}")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def load_run_model(run: Run, checkpoint: str | os.PathLike | None = None,
                    device: str = "cpu") -> tuple[Any, Any, int]:
     """(model in eval mode, TrainConfig, iteration) from a checkpoint, as one-line errors."""
-    if checkpoint is None and not run.last_checkpoint.exists():
+    if checkpoint is None and not (run.last_checkpoint.exists()
+                                   or run.previous_checkpoint.exists()):
         state = run.status().state
         raise RunError(f"run {run.id} ({state}) has no checkpoint yet; wait for its first "
                        f"checkpoint or 'bvae resume {run.id}'")
@@ -67,7 +65,7 @@ def load_run_model(run: Run, checkpoint: str | os.PathLike | None = None,
         raise
     except Exception as exc:  # anything torch raises on a damaged file: still one line
         where = checkpoint or run.last_checkpoint
-        raise RunError(f"checkpoint {where} cannot be loaded ({_one_line(exc)[:120]}); "
+        raise RunError(f"checkpoint {where} cannot be loaded ({brief(exc)}); "
                        "pick another with --checkpoint or retrain") from None
     model.eval()
     return model, cfg, int(iteration)
@@ -110,9 +108,12 @@ def writable_folder(path: Path, folder: Path, option: str = "-o") -> Path:
     except OSError as exc:
         raise RunError(f"cannot create folder {folder} ({exc.strerror or exc}); "
                        f"choose another output with {option}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise RunError(f"cannot write to {folder} (permission denied); "
-                       f"choose another output with {option}")
+    try:  # a try, not the permission bits: those say nothing of read-only mounts or ACLs
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise RunError(f"cannot write to {folder} ({exc.strerror or exc}); "
+                       f"choose another output with {option}") from None
     return path
 
 

@@ -112,5 +112,14 @@ def resolve_device(spec: str) -> str:
         raise DeviceError(f"cannot use GPU {index}: {reason}; use the CPU with --device cpu")
     if index not in {g.index for g in gpus}:
         valid = ", ".join(str(g.index) for g in gpus)
-        raise DeviceError(f"there is no GPU {index} (GPUs: {valid}); 'bvae gpus' lists them")
+        raise DeviceError(f"there is no GPU {index} (GPUs: {valid}); choose one with --gpu N "
+                          "('bvae gpus' lists them) or use the CPU with --device cpu")
     return f"cuda:{index}"
+
+
+def auto_cpu_note() -> str | None:
+    """What to tell a user who asked for ``--gpu auto`` when it means the CPU (None: a GPU)."""
+    gpus, reason = list_gpus()
+    if gpus:
+        return None
+    return f"--gpu auto: no GPU to use ({reason}); training on the CPU"

@@ -7,6 +7,7 @@ they are (that is :mod:`bvae_tui.engine.runs.store`).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +19,41 @@ T = TypeVar("T")
 StatKey = tuple[int, int, int]
 
 
+NONFINITE_KEY = "nonfinite"  # where a JSON object lists the values that were NaN or infinite
+
+
+def finite(data: Any, where: str = "") -> tuple[Any, list[str]]:
+    """``data`` with every NaN / infinite float replaced by None, and the paths replaced (e.g.
+    ``details.mig.gaps[2]``): strict JSON readers (JavaScript, jq) reject those values."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None, [where or "value"]
+    if isinstance(data, dict):
+        out, bad = {}, []
+        for key, value in data.items():
+            out[key], found = finite(value, f"{where}.{key}" if where else str(key))
+            bad += found
+        return out, bad
+    if isinstance(data, (list, tuple)):
+        items = [finite(value, f"{where}[{i}]") for i, value in enumerate(data)]
+        return [v for v, _ in items], [p for _, found in items for p in found]
+    return data, []
+
+
+def strict_json(data: Any, **dump_args: Any) -> str:
+    """JSON text with no NaN or Infinity: such values become null, and an object lists them
+    under ``nonfinite``."""
+    clean, bad = finite(data)
+    if bad and isinstance(clean, dict):
+        clean[NONFINITE_KEY] = bad
+    return json.dumps(clean, allow_nan=False, **dump_args)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that readers see either the old or the new file, even after a crash."""
+    """Write strict JSON so that readers see either the old or the new file, even after a
+    crash."""
+    text = strict_json(data, indent=2, sort_keys=True)
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
+        fh.write(text + "\n")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -16,8 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-import zipfile
-from pathlib import Path
+from typing import Any
 
 from bvae_tui.datasets.loader import check_available
 from bvae_tui.datasets.registry import data_root, get_spec
@@ -28,57 +27,6 @@ from bvae_tui.engine.runs.lock import RunLock, lock_holder
 from bvae_tui.engine.runs.process import process_start_time
 from bvae_tui.engine.runs.store import Run, create_run, runs_root
 from bvae_tui.engine.train.process import worker_env
-
-
-def check_resumable(run: Run, restart: bool = False) -> None:
-    """A :class:`RunError` unless ``run`` can be resumed (stopped, failed or lost).
-
-    A run that trained for a while but has no checkpoint would silently start over and drop its
-    metrics, so that needs ``restart`` (``bvae resume --restart``); one that never got going
-    (e.g. its data was missing) just starts.
-    """
-    status = run.status()
-    if status.state == "finished":
-        raise RunError(f"run {run.id} already finished; start a new run with 'bvae train'")
-    if status.active:
-        raise RunError(f"run {run.id} is {status.state}; stop it first with 'bvae stop {run.id}'")
-    run.config.validate()  # a damaged config.json is reported before anything starts
-    reached = status.iteration or 0
-    if not run.last_checkpoint.exists() and reached > 0 and not restart:
-        raise RunError(f"run {run.id} has no checkpoint (it reached iteration {reached} before "
-                       f"its first one); 'bvae resume {run.id} --restart' trains it again from 0")
-    _check_checkpoint_file(run.last_checkpoint)
-    resolve_device(run.config.device)  # the GPU it trained on may be gone
-
-
-def lock_for_resume(run: Run, restart: bool = False) -> RunLock:
-    """Take the run's lock, then check that it can be resumed (releasing the lock if not).
-
-    The lock comes first: of two resumes at once, the second stops here naming the first's
-    pid, and nothing can change the run between these checks and the start. Hand the lock to
-    :func:`launch`, or hold it while training in this process.
-    """
-    lock = RunLock(run).acquire()
-    try:
-        check_resumable(run, restart=restart)
-    except BaseException:
-        lock.release()
-        raise
-    return lock
-
-
-def _check_checkpoint_file(path: Path) -> None:
-    """A torch-free integrity check: torch.save writes a zip archive with CRCs per member."""
-    if not path.exists():
-        return  # resume then starts from iteration 0
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
-        bad = path.name
-    if bad is not None:
-        raise RunError(f"checkpoint {path} is corrupt; delete it and resume with --restart to "
-                       "train from iteration 0, or start a new run")
 
 
 def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) -> str:
@@ -125,27 +73,33 @@ def start_run(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None,
     return run
 
 
-def worker_command(run: Run, resume: bool = False, lock_fd: int | None = None) -> list[str]:
+def worker_command(run: Run, resume: bool = False, lock_fd: int | None = None,
+                   changes: dict[str, Any] | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "bvae_tui.engine.runs.worker", str(run.path)]
     if lock_fd is not None:
         cmd += ["--lock-fd", str(lock_fd)]
+    for name, value in (changes or {}).items():  # --lr, --device: see resume.CHANGEABLE
+        cmd += [f"--{name}", str(value)]
     return [*cmd, "--resume"] if resume else cmd
 
 
 def launch(run: Run, resume: bool = False, lock: RunLock | None = None,
-           extra_env: dict[str, str] | None = None) -> int:
+           extra_env: dict[str, str] | None = None,
+           changes: dict[str, Any] | None = None) -> int:
     """Start the worker for ``run`` detached from this process; return its pid at once.
 
     The run's lock (``lock``, held by the caller, else taken here: a :class:`RunLocked` error
     naming the holder if another writer has it) passes to the worker, so no other launcher can
     start a second worker on the run in between. The caller's copy is closed on return.
     ``extra_env``: variables for the worker (a sweep shares the CPU cores among its members).
+    ``changes``: new ``lr`` / ``device`` for a resume, recorded by the worker.
     """
     with lock or RunLock(run) as held:
-        return _spawn(run, resume, held, extra_env or {})
+        return _spawn(run, resume, held, extra_env or {}, changes)
 
 
-def _spawn(run: Run, resume: bool, lock: RunLock, extra_env: dict[str, str]) -> int:
+def _spawn(run: Run, resume: bool, lock: RunLock, extra_env: dict[str, str],
+           changes: dict[str, Any] | None) -> int:
     env = dict(os.environ)
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     env["PYTHONUNBUFFERED"] = "1"  # worker.log shows progress as it happens
@@ -156,7 +110,7 @@ def _spawn(run: Run, resume: bool, lock: RunLock, extra_env: dict[str, str]) -> 
                   f"{'resume' if resume else 'start'}\n".encode())
         log.flush()
         fd = lock.fileno()
-        proc = subprocess.Popen(worker_command(run, resume, fd), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(worker_command(run, resume, fd, changes), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True, close_fds=True, pass_fds=(fd,))
     lock.set_holder(proc.pid)  # the worker writes it too; `bvae stop` must not signal us

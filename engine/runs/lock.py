@@ -22,15 +22,16 @@ import errno
 import fcntl
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bvae_tui.engine.errors import RunError
+from bvae_tui.engine.runs.records import LOCK_FILE
 
-LOCK_FILE = ".lock"
 HOLDER_WAIT_S = 1.0  # a new holder writes its pid within microseconds of locking
-PEEK_GRACE_S = 0.2  # how long a writer retries while a reader peeks at the lock
+PEEK_GRACE_S = 0.5  # a writer's retries: a reader peeks, a holder that wrote its end exits
 
 
 def _run_dir(run: Any) -> Path:
@@ -49,6 +50,20 @@ def write_error(path: Path, exc: OSError, what: str = "write to",
     else:
         why = exc.strerror or type(exc).__name__
     return RunError(f"cannot {what} run {path.name} ({why}); nothing was changed; {fix}")
+
+
+def check_writable(run: Any, what: str = "write to", also_parent: bool = False,
+                   fix: str | None = None) -> None:
+    """A one-line :class:`RunError` unless this process can create files in the run directory
+    (and, ``also_parent``, in the runs dir holding it). It tries, with an unnamed temp file:
+    permission bits alone say nothing about read-only mounts, ACLs or root."""
+    path = _run_dir(run)
+    for folder in (path, path.parent) if also_parent else (path,):
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise write_error(path, exc, what, *([fix] if fix else [])) from None
 
 
 class RunLocked(RunError):
@@ -155,6 +170,9 @@ class RunLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
+    def __del__(self) -> None:  # a lock dropped unused (e.g. after an error) is not kept
+        self.release()
+
 
 def _busy(exc: OSError) -> bool:
     return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
@@ -162,7 +180,8 @@ def _busy(exc: OSError) -> bool:
 
 def _flock_soon(fd: int) -> None:
     """Lock ``fd`` exclusively, retrying for a moment: :func:`lock_holder` holds a shared lock
-    for a few microseconds while it looks, which must not make a writer give up."""
+    for a few microseconds while it looks, and a holder that has written its final state
+    releases the lock right after; neither must make a writer give up."""
     deadline = time.monotonic() + PEEK_GRACE_S
     while True:
         try:

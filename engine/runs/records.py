@@ -39,6 +39,8 @@ LOG_FILE = "worker.log"
 EVAL_FILE = "eval.json"
 CHECKPOINTS_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
+PREVIOUS_CHECKPOINT = "prev.pt"
+LOCK_FILE = ".lock"
 PREVIEWS_DIR = "previews"
 PREVIEW_FILES = {"traversal": "traversal.png", "recon": "recon.png"}
 EXPORTS_DIR = "exports"
@@ -54,6 +56,12 @@ RUN_FILES = (
      "model, optimiser, the objective's own state (FactorVAE's discriminator and its "
      "optimiser), iteration, elapsed time, every RNG state, the batch order's state and the "
      "config; replaced atomically; loaded with `weights_only=True`"),
+    (f"{CHECKPOINTS_DIR}/{PREVIOUS_CHECKPOINT}", "worker",
+     f"the checkpoint before `{LAST_CHECKPOINT}`, kept until the new one is in place; readers "
+     f"fall back to it (and say so) when `{LAST_CHECKPOINT}` is missing or unreadable"),
+    (LOCK_FILE, "worker, foreground `bvae train` / `bvae resume`",
+     "exclusive `flock` of the one process that trains the run, held for its life (freed by "
+     "the kernel when it dies); holds that process's pid and host"),
     *((f"{PREVIEWS_DIR}/{name}", "worker",
        "latest traversal of the first fixed image (rows: latents by KL), every preview interval"
        if kind == "traversal" else
@@ -81,6 +89,10 @@ class RunRecord(Record):
     sweep: str | None = _doc("id of the sweep the run is a member of (`runs/sweeps/<id>/`)")
     sweep_values: dict[str, Any] = _doc("the member's values of the sweep's swept fields",
                                         factory=dict)
+    changes: list[dict[str, Any]] = _doc(
+        "settings changed by `bvae resume` (`--lr`, `--device`), oldest first: `iteration` "
+        "(where the change took effect), `time`, `field`, `old`, `new`; `config` holds the "
+        "current values", factory=list)
 
 
 @dataclass(kw_only=True)
@@ -156,7 +168,7 @@ class MetricsRow(Record):
 
     def to_line(self) -> str:
         """The row as a line of metrics.jsonl."""
-        return json.dumps(self.to_dict()) + "\n"
+        return json.dumps(self.to_dict(), allow_nan=False) + "\n"
 
 
 @dataclass(kw_only=True)

@@ -32,7 +32,13 @@ from bvae_tui.engine.runs.files import (
     read_json,
     write_json_atomic,
 )
-from bvae_tui.engine.runs.lock import RunLock, RunLocked, lock_holder, write_error
+from bvae_tui.engine.runs.lock import (
+    RunLock,
+    RunLocked,
+    check_writable,
+    lock_holder,
+    write_error,
+)
 from bvae_tui.engine.runs.process import worker_alive
 from bvae_tui.engine.runs.records import (
     CHECKPOINTS_DIR,
@@ -44,6 +50,7 @@ from bvae_tui.engine.runs.records import (
     METRICS_FILE,
     PREVIEW_FILES,
     PREVIEWS_DIR,
+    PREVIOUS_CHECKPOINT,
     STATES,
     STATUS_FILE,
     EvalResult,
@@ -55,10 +62,12 @@ from bvae_tui.engine.runs.records import (
 from bvae_tui.engine.runs.refs import match_ref
 
 T = TypeVar("T")
+TRUNCATE_TEMP = f".{METRICS_FILE}.tmp"  # metrics.jsonl being rewritten by a resume
 QUEUED_GRACE_S = 60.0  # a new run without a worker pid yet is 'queued', not 'lost', this long
 # A worker on another machine without a heartbeat for this long is 'lost' (loading data and the
 # evaluation at the end write none, so this is generous).
 REMOTE_STALE_S = 900.0
+DELETE_FIX = "its owner, or anyone with a writable mount of it, can delete it"
 
 
 def runs_root(runs_dir: str | os.PathLike | None = None) -> Path:
@@ -121,6 +130,10 @@ class Run:
         return self.checkpoint_dir / LAST_CHECKPOINT
 
     @property
+    def previous_checkpoint(self) -> Path:
+        return self.checkpoint_dir / PREVIOUS_CHECKPOINT
+
+    @property
     def previews_dir(self) -> Path:
         return self.path / PREVIEWS_DIR
 
@@ -151,9 +164,19 @@ class Run:
 
     @property
     def config(self) -> TrainConfig:
+        """The run's validated config; a bad value is a :class:`RunError` that says it came
+        from config.json (not from an option of the command that read it)."""
+        values = self.record().config
         try:
-            return TrainConfig.from_dict(self.record().config)
-        except (ConfigError, TypeError) as exc:
+            return TrainConfig.from_dict(values).validate()
+        except ConfigError as exc:
+            problem = str(exc)
+            if exc.field is not None:  # "--beta must be ..." -> "beta = -5 in config.json ..."
+                problem = problem.split(" ", 1)[-1].split("; got ")[0]
+                problem = f"{exc.field} = {values.get(exc.field)!r}, which {problem}"
+            raise RunError(f"run {self.id}: its {CONFIG_FILE} has {problem}; fix it in "
+                           f"{self.config_path} or start a new run") from None
+        except TypeError as exc:
             raise RunError(f"run {self.id}: {CONFIG_FILE} is not a valid config ({exc})") from None
 
     @property
@@ -234,7 +257,7 @@ class Run:
         if not self.metrics_path.exists():
             return
         keep = [r for r in self.metrics() if (r.iter or 0) <= iteration]
-        tmp = self.metrics_path.with_name(f".{self.metrics_path.name}.tmp")
+        tmp = self.metrics_path.with_name(TRUNCATE_TEMP)
         with open(tmp, "w") as fh:
             fh.writelines(r.to_line() for r in keep)
             fh.flush()
@@ -414,12 +437,14 @@ def find_run(root: Path, ref: str) -> Run:
 
 
 def check_deletable(run: Run, holding_lock: bool = False) -> None:
-    """A :class:`RunError` while a process holds the run (naming it) or its worker is alive."""
+    """A :class:`RunError` while a process holds the run (naming it) or its worker is alive,
+    or when this process may not delete it."""
     holder = None if holding_lock else lock_holder(run)
     if holder is not None:
         raise RunLocked(run.path, holder, None)
     if run.status().active:
         raise RunError(f"run {run.id} is still running; stop it first with 'bvae stop {run.id}'")
+    check_writable(run, "delete", also_parent=True, fix=DELETE_FIX)
 
 
 def delete_run(run: Run) -> None:
@@ -431,6 +456,5 @@ def delete_run(run: Run) -> None:
         try:
             os.rename(run.path, trash)
         except OSError as exc:
-            raise write_error(run.path, exc, "delete",
-                              "its owner (or a writable mount) can delete it") from None
+            raise write_error(run.path, exc, "delete", DELETE_FIX) from None
     shutil.rmtree(trash, ignore_errors=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -39,7 +40,7 @@ def _read_int(value: Any) -> Any:
 
 def _read_float(value: Any) -> Any:
     if type(value) is float:
-        return value
+        return value if math.isfinite(value) else _MISSING  # strict JSON has no NaN / inf
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return _MISSING
     try:
@@ -78,7 +79,8 @@ def _reader(tp: Any) -> Callable[[Any], Any]:
         def read_list(value: Any) -> Any:
             if not isinstance(value, (list, tuple)):
                 return _MISSING
-            if read_item is _read_float and all(type(v) is float for v in value):
+            if (read_item is _read_float and all(type(v) is float for v in value)
+                    and math.isfinite(sum(value))):  # no NaN or infinity among them
                 return list(value)  # the common case (KL per latent), without a call per item
             items = [read_item(v) for v in value]
             return _MISSING if any(i is _MISSING for i in items) else items

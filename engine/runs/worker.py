@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume", action="store_true",
                         help="continue from the run's last checkpoint")
+    parser.add_argument("--lr", type=float, default=None, help="new learning rate (a resume)")
+    parser.add_argument("--device", default=None, help="new device (a resume)")
     parser.add_argument("--lock-fd", type=int, default=None,
                         help="descriptor of the run's lock, taken by the launcher (else the "
                              "worker takes it)")
@@ -68,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"iter {row.iter} loss {row.loss:.3f} recon {row.recon:.3f} "
               f"kl {row.kl:.3f}{c}{own} {row.img_per_s:.0f} img/s", flush=True)
 
-    state = train(run, resume=args.resume, should_stop=lambda: stop_requested, on_row=log_row)
+    changes = {k: v for k, v in (("lr", args.lr), ("device", args.device)) if v is not None}
+    state = train(run, resume=args.resume, should_stop=lambda: stop_requested, on_row=log_row,
+                  changes=changes)
+    # Free the run as soon as its final state is written: whoever saw that state may resume
+    # it at once, and the interpreter's shutdown can take a while.
+    lock.release()
     error = run.raw_status().error if state == "failed" else None
     # The reason goes to worker.log here, not from the trainer, so a foreground `bvae train`
     # (which reports it itself) does not print it twice.

@@ -15,11 +15,14 @@ Every tensor is moved to the CPU before saving.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bvae_tui.engine.atomic import atomic_path
 from bvae_tui.engine.errors import RunError
+from bvae_tui.engine.runs.recovery import usable_checkpoint
+from bvae_tui.errors import brief
 
 if TYPE_CHECKING:
     import torch
@@ -43,17 +46,19 @@ def to_cpu(obj: Any) -> Any:
     return obj
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any],
+                    keep: str | os.PathLike | None = None) -> None:
     """Write ``state`` (tensors moved to the CPU) to ``path`` atomically.
 
     The data goes to a temporary file in the same directory, is fsynced, and then renamed over
-    ``path``: a crash mid-write leaves the previous checkpoint intact.
+    ``path``: a crash mid-write leaves the previous checkpoint intact. ``keep``: where the
+    checkpoint being replaced is kept, once the new one is safely on disk.
     """
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(path, keep=keep) as tmp, open(tmp, "wb") as fh:
         torch.save(to_cpu(state), fh)
 
 
@@ -67,8 +72,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunError(f"checkpoint {path} is corrupt or unreadable ({reason[:120]}); "
+        raise RunError(f"checkpoint {path} is corrupt or unreadable ({brief(exc)}); "
                        "resume from an earlier copy or start a new run") from None
     if not isinstance(state, dict) or "model" not in state or "iteration" not in state:
         raise RunError(f"checkpoint {path} is not a bvae checkpoint (no model/iteration); "
@@ -77,9 +81,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str = "cpu") -> dict[
 
 
 def checkpoint_path(run: Run, checkpoint: str | os.PathLike | None = None) -> Path:
-    """``checkpoint`` as given (a path, or a file name in the run's checkpoints/), else last.pt."""
+    """``checkpoint`` as given (a path, or a file name in the run's checkpoints/), else last.pt,
+    or the checkpoint before it when last.pt is unreadable (a warning on stderr says so)."""
     if checkpoint is None:
-        return run.last_checkpoint
+        usable = usable_checkpoint(run)
+        if usable.damaged:
+            raise RunError(f"run {run.id} has no readable checkpoint ({usable.note}); "
+                           f"'bvae resume {run.id} --restart' trains it again")
+        if usable.note:
+            print(f"warning: {usable.note}", file=sys.stderr, flush=True)
+        return usable.path or run.last_checkpoint
     path = Path(checkpoint)
     if not path.exists() and (run.checkpoint_dir / path).exists():
         return run.checkpoint_dir / path
@@ -97,9 +108,8 @@ def model_from_state(state: dict[str, Any], cfg: TrainConfig | None = None) -> t
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunError(f"checkpoint weights do not fit a {arch} model with z_dim {z_dim} "
-                       f"({first[:100]}); the checkpoint is corrupt") from None
+                       f"({brief(exc, 100)}); the checkpoint is corrupt") from None
     return model.eval()
 
 

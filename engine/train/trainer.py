@@ -17,6 +17,7 @@ with its iteration, out of memory with a hint).
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import socket
@@ -33,11 +34,12 @@ from bvae_tui.datasets.prepare import open_dataset
 from bvae_tui.datasets.tensors import DeviceImages
 from bvae_tui.engine.analysis.evaluate import evaluate_run
 from bvae_tui.engine.analysis.visualise import fixed_images, to_tensor, write_previews
-from bvae_tui.engine.errors import ConfigError, DeviceError
+from bvae_tui.engine.errors import ConfigError, DeviceError, RunError
 from bvae_tui.engine.runs.devices import resolve_device
 from bvae_tui.engine.runs.health import EstimateWatch
 from bvae_tui.engine.runs.process import process_start_time
 from bvae_tui.engine.runs.records import MetricsRow
+from bvae_tui.engine.runs.recovery import remove_debris
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.train import fastpath
 from bvae_tui.engine.train.adam import load_optimizer_state, make_optimizer
@@ -47,7 +49,7 @@ from bvae_tui.engine.train.objectives import build_objective, recon_distribution
 from bvae_tui.engine.train.process import configure_process, is_cuda
 from bvae_tui.engine.train.sampler import BatchSampler, rng_state, set_rng_state
 from bvae_tui.engine.train.step import TrainStep
-from bvae_tui.errors import UserError
+from bvae_tui.errors import UserError, brief
 
 if TYPE_CHECKING:
     from bvae_tui.engine.config import TrainConfig
@@ -57,9 +59,16 @@ PROGRESS_S = 0.2  # on_progress callback rate (the foreground progress bar)
 
 
 class NonFiniteLoss(Exception):
-    def __init__(self, iteration: int, value: float):
-        super().__init__(f"loss became non-finite ({value}) at iteration {iteration}; "
-                         "try a lower --lr or a smaller --gamma / --beta")
+    """A step's loss (or a row's mean) is NaN or infinite: the run fails, its last checkpoint
+    (saved before this happened) stays, and a resume with a lower lr continues from it."""
+
+    def __init__(self, run: Run, iteration: int, value: float, saved: int | None, lr: float):
+        advice = f"'bvae resume {run.id} --lr {lr / 4:g}'"
+        where = (f"the last good checkpoint is at iteration {saved}; continue from it with a "
+                 f"lower learning rate: {advice}" if saved is not None else
+                 f"no checkpoint was saved before it; {advice} trains it again from 0 with a "
+                 "lower learning rate")
+        super().__init__(f"loss became non-finite ({value}) at iteration {iteration}; {where}")
         self.iteration = iteration
 
 
@@ -75,8 +84,12 @@ def _warn(message: str) -> None:
 def train(run: Run, resume: bool = False,
           on_row: Callable[[MetricsRow], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
-          on_progress: Callable[[int], None] | None = None) -> str:
+          on_progress: Callable[[int], None] | None = None,
+          changes: dict[str, Any] | None = None) -> str:
     """Train ``run`` (from its last checkpoint when ``resume``); return the final state.
+
+    ``changes``: new values of config fields a resume may change (``lr``, ``device``), recorded
+    in config.json at the iteration training continues from.
 
     ``on_row(row)`` sees every metrics row, ``on_progress(iteration)`` is called a few times a
     second, and ``should_stop()`` is polled between steps (the worker's SIGTERM handler and the
@@ -84,11 +97,13 @@ def train(run: Run, resume: bool = False,
     """
     pid = os.getpid()
     now = time.time()
+    remove_debris(run)  # the caller holds the run's lock: no other writer's temp files exist
     run.write_status(state="running", pid=pid, pid_start=process_start_time(pid), started=now,
                      host=socket.gethostname(), heartbeat=now, error=None, eval_error=None,
                      phase="starting")
     try:
-        return _train_loop(run, resume, on_row, should_stop or (lambda: False), on_progress)
+        return _train_loop(run, resume, on_row, should_stop or (lambda: False), on_progress,
+                           changes or {})
     except NonFiniteLoss as exc:
         return _fail(run, str(exc), iteration=exc.iteration)
     except UserError as exc:
@@ -105,9 +120,46 @@ def train(run: Run, resume: bool = False,
             return _fail(run, f"out of memory on {run.raw_status().device or 'the device'} "
                               f"at batch size {cfg.batch_size}; try a smaller --batch-size, "
                               "--device cpu, or a GPU with more free memory (--gpu auto)")
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        _fail(run, f"internal error: {type(exc).__name__}: {first[:200]} (see worker.log)")
+        _fail(run, f"internal error: {type(exc).__name__}: {brief(exc, 200)} (see worker.log)")
         raise
+
+
+def _resume_state(run: Run) -> dict[str, Any] | None:
+    """The checkpoint to resume from: ``last.pt``, else (saying so) the one before it; None when
+    the run never saved one (it starts from 0)."""
+    problems = []
+    for path in (run.last_checkpoint, run.previous_checkpoint):
+        if not path.exists():
+            problems.append(f"{path.name} is missing")
+            continue
+        try:
+            state = load_checkpoint(path)
+        except RunError:  # cut short, damaged, or not a checkpoint of ours
+            problems.append(f"{path.name} is corrupt")
+            continue
+        if problems:
+            _warn(f"{'; '.join(problems)}; resuming from {path.name}, the checkpoint before it "
+                  f"(iteration {int(state['iteration'])})")
+        return state
+    if all(p.endswith("missing") for p in problems):
+        return None
+    raise RunError(f"run {run.id} has no readable checkpoint ({'; '.join(problems)}); "
+                   f"'bvae resume {run.id} --restart' trains it again from 0")
+
+
+def _record_changes(run: Run, iteration: int, old: TrainConfig, new: TrainConfig) -> None:
+    now = time.time()
+    entries = [{"iteration": iteration, "time": now, "field": name, "old": getattr(old, name),
+                "new": getattr(new, name)}
+               for name in new.to_dict() if getattr(old, name) != getattr(new, name)]
+    run.update_record(config=new.to_dict(), changes=[*run.record().changes, *entries])
+
+
+def _discard_checkpoints(run: Run) -> None:
+    """A start from 0 (also ``--restart``): an older attempt's checkpoints must not be resumed
+    later, after the metrics they belong to are gone."""
+    for path in (run.last_checkpoint, run.previous_checkpoint):
+        path.unlink(missing_ok=True)
 
 
 def _fail(run: Run, reason: str, **fields: Any) -> str:
@@ -117,8 +169,9 @@ def _fail(run: Run, reason: str, **fields: Any) -> str:
 
 def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | None,
                 should_stop: Callable[[], bool],
-                on_progress: Callable[[int], None] | None) -> str:
-    cfg: TrainConfig = run.config.validate()
+                on_progress: Callable[[int], None] | None, changes: dict[str, Any]) -> str:
+    saved_cfg: TrainConfig = run.config
+    cfg = saved_cfg.replace(**changes).validate()
     # -- device --------------------------------------------------------------------------------
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # cuda:N == NVML's GPU N
     device = resolve_device(cfg.device)
@@ -145,9 +198,9 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
     model = build_model(cfg.architecture, data.channels, cfg.z_dim)
     objective = build_objective(cfg, dist, data.n, device)  # a network of its own, if any
     sampler = BatchSampler(data.n, cfg.batch_size, cfg.seed, device)
-    iteration, elapsed, state = 0, 0.0, None
-    if resume and run.last_checkpoint.exists():
-        state = load_checkpoint(run.last_checkpoint)
+    iteration, elapsed = 0, 0.0
+    state = _resume_state(run) if resume else _discard_checkpoints(run)
+    if state is not None:
         model.load_state_dict(state["model"])
         iteration, elapsed = int(state["iteration"]), float(state.get("elapsed", 0.0))
     model.to(device)
@@ -156,7 +209,11 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
     if state is not None:
         load_optimizer_state(optimizer, state["optimizer"])
         objective.load_state_dict(state.get("objective") or {})
+        for group in optimizer.param_groups:  # the config's, which a resume may have changed
+            group["lr"] = cfg.lr
         set_rng_state(state["rng"], device, sampler)
+    if changes:
+        _record_changes(run, iteration, saved_cfg, cfg)
     step = TrainStep(net, optimizer, cfg, device, dist, objective)
     run.truncate_metrics(iteration)  # a fresh start, or rows past the checkpoint, go
 
@@ -168,27 +225,39 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
     z = cfg.z_dim
     buf_len = max(1, min(cfg.log_every, cfg.iterations))
     terms = objective.terms  # the objective's own metrics fields, e.g. tc
-    scalars = torch.zeros(buf_len, 3 + len(terms), device=device)  # loss, recon, kl, terms
-    vectors = torch.zeros(3, z, device=device)  # sums of kl per latent, mean mu, mean variance
+    # Float64, so that a row's mean of finite steps cannot overflow (float32 steps near its
+    # limit did, and wrote Infinity).
+    scalars = torch.zeros(buf_len, 3 + len(terms), device=device,
+                          dtype=torch.float64)  # loss, recon, kl, terms
+    vectors = torch.zeros(3, z, device=device, dtype=torch.float64)  # sums: kl, mu, variance
     n_in, c_sum = 0, 0.0
     t_last = time.time()
     overhead = 0.0  # seconds spent on checkpoints / previews in this interval (not img/s)
     last_kl: list[float] | None = None
-    start_iteration = iteration
     watch = EstimateWatch()
+    checkpoint_iteration = iteration
+    saved_any = state is not None  # the checkpoint a NaN sends the user back to
+    last_checkpoint = time.time()
+    checkpoint_s = cfg.checkpoint_minutes * 60 or float("inf")
+
+    def non_finite(at: int, value: float) -> NonFiniteLoss:
+        return NonFiniteLoss(run, at, value, checkpoint_iteration if saved_any else None,
+                             cfg.lr)
 
     def check_finite() -> None:
-        values = scalars[:n_in, 0].cpu()
-        bad = (~torch.isfinite(values)).nonzero()
+        values = scalars[:n_in, :3].cpu()  # loss, recon, kl
+        bad = (~torch.isfinite(values)).any(1).nonzero()
         if len(bad):
             i = int(bad[0])
-            raise NonFiniteLoss(iteration - n_in + 1 + i, float(values[i]))
+            raise non_finite(iteration - n_in + 1 + i, float(values[i].sum()))
 
     def flush(fh) -> MetricsRow:
         nonlocal n_in, c_sum, t_last, overhead, elapsed, last_kl
         check_finite()
         means = scalars[:n_in].mean(0).tolist()
         vec = (vectors / n_in).tolist()
+        if not all(math.isfinite(v) for v in [*means, *vec[0], *vec[1], *vec[2]]):
+            raise non_finite(iteration, float("nan"))  # a statistic beside the loss overflowed
         now = time.time()
         dt = now - t_last
         elapsed += dt
@@ -210,14 +279,16 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
         return row
 
     def checkpoint() -> None:
+        nonlocal last_checkpoint, checkpoint_iteration, saved_any
         check_finite()  # never save weights that a NaN step has already spoilt
-        save_checkpoint(run.last_checkpoint, {
+        save_checkpoint(run.last_checkpoint, keep=run.previous_checkpoint, state={
             "format": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "iteration": iteration, "elapsed": elapsed + time.time() - t_last,
             "arch": cfg.architecture, "channels": data.channels, "z_dim": z,
             "config": cfg.to_dict(), "rng": rng_state(device, sampler),
             "objective": objective.state_dict(),
         })
+        last_checkpoint, checkpoint_iteration, saved_any = time.time(), iteration, True
 
     def previews() -> None:
         try:
@@ -258,7 +329,8 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
 
             # Rows fall on multiples of log_every (also after a resume from a stop mid-interval),
             # so a resumed run's rows line up with an uninterrupted run's.
-            if iteration % cfg.log_every == 0 or iteration == cfg.iterations:
+            row_due = iteration % cfg.log_every == 0 or iteration == cfg.iterations
+            if row_due:
                 row = flush(metrics_file)
                 if on_row:
                     on_row(row)
@@ -266,7 +338,10 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
                     # A sweep packs further runs onto this GPU by what the first steps took.
                     run.write_status(memory_peak=torch.cuda.max_memory_reserved(device))
                     peak_reported = True
-            if iteration % cfg.checkpoint_every == 0 and iteration < cfg.iterations:
+            # By iterations, or by time at a row (a resume from it then writes whole rows).
+            if iteration < cfg.iterations and (
+                    iteration % cfg.checkpoint_every == 0
+                    or (row_due and time.time() - last_checkpoint >= checkpoint_s)):
                 t0 = time.time()
                 checkpoint()
                 overhead += time.time() - t0
@@ -289,7 +364,7 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
                 on_row(row)
 
     # -- the end: checkpoint first, so nothing below can lose the training --------------------
-    if iteration > start_iteration or state is None:
+    if iteration != checkpoint_iteration or not saved_any:  # unless this step is saved already
         checkpoint()
     if on_progress:
         on_progress(iteration)
