@@ -15,6 +15,34 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+def pytest_report_header(config) -> list[str]:
+    """Where the suite ran: training-based tests may behave differently on another CPU kind,
+    so a failure report must say which one this was."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    isa = torch.backends.cpu.get_cpu_capability()  # the kernels torch picked: AVX2, AVX512...
+    return [f"cpu: {cpu} ({os.cpu_count()} logical cores, torch kernels {isa}); torch "
+            f"{torch.__version__} ({torch.get_num_threads()} threads), numpy {_version('numpy')}"]
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op thread for tests that train: tiny models gain nothing from two, and lose a

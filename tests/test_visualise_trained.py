@@ -1,25 +1,18 @@
-"""On a model trained briefly in the test, the traversals show what the KL says.
+"""Traversals show what the KL says: exactly, on a model whose weights the test sets; and as
+orderings with wide margins, on a model trained briefly here.
 
-A β-VAE with more latents (z_dim 10) than dsprites-mini has factors of variation (5) is trained
-400 iterations (batch 32) on dsprites-mini with the real objective B (the ``dsprites-B`` preset's
-γ = 100, with C rising to 4 nats over 200 iterations and lr 2e-3). Then sweeping the latent with
-the highest KL must change the decoded image clearly, while sweeping a collapsed latent (KL ~ 0)
-barely changes it.
+The trained model: a beta-VAE with more latents (z_dim 10) than dsprites-mini has factors of
+variation (5), trained 400 iterations (batch 32) on dsprites-mini with objective B (the
+``dsprites-B`` preset's gamma = 100, C rising to 4 nats over 200 iterations, lr 2e-3), so that a
+few latents carry the information and the rest collapse towards the prior.
 
-Why these settings: objective H at β = 4, lr 1e-4 (the dsprites-H preset) leaves every latent
-above ~0.3 nats after a few hundred iterations (pruning takes thousands); β = 8-16 and lr 5e-4 to
-1e-3 still left the smallest at 0.1-0.35 nats. Objective B with a small final C squeezes the
-total KL hard (γ = 100) and lets only the most useful latents take the few nats of capacity, and
-lr 2e-3 makes the unused latents collapse within 400 steps (at lr 1e-3 they were still at
-0.03-0.06 nats). The same settings with C = 3 and seeds 1 and 2 also gave collapsed latents at
-0.009-0.018 nats (the seed fixes which run this test sees; seed 1's top latent stayed just under
-1 nat).
-
-Measured (seed 0, one thread, this CPU): KL per latent
-[0.021, 0.104, 1.181, 0.356, 0.562, 0.416, 0.021, 0.025, 0.176, 1.433] nats; mean absolute pixel
-change of the sweeps [0.0043, 0.0079, 0.0349, 0.0123, 0.0225, 0.0239, 0.0042, 0.0047, 0.0099,
-0.0357]: the highest-KL latent (1.43 nats) 0.036, the lowest-KL one (0.021 nats) 0.004, ~1/8.
-Training takes ~15 s of CPU on one thread.
+Its exact trajectory differs between CPU kinds (the last bits of a convolution differ, and a few
+hundred steps amplify them), so nothing here may hold only for one trajectory: an earlier version
+asserted that the quietest latent's sweep changes the image by less than 0.01, which held on the
+AMD EPYC it was tuned on (0.005) and failed on an Intel Xeon (0.0108). The claims are now ratios
+between the most and the least informative latents, with margins measured over seeds
+(``SEED_RANGES``), and the exact claims (a latent the decoder ignores changes nothing) are made
+on set weights.
 """
 
 from __future__ import annotations
@@ -35,7 +28,14 @@ ITERATIONS = 400
 BATCH = 32
 Z = 10
 SEED = 0
-COLLAPSED_KL = 0.05  # nats: a latent this quiet carries almost nothing about the image
+# Measured (seeds 0-3, one thread, torch 2.14.1, AMD EPYC; the AMD/Intel difference of issue 14
+# is of the same kind as a change of seed): the smallest value of each ratio over the seeds, and
+# the bound asserted, several times smaller.
+SEED_RANGES = {
+    "KL of the top latent / KL of the bottom one": (49, 5),  # Intel, seed 0: 1.124/0.033 = 34
+    "sweep change of the top latent / of the bottom one": (6.6, 2),
+    "grid: pixel spread of the first row / of the last": (6.3, 1.5),
+}
 
 
 @pytest.fixture(scope="module")
@@ -83,18 +83,15 @@ def _sweep_change(model, codes, latent: int) -> float:
     return float(np.abs(trav - trav.mean(axis=1, keepdims=True)).mean())
 
 
-def test_high_kl_latent_changes_image_collapsed_latent_barely(trained):
+def test_high_kl_latent_changes_image_more_than_the_quietest(trained):
     model, ds, kl, change = trained
     print("KL", [round(v, 3) for v in kl], "change", [round(v, 4) for v in change])
     order = vis.latent_order(kl, Z, "kl")
     top, low = order[0], order[-1]
-    assert kl[top] > 1.0, f"no latent learned anything: KL {kl}"
-    assert kl[low] < COLLAPSED_KL, f"no latent collapsed: KL {kl}"
-    # A dSprites image lights ~4% of its pixels: moving or growing the sprite changes a few %
-    # (measured 0.036); a collapsed latent leaves a faint smudge (measured 0.004).
-    assert change[top] > 0.02, (change, kl)
-    assert change[low] < 0.01, (change, kl)
-    assert change[low] < change[top] / 5, (change, kl)
+    kl_bound = SEED_RANGES["KL of the top latent / KL of the bottom one"][1]
+    change_bound = SEED_RANGES["sweep change of the top latent / of the bottom one"][1]
+    assert kl[top] > kl_bound * kl[low], f"no latent stands out: KL {kl}"
+    assert change[top] > change_bound * change[low], (change, kl)
 
 
 def test_kl_ordered_grid_first_row_varies_more_than_last(trained):
@@ -103,12 +100,44 @@ def test_kl_ordered_grid_first_row_varies_more_than_last(trained):
     codes = vis.encode_means(model, vis.to_tensor(vis.fixed_images(ds)))
     grid = render.traversal_grid(vis.traverse(model, codes, rows), rows, kl)
     assert grid.shape[:2] == render.grid_size(Z, 10, 3)
+    bound = SEED_RANGES["grid: pixel spread of the first row / of the last"][1]
+    assert _grid_row_spread(grid, 0, 10) > bound * _grid_row_spread(grid, Z - 1, 10)
 
-    def row_variation(r: int) -> float:
-        """Pixel spread across the 10 columns of row r in the first panel."""
-        y = 1 + r * 65
-        tiles = [grid[y:y + 64, render.LABEL_W + 1 + c * 65: render.LABEL_W + 65 + c * 65, 0]
-                 for c in range(10)]
-        return float(np.std(np.stack(tiles).astype(float), axis=0).mean())
 
-    assert row_variation(0) > 1.5 * row_variation(Z - 1)
+def _grid_row_spread(grid: np.ndarray, r: int, steps: int) -> float:
+    """Pixel spread across the columns of row r in the first panel of a traversal grid."""
+    y = 1 + r * 65
+    tiles = [grid[y:y + 64, render.LABEL_W + 1 + c * 65: render.LABEL_W + 65 + c * 65, 0]
+             for c in range(steps)]
+    return float(np.std(np.stack(tiles).astype(float), axis=0).mean())
+
+
+def test_set_weights_an_ignored_latent_changes_nothing(mini):
+    """The exact claims, on weights the test sets: a latent encoded as the prior (KL 0) that the
+    decoder ignores comes last in the KL order, and sweeping it changes no pixel; sweeping a
+    latent the decoder leans on changes the image."""
+    from bvae_tui.engine.train.models import build_model
+
+    torch.manual_seed(0)
+    z, dead, loud = 4, 1, 2
+    model = build_model("B", 1, z).eval()
+    encoder_out = [m for m in model.encoder if isinstance(m, torch.nn.Linear)][-1]
+    decoder_in = [m for m in model.decoder if isinstance(m, torch.nn.Linear)][0]
+    with torch.no_grad():
+        for row in (dead, z + dead):  # mu = 0 and log variance = 0: the prior, KL exactly 0
+            encoder_out.weight[row] = 0
+            encoder_out.bias[row] = 0
+        decoder_in.weight[:, dead] = 0  # the decoder never reads it
+        decoder_in.weight[:, loud] *= 20
+    images = vis.to_tensor(vis.fixed_images(mini))
+    kl = vis.kl_of_images(model, images)
+    assert kl[dead] == 0.0 and min(kl[k] for k in range(z) if k != dead) > 0
+    rows = vis.latent_order(kl, z, "kl")
+    assert rows[-1] == dead
+    codes = vis.encode_means(model, images)
+    # Zero up to float rounding (batched convolutions may round rows differently).
+    assert _sweep_change(model, codes, dead) < 1e-6
+    assert _sweep_change(model, codes, loud) > 0.01
+    grid = render.traversal_grid(vis.traverse(model, codes, rows), rows, kl)
+    assert _grid_row_spread(grid, z - 1, 10) < 0.01  # the dead latent's row: ten equal images
+    assert _grid_row_spread(grid, rows.index(loud), 10) > 1

@@ -31,6 +31,7 @@ def runs_list(ctx: typer.Context, runs_dir: RunsDirOpt = None, json: JsonOpt = F
     """List runs with their state, progress and latest loss."""
     if ctx.invoked_subcommand is not None:
         return
+    from rich.markup import escape
     from rich.table import Table
 
     from bvae_tui.engine.runs.store import list_runs, runs_root
@@ -55,12 +56,14 @@ def runs_list(ctx: typer.Context, runs_dir: RunsDirOpt = None, json: JsonOpt = F
     for col in ("ID", "STATE", "PROGRESS", "LOSS", "KL", "DEVICE", "UPDATED"):
         table.add_column(col, justify="right" if col in ("LOSS", "KL") else "left",
                          no_wrap=True, min_width=len(col) if col != "ID" else None)
+    table.add_column("NOTE", no_wrap=True, overflow="ellipsis", max_width=60)
     for r in rows:
         total = r.total or 0
         pct = f" {100 * r.iteration / total:.0f}%" if total else ""
         table.add_row(r.id, _state(r.state), f"{r.iteration}/{total or '?'}{pct}",
                       "-" if r.loss is None else f"{r.loss:.2f}",
-                      "-" if r.kl is None else f"{r.kl:.2f}", r.device or "-", _age(r.updated))
+                      "-" if r.kl is None else f"{r.kl:.2f}", r.device or "-", _age(r.updated),
+                      escape(r.note))
     out.print(table)
 
 
@@ -75,24 +78,29 @@ def runs_show(
     runs_dir: RunsDirOpt = None, json: JsonOpt = False,
 ) -> None:
     """Show one run: config, status, latest metrics and evaluation scores."""
+    from rich.markup import escape
+
+    from bvae_tui.engine.runs.records import RunRecord
 
     found = find_run(run, runs_dir)
-    record, status, last, scored = (found.record(), found.status(), found.last_metrics(),
-                                    found.eval_results())
     summary = found.summary()
+    # A damaged config.json is shown as such (the summary says why); the rest still shows.
+    record = RunRecord() if summary.config_error else found.record()
+    status, last, scored = found.status(), found.last_metrics(), found.eval_results()
     checkpoint = str(found.last_checkpoint) if found.last_checkpoint.exists() else None
     if json:
         print_json({**summary.as_json(), "status": status.to_dict(), "config": record.config,
                     "data_dir": record.data_dir, "dataset_source": record.dataset_source,
                     "host": record.host, "versions": record.versions,
                     "last_metrics": last.to_dict() if last else None,
-                    "eval": scored.to_dict() if scored else None, "checkpoint": checkpoint})
+                    "eval": scored.to_dict() if scored else None, "checkpoint": checkpoint,
+                    "config_error": summary.config_error, "changes": record.changes})
         return
     out = console()
     out.print(f"[bold]{found.id}[/]  {_state(summary.state)}  "
               f"{summary.iteration}/{summary.total or '?'}  {found.path}")
-    if status.error:
-        out.print(f"[red]{status.error}[/]")
+    for problem in filter(None, (status.error, summary.config_error)):
+        out.print(f"[red]{escape(problem)}[/]")
     if record.dataset_source:
         out.print(f"data: {record.config.get('dataset')} ({record.dataset_source}) "
                   f"from {record.data_dir}")

@@ -40,6 +40,15 @@ from bvae_tui.engine.runs.lock import (
     write_error,
 )
 from bvae_tui.engine.runs.process import worker_alive
+from bvae_tui.engine.runs.readers import (
+    as_int,
+    as_str,
+    checked_record,
+    config_problem,
+    last_row,
+    read_eval,
+    read_record,
+)
 from bvae_tui.engine.runs.records import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
@@ -151,7 +160,7 @@ class Run:
     # Config -----------------------------------------------------------------------------------
     def record(self) -> RunRecord:
         """config.json as written at creation and completed by the worker."""
-        record = _read_record(self.config_path)
+        record = read_record(self.config_path)
         if record is None:
             raise RunError(f"run {self.id}: {CONFIG_FILE} is missing or corrupt; "
                            f"delete the run with 'bvae runs rm {self.id}'")
@@ -169,24 +178,18 @@ class Run:
         values = self.record().config
         try:
             return TrainConfig.from_dict(values).validate()
-        except ConfigError as exc:
-            problem = str(exc)
-            if exc.field is not None:  # "--beta must be ..." -> "beta = -5 in config.json ..."
-                problem = problem.split(" ", 1)[-1].split("; got ")[0]
-                problem = f"{exc.field} = {values.get(exc.field)!r}, which {problem}"
-            raise RunError(f"run {self.id}: its {CONFIG_FILE} has {problem}; fix it in "
-                           f"{self.config_path} or start a new run") from None
-        except TypeError as exc:
-            raise RunError(f"run {self.id}: {CONFIG_FILE} is not a valid config ({exc})") from None
+        except (ConfigError, TypeError) as exc:
+            raise RunError(f"run {self.id}: its {CONFIG_FILE} has {config_problem(exc, values)}"
+                           f"; fix it in {self.config_path} or start a new run") from None
 
     @property
     def name(self) -> str:
-        record = _read_record(self.config_path)
+        record = read_record(self.config_path)
         return (record.name if record else None) or self.id
 
     @property
     def data_dir(self) -> str | None:
-        record = _read_record(self.config_path)
+        record = read_record(self.config_path)
         return record.data_dir if record else None
 
     # Status -----------------------------------------------------------------------------------
@@ -246,7 +249,7 @@ class Run:
         return MetricsTail(self.metrics_path).read_new()
 
     def last_metrics(self) -> MetricsRow | None:
-        return _last_row(self.metrics_path)
+        return last_row(self.metrics_path)
 
     def truncate_metrics(self, iteration: int) -> None:
         """Drop rows after ``iteration`` (written after the checkpoint a resume starts from).
@@ -265,7 +268,7 @@ class Run:
         os.replace(tmp, self.metrics_path)
 
     def eval_results(self) -> EvalResult | None:
-        return _read_eval(self.eval_path)
+        return read_eval(self.eval_path)
 
     def write_eval(self, result: EvalResult) -> None:
         write_json_atomic(self.eval_path, result.to_dict())
@@ -292,21 +295,20 @@ class Run:
         def load(path: Path, parse: Callable[[Path], T]) -> T:
             return cache.get(path, parse) if cache is not None else parse(path)
 
-        record = load(self.config_path, _read_record)
-        last = load(self.metrics_path, _last_row) or MetricsRow()
-        scored = load(self.eval_path, _read_eval)
+        record, config_error = load(self.config_path, checked_record)
+        last = load(self.metrics_path, last_row) or MetricsRow()
+        scored = load(self.eval_path, read_eval)
         status = self.status()
-        config_error = None if record else f"{CONFIG_FILE} is missing or corrupt"
         record = record or RunRecord()
         cfg = record.config
         state = status.state or "failed"
         end = time.time() if state == "running" else (status.updated or status.heartbeat)
-        total = status.total if status.total is not None else _int(cfg.get("iterations"))
+        total = status.total if status.total is not None else as_int(cfg.get("iterations"))
         return RunSummary(
             id=self.id, name=record.name or self.id, path=str(self.path), state=state,
             iteration=status.iteration if status.iteration is not None else (last.iter or 0),
-            total=total, device=status.device or _str(cfg.get("device")),
-            dataset=_str(cfg.get("dataset")), objective=_str(cfg.get("objective")),
+            total=total, device=status.device or as_str(cfg.get("device")),
+            dataset=as_str(cfg.get("dataset")), objective=as_str(cfg.get("objective")),
             created=record.created or status.created, updated=status.updated,
             error=status.error or config_error, loss=last.loss, kl=last.kl,
             img_per_s=last.img_per_s, started=status.started,
@@ -315,31 +317,6 @@ class Run:
             dataset_source=record.dataset_source, data_dir=record.data_dir,
             scores=scored.scores if scored else {}, config=cfg, sweep=record.sweep,
             sweep_values=record.sweep_values)
-
-
-def _read_record(path: Path) -> RunRecord | None:
-    data = read_json(path)
-    if data is None or not isinstance(data.get("config"), dict):
-        return None
-    return RunRecord.from_dict(data)
-
-
-def _read_eval(path: Path) -> EvalResult | None:
-    data = read_json(path)
-    return EvalResult.from_dict(data) if data is not None else None
-
-
-def _last_row(path: Path) -> MetricsRow | None:
-    data = last_json_line(path)
-    return MetricsRow.from_dict(data) if data is not None else None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class MetricsTail:
