@@ -28,13 +28,13 @@ ITERATIONS = 400
 BATCH = 32
 Z = 10
 SEED = 0
-# Measured (seeds 0-3, one thread, torch 2.14.1, AMD EPYC; the AMD/Intel difference of issue 14
-# is of the same kind as a change of seed): the smallest value of each ratio over the seeds, and
-# the bound asserted, several times smaller.
+# Measured (seeds 0-6, one thread, torch 2.14.1, AMD EPYC): the smallest value of each ratio over
+# the seeds, and the bound asserted, over twice smaller. The AMD/Intel difference of issue 14 is
+# of the same kind as a change of seed: the Intel run of seed 0 had a KL ratio of 1.124/0.033.
 SEED_RANGES = {
-    "KL of the top latent / KL of the bottom one": (49, 5),  # Intel, seed 0: 1.124/0.033 = 34
-    "sweep change of the top latent / of the bottom one": (6.6, 2),
-    "grid: pixel spread of the first row / of the last": (6.3, 1.5),
+    "KL of the top latent / KL of the bottom one": (45, 5),  # 45-162; Intel, seed 0: 34
+    "sweep change of the top latent / of the bottom one": (4.9, 2),  # 4.9-7.5
+    "grid: pixel spread of the first row / of the last": (4.5, 1.5),  # 4.5-7.6
 }
 
 

@@ -37,8 +37,8 @@ def first_step_fast(device: str, dataset: str, data_dir: str | None,
         runs = Path(tmp) / "runs"
         cmd = [*bvae_command(), "train", "--dataset", dataset, "--device", device,
                "--iterations", str(iterations), "--log-every", "1", "--preview-every", "0",
-               "--checkpoint-every", str(max(iterations, 1)), "--name", "bench",
-               "--runs-dir", str(runs)]
+               "--checkpoint-every", str(max(iterations, 1)), "--checkpoint-minutes", "0",
+               "--name", "bench", "--runs-dir", str(runs)]
         if data_dir:
             cmd += ["--data-dir", str(data_dir)]
         env = {k: v for k, v in os.environ.items() if k != "BVAE_RUNS_DIR"}
