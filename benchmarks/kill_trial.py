@@ -98,11 +98,11 @@ def temp_files(run) -> list[str]:
     return found
 
 
-def checkpoint_in_progress(run) -> bool:
+def checkpoint_temp_files(run) -> list[str]:
     try:
-        return any(n.startswith(".") for n in os.listdir(run.checkpoint_dir))
+        return [n for n in os.listdir(run.checkpoint_dir) if n.startswith(".")]
     except OSError:
-        return False
+        return []
 
 
 def kill_worker(run, mode: str, rng: random.Random, train_s: float, trial: Trial) -> bool:
@@ -119,9 +119,13 @@ def kill_worker(run, mode: str, rng: random.Random, train_s: float, trial: Trial
         raise RuntimeError(f"{run.id}: no worker pid after 60 s")
     if mode == "first second":
         time.sleep(max(0.0, rng.uniform(0, 1.0) - (time.monotonic() - started)))
-    elif mode == "checkpoint write":
-        polls = 0
-        while not checkpoint_in_progress(run):  # a write of this model takes milliseconds
+    elif mode == "checkpoint write":  # during the n-th write (later ones replace a last.pt)
+        target, seen, polls = rng.randint(1, 6), set(), 0
+        while True:
+            # (each write has its own temp name; one of this model takes milliseconds)
+            seen |= {n for n in checkpoint_temp_files(run) if n.startswith(".last.")}
+            if len(seen) >= target and checkpoint_temp_files(run):
+                break
             polls += 1
             if polls % 200 == 0 and run.raw_status().state == "finished":
                 break
@@ -130,7 +134,7 @@ def kill_worker(run, mode: str, rng: random.Random, train_s: float, trial: Trial
         while run.raw_status().phase != "training" and run.raw_status().state != "finished":
             time.sleep(0.005)
         time.sleep(rng.uniform(0, train_s))
-    trial.in_checkpoint_write = checkpoint_in_progress(run)
+    trial.in_checkpoint_write = bool(checkpoint_temp_files(run))
     with contextlib.suppress(ProcessLookupError):  # it may have just ended
         os.kill(pid, signal.SIGKILL)
     wait_gone(pid)

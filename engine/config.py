@@ -26,9 +26,10 @@ RECONS = ("auto", "bernoulli", "gaussian")
 AMP_MODES = ("off", "bf16")
 TOGGLES = ("auto", "on", "off")
 
-# What a crash can lose at most. One checkpoint costs well under a second (benchmarks/RESULTS.md,
-# "Checkpoint cost"), so this keeps its share of the training time far below 1%.
-CHECKPOINT_MINUTES = 5.0
+# What a crash loses at most, on the CPU (GPUs reach --checkpoint-every sooner). One checkpoint of
+# the H or B model (6-9 MB with Adam's state, fsynced) took 0.14-0.18 s on a loaded 2-core CPU
+# (benchmarks/RESULTS.md, "Checkpoint cost"): 0.15% of two minutes.
+CHECKPOINT_MINUTES = 2.0
 
 GROUP_DATA = "Data"
 GROUP_OBJECTIVE = "Objective"

@@ -11,8 +11,8 @@ another launcher could take it. `bvae stop` signals the holder; `bvae runs rm` d
 it could lock. Other code asks :func:`lock_holder` (e.g. to adopt live workers).
 
 The lock file is never removed (that would let two writers lock two different files); it goes
-with its directory. ``flock`` works on local filesystems and on NFSv4; a filesystem without locks
-is an error, not a silent pass.
+with its directory. ``flock`` works on local filesystems and on NFS (Linux emulates it there with
+byte-range locks); a filesystem without locks is an error, not a silent pass.
 """
 
 from __future__ import annotations
@@ -171,7 +171,8 @@ class RunLock:
         self.release()
 
     def __del__(self) -> None:  # a lock dropped unused (e.g. after an error) is not kept
-        self.release()
+        with contextlib.suppress(Exception):  # also at interpreter shutdown
+            self.release()
 
 
 def _busy(exc: OSError) -> bool:
