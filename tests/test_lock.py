@@ -148,3 +148,33 @@ def _alive(pid: int) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+EXITING = "import sys, time; from bvae_tui.engine.runs.lock import RunLock; " \
+          "RunLock(sys.argv[1]).acquire(); print('locked', flush=True); " \
+          "sys.stdin.readline(); time.sleep(1.0)"
+
+
+def test_resume_waits_for_a_stopped_worker_to_exit_but_not_for_a_training_one(runs_dir,
+                                                                               tmp_path):
+    from bvae_tui.engine.runs.resume import plan_resume
+
+    run = _stopped_run(runs_dir, tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", EXITING, str(run.path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        run.write_status(state="running", pid=proc.pid)  # training: refused at once
+        with pytest.raises(RunLocked, match=f"pid {proc.pid}"):
+            plan_resume(run)
+        # It has written 'stopped' and is exiting (a second later): the resume waits for it.
+        run.write_status(state="stopped", pid=proc.pid)
+        proc.stdin.write("exit\n")
+        proc.stdin.flush()
+        plan = plan_resume(run)
+        assert proc.poll() is not None  # it got the lock only once the holder was gone
+        assert lock_holder(run) == os.getpid()
+        plan.lock.release()
+    finally:
+        proc.kill()
+        proc.wait()

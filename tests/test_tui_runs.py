@@ -311,7 +311,9 @@ async def test_resume_without_checkpoint_starts_from_zero(runs_dir, tmp_path, mo
         await wait_for(pilot, lambda: len(app.screen.rows) == 2, 10, "the runs")
         app.resume_run(run.path)
         app.resume_run(finished.path)
-        await pilot.pause()
+        # (each resume runs in a thread, which may wait for a worker that is exiting)
+        await wait_for(pilot, lambda: sum("worker pid" in n or "already finished" in n
+                                          for n in notes) == 2, 20, "both resumes' answers")
     # The worker is started holding the run's lock, told to resume (from 0: no checkpoint).
     assert launched == [(run.id, True, os.getpid())]
     assert any("training it again from iteration 0 (30 iterations are retrained)" in note

@@ -129,17 +129,22 @@ class BvaeApp(SweepActions, App):
         if _in_sweep(run):  # back in its sweep's queue, so that it keeps to the sweep's slots
             self.resume_member(run_path)
             return
-        # A run another process holds, or one that cannot be resumed, is a RunError (a
-        # UserError): shown, nothing launched. One without a checkpoint starts from 0.
-        try:
-            plan = plan_resume(run)
-            lines = plan.messages()
-            pid = resume_detached(plan)
-        except UserError as exc:
-            self.notify(str(exc), severity="warning")
-            return
-        self.notify(" ".join([*lines, f"resumed {run.id} (worker pid {pid})"]))
-        self._refresh_runs()
+
+        def start() -> None:  # in a thread: right after a stop, the lock waits for the old worker
+            # A run another process holds, or one that cannot be resumed, is a RunError (a
+            # UserError): shown, nothing launched. One without a checkpoint starts from 0.
+            try:
+                plan = plan_resume(run)
+                lines = plan.messages()
+                pid = resume_detached(plan)
+            except UserError as exc:
+                self.call_from_thread(self.notify, str(exc), severity="warning")
+                return
+            self.call_from_thread(self.notify,
+                                  " ".join([*lines, f"resumed {run.id} (worker pid {pid})"]))
+            self.call_from_thread(self._refresh_runs)
+
+        self.run_worker(start, thread=True, group="resume", exit_on_error=False)
 
     def delete_run(self, run_path: Path, on_done: Callable[[], None] | None = None) -> None:
         if self._deleted(run_path):

@@ -170,9 +170,6 @@ class RunLock:
     def __exit__(self, *exc: object) -> None:
         self.release()
 
-    def __del__(self) -> None:  # a lock dropped unused (e.g. after an error) is not kept
-        with contextlib.suppress(Exception):  # also at interpreter shutdown
-            self.release()
 
 
 def _busy(exc: OSError) -> bool:

@@ -9,6 +9,7 @@ in config.json at the iteration it takes effect.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from bvae_tui.engine.config import field_info
 from bvae_tui.engine.errors import RunError
 from bvae_tui.engine.runs.devices import resolve_device
 from bvae_tui.engine.runs.launch import launch
-from bvae_tui.engine.runs.lock import RunLock
+from bvae_tui.engine.runs.lock import RunLock, RunLocked
 from bvae_tui.engine.runs.recovery import usable_checkpoint
 from bvae_tui.engine.runs.store import Run
 
@@ -63,12 +64,30 @@ def plan_resume(run: Run, restart: bool = False, lr: float | None = None,
     The lock comes first: of two resumes at once the second stops here naming the first's pid,
     and nothing can change the run between these checks and the start.
     """
-    lock = RunLock(run).acquire()
+    lock = _lock_once_worker_exits(run)
     try:
         return _plan(run, lock, restart, {"lr": lr, "device": device})
     except BaseException:
         lock.release()
         raise
+
+
+# A worker that has written its last state (stopped, failed) still holds the lock while it exits
+# (closing files, the interpreter's shutdown: well under a second, more on a loaded machine).
+EXIT_GRACE_S = 15.0
+
+
+def _lock_once_worker_exits(run: Run) -> RunLock:
+    """The run's lock; while its holder has already said it is no longer training, wait for it
+    to exit rather than refuse (a resume right after a stop). A training holder is refused."""
+    deadline = time.monotonic() + EXIT_GRACE_S
+    while True:
+        try:
+            return RunLock(run).acquire()
+        except RunLocked:
+            if run.raw_status().active or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _plan(run: Run, lock: RunLock, restart: bool, wanted: dict[str, Any]) -> ResumePlan:
