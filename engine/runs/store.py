@@ -28,7 +28,6 @@ from bvae_tui.engine.objective_info import objective_label
 from bvae_tui.engine.runs.files import (
     FileCache,
     JsonLinesTail,
-    last_json_line,
     read_json,
     write_json_atomic,
 )
@@ -220,7 +219,7 @@ class Run:
         return status
 
     def _in_sweep(self) -> bool:
-        record = _read_record(self.config_path)
+        record = read_record(self.config_path)
         return record is not None and record.sweep is not None
 
     @staticmethod
