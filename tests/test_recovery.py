@@ -142,17 +142,17 @@ def test_debris_of_interrupted_writes_is_removed_at_the_next_start(runs_dir, min
 
 def test_nan_then_resume_with_a_lower_lr_on_another_device(runs_dir, mini_data_dir,
                                                            monkeypatch):
-    import bvae_tui.engine.train.step as step
+    from bvae_tui.engine.train.objectives.h_b import Higgins
 
-    real = step.compute_loss
+    real = Higgins.loss
 
-    def poisoned(cfg, logits, x, mu, logvar, iteration, dist=None):
-        out = real(cfg, logits, x, mu, logvar, iteration, dist)
-        if cfg.lr > 5e-5 and iteration >= 25:  # diverges at the original learning rate only
-            out["loss"] = out["loss"] * float("nan")
-        return out
+    def poisoned(self, out, iteration):
+        values = real(self, out, iteration)
+        if self.cfg.lr > 5e-5 and iteration >= 25:  # diverges at the original learning rate only
+            values["loss"] = values["loss"] * float("nan")
+        return values
 
-    monkeypatch.setattr(step, "compute_loss", poisoned)
+    monkeypatch.setattr(Higgins, "loss", poisoned)
     run = _run(runs_dir, mini_data_dir, iterations=40, lr=1e-4, device="auto")
     assert train(run) == "failed"
     error = run.status().error
@@ -212,16 +212,16 @@ def test_a_bad_value_in_config_json_says_where_it_came_from(runs_dir, mini_data_
 def test_rows_of_huge_but_finite_steps_stay_finite(runs_dir, mini_data_dir, monkeypatch):
     """Each step's loss is finite (3e38, near float32's limit); ten of them overflowed a
     float32 sum, and the row said Infinity."""
-    import bvae_tui.engine.train.step as step
+    from bvae_tui.engine.train.objectives.h_b import Higgins
 
-    real = step.compute_loss
+    real = Higgins.loss
 
-    def huge(cfg, logits, x, mu, logvar, iteration, dist=None):
-        out = real(cfg, logits, x, mu, logvar, iteration, dist)
-        out["loss"] = out["loss"] * 0 + 3e38  # zero gradients: only the logged value is huge
-        return out
+    def huge(self, out, iteration):
+        values = real(self, out, iteration)
+        values["loss"] = values["loss"] * 0 + 3e38  # zero gradients: only the logged value is huge
+        return values
 
-    monkeypatch.setattr(step, "compute_loss", huge)
+    monkeypatch.setattr(Higgins, "loss", huge)
     run = _run(runs_dir, mini_data_dir, iterations=20)
     assert train(run) == "finished"
     rows = strict_rows(run)
