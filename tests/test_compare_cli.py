@@ -134,3 +134,29 @@ def test_help_names_the_extras():
     assert "pip install 'bvae-tui[plot]'" in " ".join(bvae("compare", "--help").stdout.split())
     text = " ".join(bvae("export", "tensorboard", "--help").stdout.split())
     assert "pip install 'bvae-tui[tensorboard]'" in text
+
+
+def test_a_sweeps_members_by_sweep_in_compare_and_export(grid, runs_dir, env_data, monkeypatch,
+                                                        tmp_path):
+    from bvae_tui.engine.runs.sweeps import control, local
+    from tests.sweep_helpers import tiny_spec
+    from tests.tui_helpers import metrics_row
+
+    monkeypatch.setattr(local, "start_scheduler", lambda sweep, poll=None: 0)  # no training
+    sweep, _ = control.create(tiny_spec(30, 10, beta="2,8", seed="1,2", device="cpu"),
+                              runs_dir, env_data)
+    for member in sweep.members():
+        member.metrics_path.write_text("".join(metrics_row(i).to_line() for i in (10, 20)))
+    result = bvae("compare", "--sweep", sweep.id, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    # the sweep's four members only (not the grid's runs), a group per swept beta
+    assert data["by"] == ["beta"] and [g["label"] for g in data["groups"]] == ["β=2", "β=8"]
+    assert [g["metrics"]["kl"]["n"] for g in data["groups"]] == [2, 2]
+    out = tmp_path / "rows.csv"
+    result = bvae("export", "csv", "--sweep", sweep.id, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 8 and {r["beta"] for r in rows} == {"2.0", "8.0"}
+    one_line_error(bvae("export", "csv", "-o", str(out)), "or --sweep SWEEP")
+    one_line_error(bvae("compare", "--sweep", "nope"), "bvae sweeps")

@@ -14,6 +14,7 @@ from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.runs.sweeps import control, local
 from bvae_tui.engine.runs.sweeps.store import list_sweeps
 from bvae_tui.tui.app import BvaeApp
+from bvae_tui.tui.screens.compare import CompareScreen
 from bvae_tui.tui.screens.sweep import SweepScreen
 from bvae_tui.tui.widgets.choice_field import ChoiceField
 from bvae_tui.tui.widgets.runs_table import RunsTable
@@ -157,5 +158,11 @@ async def test_sweep_screen_grid_queue_and_member_actions(runs_dir, env_data, sc
             await pilot.press("S")
             await wait_for(pilot, lambda: waiting.status().state == "stopped", 10, "stop all")
             assert sweep.scheduler().stop_requested
+            # v compares the members (the four of them, not the sweep's neighbours)
+            await pilot.press("v")
+            compare = await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen)
+                                     and app.screen, 10, "the compare screen")
+            assert sorted(r.id for r in compare.runs) == sorted(
+                m.id for m in (done, running, waiting, stopped))
     finally:
         worker.kill()

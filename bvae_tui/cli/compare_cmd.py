@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bvae_tui.cli.common import JsonOpt, RunsDirOpt, console, print_json
+from bvae_tui.cli.common import JsonOpt, RunsDirOpt, SweepOpt, console, pick_runs, print_json
 from bvae_tui.cli.main import app
 
 _WHICH = "Which runs"
@@ -20,7 +20,7 @@ _OUT = "Output"
 
 RunsArg = Annotated[list[str] | None, typer.Argument(
     help="runs to compare: ids, unique id prefixes, names or paths (default: every run, or "
-    "those --filter picks)", show_default=False)]
+    "those --filter or --sweep pick)", show_default=False)]
 FilterOpt = Annotated[str | None, typer.Option(
     "--filter", help="the runs whose id, name, state, dataset, objective or device hold every "
     "word of TEXT", show_default=False, metavar="TEXT", rich_help_panel=_WHICH)]
@@ -42,29 +42,6 @@ CsvOpt = Annotated[str | None, typer.Option(
 PlotOpt = Annotated[str | None, typer.Option(
     "--plot", help="write a figure to FILE (.png, .svg or .pdf; needs matplotlib: "
     "pip install 'bvae-tui\\[plot]')", show_default=False, metavar="FILE", rich_help_panel=_OUT)]
-
-
-def pick_runs(refs: list[str] | None, filter_text: str | None, runs_dir: str | None) -> list:
-    """The runs named by ``refs`` and/or matched by ``filter_text`` (every run when neither is
-    given), each once, in the order given, else oldest first."""
-    from bvae_tui.cli.common import find_run
-    from bvae_tui.engine.analysis.compare_runs import filter_runs
-    from bvae_tui.engine.errors import RunError
-    from bvae_tui.engine.runs.store import list_runs, runs_root
-
-    root = runs_root(runs_dir)
-    chosen = [find_run(ref, runs_dir) for ref in refs or []]
-    if filter_text is not None:
-        matched = filter_runs(list_runs(root), filter_text)
-        if not matched:
-            raise RunError(f"no run under {root} matches '{filter_text}'; 'bvae runs' lists them")
-        chosen += matched
-    elif not refs:
-        chosen = list_runs(root)
-        if not chosen:
-            raise RunError(f"no runs under {root}; start some with 'bvae train'")
-    unique = {run.path: run for run in chosen}
-    return list(unique.values())
 
 
 def load_with_rows(runs: list) -> list:
@@ -90,6 +67,7 @@ def load_with_rows(runs: list) -> list:
 def compare(
     runs: RunsArg = None,
     filter_text: FilterOpt = None,
+    sweep: SweepOpt = None,
     by: ByOpt = None,
     metric: MetricOpt = None,
     curves: CurvesOpt = False,
@@ -106,7 +84,7 @@ def compare(
     from bvae_tui.engine.analysis.compare import group_runs, resolve_by, run_labels
     from bvae_tui.engine.analysis.compare_table import choose_metrics, score_table
 
-    data = load_with_rows(pick_runs(runs, filter_text, runs_dir))
+    data = load_with_rows(pick_runs(runs, filter_text, runs_dir, sweep))
     fields = resolve_by(by, data)
     metrics = choose_metrics(metric, data)
     csv_path = _check_csv(csv) if csv else None

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from bvae_tui.cli.common import DataDirOpt, RunArg, RunsDirOpt, find_run
+from bvae_tui.cli.common import DataDirOpt, RunArg, RunsDirOpt, SweepOpt, find_run, pick_runs
 from bvae_tui.cli.main import app
 
 export_app = typer.Typer(
@@ -137,34 +137,39 @@ def recon(
     typer.echo(str(path))
 
 
-RunsArg = Annotated[list[str], typer.Argument(
-    help="runs: ids, unique id prefixes, names or paths", show_default=False)]
+RunsArg = Annotated[list[str] | None, typer.Argument(
+    help="runs: ids, unique id prefixes, names or paths (or --sweep)", show_default=False)]
 
 
-def _runs(refs: list[str], runs_dir: str | None) -> list:
-    unique = {run.path: run for run in (find_run(ref, runs_dir) for ref in refs)}
-    return list(unique.values())
+def _runs(refs: list[str] | None, runs_dir: str | None, sweep: str | None) -> list:
+    from bvae_tui.engine.errors import RunError
+
+    if not refs and sweep is None:
+        raise RunError("name the runs to export (ids, prefixes or names), or --sweep SWEEP")
+    return pick_runs(refs, None, runs_dir, sweep)
 
 
 @export_app.command("csv")
 def csv(
-    runs: RunsArg,
     output: Annotated[str, typer.Option("--output", "-o", help="CSV file to write",
                                         show_default=False)],
+    runs: RunsArg = None,
+    sweep: SweepOpt = None,
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Every metrics row of the runs as CSV: one line per row, the config fields that differ
     between the runs (a sweep's swept values) as columns, one column per latent."""
     from bvae_tui.engine.analysis.export_data import export_csv
 
-    typer.echo(str(export_csv(_runs(runs, runs_dir), output)))
+    typer.echo(str(export_csv(_runs(runs, runs_dir, sweep), output)))
 
 
 @export_app.command("tensorboard")
 def tensorboard(
-    runs: RunsArg,
     output: Annotated[str, typer.Option("--output", "-o", help="folder for the event files "
                                         "(one sub-folder per run)", show_default=False)],
+    runs: RunsArg = None,
+    sweep: SweepOpt = None,
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """TensorBoard event files: training scalars, KL per latent, the latest previews, the config
@@ -172,5 +177,5 @@ def tensorboard(
     Needs tensorboard: pip install 'bvae-tui\\[tensorboard]'."""
     from bvae_tui.engine.analysis.export_data import export_tensorboard
 
-    for path in export_tensorboard(_runs(runs, runs_dir), output):
+    for path in export_tensorboard(_runs(runs, runs_dir, sweep), output):
         typer.echo(str(path))

@@ -41,7 +41,7 @@ Every run under the runs dir, refreshed every second; runs started from the CLI 
 | `d` | delete the run (asks first) |
 | `space` | mark or unmark the run for comparison (● before its name); on a sweep: (un)fold it |
 | `m` | mark every run in view (again: unmark them) |
-| `c` | compare the marked runs (none marked: the runs in view): curves, latents, scores |
+| `c` | compare the marked runs (none marked: the sweep selected, else the runs in view) |
 | `p` | the scores of the runs in view beside the paper's |
 | `/` | filter by text (esc returns to the table) |
 | `f` / `g` | cycle the state / dataset filter |
@@ -397,6 +397,8 @@ class RunsScreen(Screen):
         if self.marked:  # in the table's order, including marked runs the filter now hides
             rows = [r for r in sorted(self.rows, key=sort_key(self.sort), reverse=self.reverse)
                     if r.id in self.marked]
+        elif sweep := self.selected_sweep():  # nothing marked, a sweep's line: its members
+            rows = [r for r in self.rows if r.sweep == sweep.id]
         if not rows:
             self.notify("no runs to compare: mark some with space (or m for all in view)",
                         severity="warning")

@@ -40,6 +40,7 @@ device of each running member and the members still waiting for a slot.
 | `s` / `r` | stop / resume the member (a waiting member leaves or rejoins the queue) |
 | `S` / `R` | stop / resume the whole sweep (running members checkpoint first) |
 | `c` | cycle the score shown: loss, betavae, factorvae, mig |
+| `v` | compare the members: curves and scores grouped by the swept fields but the seed |
 | `esc` | back to the runs |
 """
 
@@ -54,6 +55,7 @@ class SweepScreen(Screen):
         Binding("S", "stop_sweep", "Stop all"),
         Binding("R", "resume_sweep", "Resume all"),
         Binding("c", "cycle_score", "Score"),
+        Binding("v", "compare", "Compare"),
     ]
 
     def __init__(self, sweep_path: Path) -> None:
@@ -208,6 +210,15 @@ class SweepScreen(Screen):
     def action_open_member(self) -> None:
         if member := self._member_or_warn():
             self.app.open_monitor(Path(member.path))
+
+    def action_compare(self) -> None:
+        from bvae_tui.tui.screens.compare import CompareScreen
+
+        members = [run.path for run in self.sweep.members() if run.path.is_dir()]
+        if not members:
+            self.notify("no member run directories yet", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(members))
 
     def action_stop_member(self) -> None:
         if member := self._member_or_warn():
