@@ -31,7 +31,7 @@ from bvae_tui.engine.train.process import tune_allocator
 from bvae_tui.engine.train.step import TrainStep
 steps, batch = int(sys.argv[1]), int(sys.argv[2])
 tuned = tune_allocator()
-cfg = TrainConfig(dataset="dsprites", batch_size=batch)
+cfg = TrainConfig(dataset="dsprites", batch_size=batch, amp="off")
 torch.manual_seed(0)
 model = build_model("H", 1, 10)
 net = fastpath.prepare_model(model, cfg)

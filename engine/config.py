@@ -23,7 +23,7 @@ from bvae_tui.errors import UserError
 
 ARCHITECTURES = ("auto", "H", "B")
 RECONS = ("auto", "bernoulli", "gaussian")
-AMP_MODES = ("off", "bf16")
+AMP_MODES = ("auto", "bf16", "off")
 TOGGLES = ("auto", "on", "off")
 
 # What a crash loses at most, on the CPU (GPUs reach --checkpoint-every sooner). One checkpoint of
@@ -131,8 +131,8 @@ class TrainConfig:
     # Speed (fast paths; results stay equal within floating-point tolerance)
     channels_last: str = _f("auto", "channels-last memory format (auto: where it is faster)",
                             GROUP_SPEED, choices=TOGGLES)
-    amp: str = _f("off", "autocast precision on GPU (bf16 is faster, slightly less exact)",
-                  GROUP_SPEED, choices=AMP_MODES)
+    amp: str = _f("auto", "bf16 autocast; auto: where the device has bf16 hardware and it "
+                  "measured faster (once per machine)", GROUP_SPEED, choices=AMP_MODES)
     compile: bool = _f(False, "torch.compile the model (slow start, faster steps on GPU)",
                        GROUP_SPEED)
 

@@ -55,6 +55,48 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+CUDA_REQUIRED_ENV = "BVAE_TEST_CUDA"
+
+
+@pytest.fixture
+def cuda_device() -> str:
+    """``cuda:0`` for the tests marked ``cuda``: skipped without a usable GPU, and a failure then
+    when ``BVAE_TEST_CUDA=1`` (benchmarks/gpu_check.sh sets it, and shows the GPU with
+    ``CUDA_VISIBLE_DEVICES``, which this file otherwise empties)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        if os.environ.get(CUDA_REQUIRED_ENV, "") not in ("", "0"):
+            pytest.fail(f"{CUDA_REQUIRED_ENV}=1 but torch sees no CUDA GPU "
+                        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+        pytest.skip("needs a CUDA GPU")
+    return "cuda:0"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def precision_cache(tmp_path_factory):
+    """A private precision cache (BVAE_CACHE_DIR; workers and CLI subprocesses inherit it) in
+    which ``--amp auto`` is float32 on this CPU even where it has bf16 hardware, so that the
+    suite's numbers do not depend on the machine. tests/test_precision.py covers ``auto``
+    itself, with caches of its own."""
+    from bvae_tui.engine.runs.store import write_json_atomic
+    from bvae_tui.engine.train import precision
+
+    before = os.environ.get(precision.CACHE_ENV)
+    os.environ[precision.CACHE_ENV] = str(tmp_path_factory.mktemp("cache"))
+    if precision.cpu_bf16_flag():  # without bf16 hardware auto is float32 anyway
+        import torch
+
+        write_json_atomic(precision.cache_path(), {precision.cache_key("cpu"): {
+            "used": "off", "reason": "float32 for the test suite (tests/conftest.py)",
+            "gain": {}, "torch": torch.__version__}})
+    yield
+    if before is None:
+        os.environ.pop(precision.CACHE_ENV, None)
+    else:
+        os.environ[precision.CACHE_ENV] = before
+
+
 @pytest.fixture(scope="session")
 def mini_data_dir(tmp_path_factory) -> Path:
     """A data root holding the prepared ``dsprites-mini`` grid (4,608 procedural images)."""

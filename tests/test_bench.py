@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from bvae_tui.engine.bench import report
+from bvae_tui.engine.train import precision
 from tests.conftest import ROOT, bvae_command
 
 
@@ -32,10 +33,15 @@ def test_quick_bench_emits_the_documented_keys(quick_record):
     assert record["quick"] is True and record["dataset"] == "dsprites-mini"
     assert record["threads"] >= 1 and record["torch"]
     keys = {fig["key"] for fig in record["figures"]}
+    # bf16 figures beside the float32 ones where the CPU has bf16 instructions
+    bf16 = {"train.H.b8.bf16", "train.B.b8.bf16"} if precision.cpu_bf16_flag() else set()
     assert keys == {"train.H.b8", "train.B.b8", "draw.b8", "eval.b64", "first_step",
-                    "peak_rss"}
+                    "peak_rss"} | bf16
+    # --amp auto is float32 in the test suite (tests/conftest.py), bvae train used it
+    assert record["amp_auto"]["amp"] == "auto" and record["amp_auto"]["used"] == "off"
     for fig in record["figures"]:
         assert set(fig) == set(report.FIGURE_KEYS)
+        assert fig["amp"] == ("bf16" if fig["key"].endswith(".bf16") else "off"), fig
         assert fig["fast"] > 0 and fig["baseline"] > 0, fig
         expected = (fig["fast"] / fig["baseline"] if fig["higher_is_better"]
                     else fig["baseline"] / fig["fast"])
@@ -52,13 +58,22 @@ def test_targets_follow_the_figures():
     record = {"dataset": "dsprites", "figures": [
         report.figure("train.H.b64", "t", "img/s", 300.0, 100.0),
         report.figure("train.B.b64", "t", "img/s", 120.0, 100.0),
-        report.figure("first_step", "f", "s", 2.0, 30.0, higher_is_better=False),
+        report.figure("train.H.b64.bf16", "t", "img/s", 100.0, 100.0, amp="bf16"),
+        report.figure("train.B.b64.bf16", "t", "img/s", 200.0, 100.0, amp="bf16"),
+        report.figure("first_step", "f", "s", 1.9, 30.0, higher_is_better=False),
         report.figure("peak_rss", "r", "bytes", 2e9, 15e9, higher_is_better=False),
     ]}
-    targets = {t["key"]: t for t in report.targets(record, "cpu")}
+    targets = {t["key"]: t for t in report.targets(record, "cpu")}  # no amp_auto: float32
     assert targets["train.H.b64"]["ok"] and targets["train.H.b64"]["value"] == 3.0
     assert not targets["train.B.b64"]["ok"]
-    assert targets["first_step"]["ok"] and targets["first_step"]["value"] == 2.0
+    assert targets["first_step"]["ok"] and targets["first_step"]["value"] == 1.9
     assert not targets["peak_rss"]["ok"]
+    # The training targets hold for the precision --amp auto uses on the device.
+    record["amp_auto"] = {"amp": "auto", "used": "bf16", "reason": "measured", "gain": {}}
+    targets = {t["key"]: t for t in report.targets(record, "cpu")}
+    assert not targets["train.H.b64.bf16"]["ok"] and targets["train.B.b64.bf16"]["ok"]
+    assert "train.H.b64" not in targets
+    record["figures"][4]["fast"] = 2.0
+    assert not next(t for t in report.targets(record, "cpu") if t["key"] == "first_step")["ok"]
     assert report.format_value(2**30, "bytes") == "1,024 MB"
     assert report.format_gain(None) == "-" and report.format_gain(1.5) == "1.50x"

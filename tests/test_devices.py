@@ -20,7 +20,8 @@ class _NVMLError(Exception):
 
 
 def fake_nvml(gpus=None, driver=True):
-    """A stand-in for the pynvml module: ``gpus`` = [(name, free, total, util), ...]."""
+    """A stand-in for the pynvml module: ``gpus`` = [(name, free, total, util), ...], each with
+    an optional fifth item, the compute capability (8.0 where not given)."""
     gpus = gpus or []
 
     def init():
@@ -39,6 +40,7 @@ def fake_nvml(gpus=None, driver=True):
         nvmlDeviceGetMemoryInfo=lambda h: SimpleNamespace(free=gpus[h][1], total=gpus[h][2],
                                                           used=gpus[h][2] - gpus[h][1]),
         nvmlDeviceGetUtilizationRates=util,
+        nvmlDeviceGetCudaComputeCapability=lambda h: (gpus[h] + ((8, 0),))[4],
     )
 
 
@@ -62,6 +64,8 @@ def test_list_gpus(two_gpus):
         (0, "NVIDIA A100", 10 * GIB, 40 * GIB, 55),
         (1, "NVIDIA RTX 4090", 20 * GIB, 24 * GIB, None),
     ]
+    assert [g.capability for g in gpus] == [(8, 0), (8, 0)]
+    assert devices.gpu_capability("cuda:1") == (8, 0) and devices.gpu_capability("cpu") is None
 
 
 def test_auto_picks_most_free_memory(two_gpus):

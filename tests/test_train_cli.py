@@ -119,7 +119,9 @@ def test_foreground_train_then_run_commands(runs_dir, env_data):
 
     shown = json.loads(invoke("runs", "show", run.id[:10], "--json").output)
     assert shown["config"]["objective"] == "B" and shown["last_metrics"]["iter"] == 20
-    assert "KL per latent" in invoke("runs", "show", run.id).output
+    assert shown["precision"]["amp"] == "auto" and shown["precision"]["used"] == "off"
+    text = invoke("runs", "show", run.id).output
+    assert "KL per latent" in text and "precision: float32 (--amp auto: " in text
 
     assert_one_line_error(invoke("resume", run.id), "already finished")
     assert_one_line_error(invoke("stop", run.id), "is not running (it is finished)")

@@ -28,7 +28,7 @@ def _batch() -> torch.Tensor:
 
 
 def test_the_step_returns_the_objectives_values_and_the_encoder_outputs():
-    cfg = TrainConfig(dataset="dsprites-mini", objective="B", z_dim=3, c_max=10.0,
+    cfg = TrainConfig(dataset="dsprites-mini", objective="B", z_dim=3, c_max=10.0, amp="off",
                       c_stop_iter=10)
     step, _ = _step(cfg)
     out = step(_batch(), 5)
@@ -40,7 +40,7 @@ def test_the_step_returns_the_objectives_values_and_the_encoder_outputs():
 
 
 def test_an_objectives_update_runs_after_the_vae_step_and_adds_its_terms():
-    cfg = TrainConfig(dataset="dsprites-mini", z_dim=3)
+    cfg = TrainConfig(dataset="dsprites-mini", z_dim=3, amp="off")
     seen = []
 
     class WithANetwork(Higgins):
@@ -58,7 +58,8 @@ def test_an_objectives_update_runs_after_the_vae_step_and_adds_its_terms():
 
 
 def test_the_step_trains_a_factor_vae_discriminator_after_the_vae():
-    cfg = TrainConfig(dataset="dsprites-mini", objective="factor", z_dim=3, batch_size=4)
+    cfg = TrainConfig(dataset="dsprites-mini", objective="factor", z_dim=3, batch_size=4,
+                      amp="off")
     step, _ = _step(cfg)
     disc = step.objective.discriminator
     before = [p.detach().clone() for p in disc.parameters()]

@@ -73,7 +73,13 @@ def test_detached_run_survives_its_terminal_and_finishes(env, runs_dir):
     rows = run.metrics()
     assert [r.iter for r in rows] == [25, 50, 75, 100, 125, 150]
     assert all(set(r) == ROW_KEYS for r in raw_rows(run))
-    assert "worker done: finished" in run.log_path.read_text()
+    log = run.log_path.read_text()
+    assert "worker done: finished" in log
+    # The precision --amp auto chose, in worker.log and config.json (float32 in the test suite:
+    # tests/conftest.py; tests/test_precision.py covers the choice itself).
+    assert "precision: float32 (--amp auto: " in log
+    precision = run.record().precision or {}
+    assert (precision.get("amp"), precision.get("used")) == ("auto", "off")
 
 
 def test_kill_lost_resume_stop_resume(env, runs_dir):

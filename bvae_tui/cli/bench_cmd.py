@@ -67,6 +67,10 @@ def bench(
               f"holds {record['baseline_images']:,} images as float32; medians of the interleaved "
               f"rounds; {record['seconds']:.0f} s in all; load average "
               f"{' -> '.join(str(v) for v in record['load'])} on {record['cpus']} CPUs")
+    if record.get("amp_auto"):
+        from bvae_tui.engine.train.precision import describe
+
+        out.print(f"precision on this device: {describe(record['amp_auto'])}", markup=False)
     for target in record["targets"]:
         value = target["value"]
         shown = (format_gain(value) if target["key"].startswith("train")

@@ -91,7 +91,8 @@ def runs_show(
     if json:
         print_json({**summary.as_json(), "status": status.to_dict(), "config": record.config,
                     "data_dir": record.data_dir, "dataset_source": record.dataset_source,
-                    "host": record.host, "versions": record.versions,
+                    "precision": record.precision, "host": record.host,
+                    "versions": record.versions,
                     "last_metrics": last.to_dict() if last else None,
                     "eval": scored.to_dict() if scored else None, "checkpoint": checkpoint,
                     "config_error": summary.config_error, "changes": record.changes})
@@ -104,6 +105,10 @@ def runs_show(
     if record.dataset_source:
         out.print(f"data: {record.config.get('dataset')} ({record.dataset_source}) "
                   f"from {record.data_dir}")
+    if record.precision is not None:  # written when the worker started
+        from bvae_tui.engine.train.precision import describe
+
+        out.print(f"precision: {describe(record.precision)}", markup=False)
     out.print("config: " + " ".join(f"{k}={v}" for k, v in record.config.items()))
     for change in record.changes:  # hand-edited entries may lack keys
         out.print(f"changed at iteration {change.get('iteration', '?')}: "

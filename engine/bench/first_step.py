@@ -31,8 +31,9 @@ def _failure(err: bytes | str, code: int) -> str:
 
 
 def first_step_fast(device: str, dataset: str, data_dir: str | None,
-                    iterations: int) -> tuple[float, int]:
-    """Launch the real ``bvae train`` (foreground); seconds to its first metrics row, peak RSS."""
+                    iterations: int) -> tuple[float, int, str]:
+    """Launch the real ``bvae train`` (foreground); seconds to its first metrics row, peak RSS,
+    and the precision ``--amp auto`` chose (config.json's ``precision``)."""
     with tempfile.TemporaryDirectory(prefix="bvae-bench-") as tmp:
         runs = Path(tmp) / "runs"
         cmd = [*bvae_command(), "train", "--dataset", dataset, "--device", device,
@@ -52,9 +53,11 @@ def first_step_fast(device: str, dataset: str, data_dir: str | None,
         trained = list_runs(runs)
         rows = trained[0].metrics() if trained else []
         first = rows[0].time if rows else None
+        precision = trained[0].record().precision if trained else None
+        used = (precision or {}).get("used", "off")
         if code != 0 or first is None:
             raise RuntimeError(f"'bvae train' failed in the benchmark: {_failure(err, code)}")
-        return first - launched, rss
+        return first - launched, rss, used
 
 
 def first_step_baseline(device: str, dataset: str, data_dir: str | None, iterations: int,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +28,7 @@ from bvae_tui.datasets.prepare import open_dataset
 from bvae_tui.datasets.tensors import DeviceImages
 from bvae_tui.engine.analysis.encode import encode_table
 from bvae_tui.engine.config import TrainConfig
-from bvae_tui.engine.train import fastpath
+from bvae_tui.engine.train import fastpath, precision
 from bvae_tui.engine.train.adam import make_optimizer
 from bvae_tui.engine.train.models import build_model
 from bvae_tui.engine.train.objectives import compute_loss
@@ -82,8 +81,9 @@ class FastSide(_Side):
         super().__init__(device, dataset, data_dir)
         self.images = DeviceImages(self.ds, device)  # the whole dataset, as the trainer has it
 
-    def train(self, arch: str, batch: int, seconds: float, warmup: int, log_every: int) -> float:
-        cfg = self.cfg.replace(batch_size=batch, arch=arch)
+    def train(self, arch: str, batch: int, seconds: float, warmup: int, log_every: int,
+              amp: str = "off") -> float:
+        cfg = self.cfg.replace(batch_size=batch, arch=arch, amp=amp)
         model = self._model(arch, cfg.z_dim)
         model.train()
         net = fastpath.prepare_model(model, cfg)
@@ -145,7 +145,7 @@ class BaselineSide(_Side):
             yield from loader
 
     def train(self, arch: str, batch: int, seconds: float, warmup: int, log_every: int) -> float:
-        cfg = self.cfg.replace(batch_size=batch, arch=arch)
+        cfg = self.cfg.replace(batch_size=batch, arch=arch)  # float32: no autocast here
         model = self._model(arch, cfg.z_dim)
         model.train()
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -193,20 +193,6 @@ class BaselineSide(_Side):
         return best
 
 
-def device_name(device: str) -> str:
-    """The GPU's name, or the CPU model."""
-    if is_cuda(device):
-        return torch.cuda.get_device_name(torch.device(device))
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def serve(side: str, device: str, dataset: str, data_dir: str | None,
           baseline_images: int) -> int:
     """Child process: answer one JSON request per stdin line with one JSON line on stdout."""
@@ -215,9 +201,15 @@ def serve(side: str, device: str, dataset: str, data_dir: str | None,
     bench: FastSide | BaselineSide = (
         FastSide(device, dataset, data_dir) if side == "fast"
         else BaselineSide(device, dataset, data_dir, baseline_images))
-    out.write(json.dumps({"ready": True, "n": bench.n, "threads": torch.get_num_threads(),
-                          "threads_default": cpu_threads(), "torch": torch.__version__,
-                          "device_name": device_name(device)}) + "\n")
+    info = {"ready": True, "n": bench.n, "threads": torch.get_num_threads(),
+            "threads_default": cpu_threads(), "torch": torch.__version__,
+            "device_name": precision.device_name(device)}
+    if side == "fast":  # what --amp auto picks here (measured once per machine), and whether
+        # bf16 figures are worth measuring: on bf16 hardware, or where emulation was asked for
+        info["amp_auto"] = precision.resolve("auto", device).to_dict()
+        native, _ = precision.native_bf16(device, precision.torch_capability(device))
+        info["bf16"] = bool(native) or precision.emulation_allowed()
+    out.write(json.dumps(info) + "\n")
     out.flush()
     for line in sys.stdin:
         req = json.loads(line)

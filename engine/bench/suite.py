@@ -5,14 +5,16 @@ trainer's data path and its very training step, engine/train/step.py) and once t
 *textbook loop*: a ``DataLoader`` over a float32 ``TensorDataset`` of the same images, NCHW, the
 default allocator, ``.item()`` for log values (engine/bench/sides.py). The two sides run in two
 long-lived child processes (the allocator setting is per process) that the parent drives in
-turns - baseline, fast, baseline, fast - so load from other processes on a shared machine hits
-both alike. Each figure is the median over the rounds and ``gain`` the median of the per-round
-ratios (the two measurements of a round run back to back, in alternating order), which cancels
-most of a shared machine's drifting load.
+turns - baseline, fast, then fast, baseline - so load from other processes on a shared machine
+hits both alike. Each figure is the median over the rounds and ``gain`` the median of the
+per-round ratios (the measurements of a round run back to back, in alternating order), which
+cancels most of a shared machine's drifting load.
 
 Figures (``figures`` in the JSON record; each has the keys below):
 
-- ``train.<arch>.b<batch>``: training throughput, img/s (higher is better).
+- ``train.<arch>.b<batch>``: training throughput, img/s (higher is better), float32; and
+  ``train.<arch>.b<batch>.bf16`` with bf16 autocast where the device has bf16 hardware (or
+  ``BVAE_ALLOW_EMULATED_BF16=1`` asks for it), the textbook loop staying float32.
 - ``draw.b<batch>``: data draw rate, img/s of batches ready on the device.
 - ``eval.b<batch>``: encoder throughput, img/s (``engine.analysis.encode.encode_table``
   against a ``no_grad`` loop over a DataLoader).
@@ -22,13 +24,16 @@ Figures (``figures`` in the JSON record; each has the keys below):
 - ``peak_rss``: peak resident memory (bytes, ``ru_maxrss`` of the finished child) of those two
   training processes.
 
-Record keys: ``schema`` (1), ``device`` ("cpu" / "cuda:N"), ``device_name`` (CPU model or GPU
+Record keys: ``schema`` (2), ``device`` ("cpu" / "cuda:N"), ``device_name`` (CPU model or GPU
 name), ``host``, ``torch``, ``threads``, ``cpus``, ``quick``, ``dataset``, ``dataset_source``,
 ``baseline_images`` (images in the textbook loop's TensorDataset), ``seconds`` (total),
 ``load`` (the 1-minute load average at the start and at the end: other work on the machine),
-``figures`` (list of {``key``, ``what``, ``unit``, ``higher_is_better``, ``fast``, ``baseline``,
-``gain`` (how many times better the fast path is: fast/baseline, or baseline/fast where lower is
-better; for throughputs the median of the per-round ratios), ``note``}), ``targets`` (list of
+``amp_auto`` (what ``--amp auto`` resolves to on this device: ``amp``, ``used``, ``reason``,
+``gain``; see engine/train/precision.py), ``figures`` (list of {``key``, ``what``, ``unit``,
+``higher_is_better``, ``fast``, ``baseline``, ``gain`` (how many times better the fast path is:
+fast/baseline, or baseline/fast where lower is better; for throughputs the median of the
+per-round ratios), ``amp`` (the fast side's precision: "off" is float32, "bf16"; for
+``first_step`` and ``peak_rss`` what ``bvae train`` chose), ``note``}), ``targets`` (list of
 {``what``, ``key``, ``target``, ``value``, ``ok``}); engine/bench/report.py builds them.
 """
 
@@ -41,7 +46,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bvae_tui.datasets.loader import dataset_status
@@ -93,7 +98,7 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
         "torch": None, "threads": None, "cpus": os.cpu_count(), "quick": quick,
         "dataset": name, "dataset_source": ds.source,
         "baseline_images": min(p["baseline_images"], ds.n), "load": [load_average()],
-        "figures": [], "targets": [],
+        "amp_auto": None, "figures": [], "targets": [],
     }
     figures: list[dict[str, Any]] = record["figures"]
     del ds
@@ -106,34 +111,46 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
         info = fast.wait_ready()
         record.update(device_name=info["device_name"], torch=info["torch"],
                       threads=info["threads"])
-        def interleaved(op: str, **kw: Any) -> tuple[float, float, float]:
-            """Paired rounds, the order alternating (ABBA): medians and the median ratio."""
-            fs, bs = [], []
+        record["amp_auto"] = info["amp_auto"]
+        amps = ("off", "bf16") if info["bf16"] else ("off",)
+
+        def interleaved(op: str, fast_variants: Sequence[dict[str, Any]] = ({},),
+                        **kw: Any) -> list[tuple[float, float, float]]:
+            """Rounds of the baseline and each fast variant, the order reversing every round
+            (ABBA): per variant the median, the baseline's median and the median ratio."""
+            sides = [(base, {})] + [(fast, v) for v in fast_variants]
+            rounds: list[list[float]] = []
             for i in range(p["rounds"]):
-                if i % 2 == 0:
-                    bs.append(base.ask(op, **kw))
-                    fs.append(fast.ask(op, **kw))
-                else:
-                    fs.append(fast.ask(op, **kw))
-                    bs.append(base.ask(op, **kw))
-            return (statistics.median(fs), statistics.median(bs),
-                    statistics.median(f / b for f, b in zip(fs, bs, strict=True)))
+                order = range(len(sides)) if i % 2 == 0 else reversed(range(len(sides)))
+                got = [0.0] * len(sides)
+                for j in order:
+                    child, extra = sides[j]
+                    got[j] = child.ask(op, **kw, **extra)
+                rounds.append(got)
+            bs = [r[0] for r in rounds]
+            return [(statistics.median(r[j] for r in rounds), statistics.median(bs),
+                     statistics.median(r[j] / r[0] for r in rounds))
+                    for j in range(1, len(sides))]
 
         for batch in p["batches"]:
             for arch in p["archs"]:
                 say(f"training throughput: arch {arch}, batch {batch}")
-                f, b, g = interleaved("train", arch=arch, batch=batch, seconds=p["seconds"],
-                                      warmup=p["warmup"], log_every=p["log_every"])
-                figures.append(figure(f"train.{arch}.b{batch}",
-                                       f"training, arch {arch}, batch {batch}", "img/s", f, b,
-                                       gain=g))
+                results = interleaved("train", [{"amp": amp} for amp in amps], arch=arch,
+                                      batch=batch, seconds=p["seconds"], warmup=p["warmup"],
+                                      log_every=p["log_every"])
+                for amp, (f, b, g) in zip(amps, results, strict=True):
+                    suffix = "" if amp == "off" else f".{amp}"
+                    shown = "" if amp == "off" else f", {amp}"
+                    figures.append(figure(f"train.{arch}.b{batch}{suffix}",
+                                           f"training, arch {arch}, batch {batch}{shown}",
+                                           "img/s", f, b, gain=g, amp=amp))
         say("data draw rate")
-        f, b, g = interleaved("draw", batch=p["draw_batch"], seconds=p["seconds"] / 2,
-                              warmup=p["warmup"])
+        [(f, b, g)] = interleaved("draw", batch=p["draw_batch"], seconds=p["seconds"] / 2,
+                                  warmup=p["warmup"])
         figures.append(figure(f"draw.b{p['draw_batch']}",
                                f"data draw, batch {p['draw_batch']}", "img/s", f, b, gain=g))
         say("eval throughput")
-        f, b, g = interleaved("eval", batch=p["eval_batch"], images=p["eval_images"])
+        [(f, b, g)] = interleaved("eval", batch=p["eval_batch"], images=p["eval_images"])
         figures.append(figure(f"eval.b{p['eval_batch']}",
                                f"encoder (eval), batch {p['eval_batch']}", "img/s", f, b,
                                gain=g))
@@ -145,9 +162,10 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
         say(f"time to first step: bvae train on {name}")
         runs = [first_step_fast(device, name, data_dir, p["e2e_iterations"])
                 for _ in range(p["e2e_repeats"])]
-        t_fast = statistics.median(t for t, _ in runs)
-        rss_fast = max(r for _, r in runs)
-        times = ", ".join(f"{t:.2f}" for t, _ in runs)
+        t_fast = statistics.median(t for t, _, _ in runs)
+        rss_fast = max(r for _, r, _ in runs)
+        times = ", ".join(f"{t:.2f}" for t, _, _ in runs)
+        used = runs[0][2]  # what --amp auto resolved to in `bvae train`
         n_all = open_dataset(name, data_dir).n
         need = n_all * 64 * 64 * 4 * 1.15  # float32 copy of every image, plus the process
         avail = available_memory()
@@ -160,12 +178,12 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
         t_base, rss_base = first_step_baseline(device, name, data_dir, p["e2e_iterations"],
                                                images)
         figures.append(figure("first_step", f"bvae train -> first step ({name})", "s",
-                               t_fast, t_base, higher_is_better=False,
+                               t_fast, t_base, higher_is_better=False, amp=used,
                                note="; ".join(x for x in (f"bvae: median of {times} s", note)
                                               if x)))
         figures.append(figure("peak_rss", f"peak RSS of training ({name})", "bytes",
                                float(rss_fast), float(rss_base), higher_is_better=False,
-                               note=note))
+                               note=note, amp=used))
 
     record["load"].append(load_average())
     record["targets"] = targets(record, device)

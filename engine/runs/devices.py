@@ -23,6 +23,8 @@ class GpuInfo:
     memory_free: int  # bytes
     memory_total: int  # bytes
     utilization: int | None  # percent, None when the driver does not say
+    # CUDA compute capability (major, minor); None when the driver does not say
+    capability: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,8 +63,13 @@ def list_gpus() -> tuple[list[GpuInfo], str | None]:
                 util: int | None = int(nv.nvmlDeviceGetUtilizationRates(handle).gpu)
             except error:
                 util = None  # some GPUs (e.g. MIG slices) do not report it
+            try:
+                major, minor = nv.nvmlDeviceGetCudaComputeCapability(handle)
+                capability: tuple[int, int] | None = (int(major), int(minor))
+            except (error, AttributeError):  # older drivers and bindings lack the call
+                capability = None
             gpus.append(GpuInfo(i, _text(nv.nvmlDeviceGetName(handle)), int(mem.free),
-                                int(mem.total), util))
+                                int(mem.total), util, capability))
     except error as exc:
         return [], f"NVML failed to list GPUs ({_text(exc) or type(exc).__name__})"
     finally:
@@ -123,3 +130,13 @@ def auto_cpu_note() -> str | None:
     if gpus:
         return None
     return f"--gpu auto: no GPU to use ({reason}); training on the CPU"
+
+
+def gpu_capability(device: str) -> tuple[int, int] | None:
+    """The CUDA compute capability of ``cuda:N`` as NVML reports it; None for the CPU, or when
+    the driver does not say."""
+    if not device.startswith("cuda:"):
+        return None
+    index = int(device[5:])
+    gpus, _ = list_gpus()
+    return next((g.capability for g in gpus if g.index == index), None)

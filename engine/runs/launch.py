@@ -22,10 +22,11 @@ from bvae_tui.datasets.loader import check_available
 from bvae_tui.datasets.registry import data_root, get_spec
 from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.errors import ConfigError, RunError
-from bvae_tui.engine.runs.devices import resolve_device
+from bvae_tui.engine.runs.devices import gpu_capability, resolve_device
 from bvae_tui.engine.runs.lock import RunLock, lock_holder
 from bvae_tui.engine.runs.process import process_start_time
 from bvae_tui.engine.runs.store import Run, create_run, runs_root
+from bvae_tui.engine.train.precision import check_amp
 from bvae_tui.engine.train.process import worker_env
 
 
@@ -51,7 +52,10 @@ def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) ->
     if count is not None and cfg.batch_size > count:
         raise ConfigError(f"--batch-size {cfg.batch_size} is larger than dataset "
                           f"'{cfg.dataset}' ({count} images); choose at most {count}")
-    return resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
+    if cfg.amp == "bf16":  # (only then: NVML again for the GPU's compute capability)
+        check_amp(cfg.amp, device, gpu_capability(device))
+    return device
 
 
 def start_run(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None,

@@ -93,6 +93,10 @@ class RunRecord(Record):
         "settings changed by `bvae resume` (`--lr`, `--device`), oldest first: `iteration` "
         "(where the change took effect), `time`, `field`, `old`, `new`; `config` holds the "
         "current values", factory=list)
+    precision: dict[str, Any] | None = _doc(
+        "what the worker trains in (engine/train/precision.py): `amp` as configured (auto, bf16, "
+        "off), `used` (bf16, or off: float32), `reason`, and for auto `gain`: bf16's measured "
+        "training speed over float32's per architecture")
 
 
 @dataclass(kw_only=True)

@@ -15,11 +15,12 @@ from typing import Any
 
 from bvae_tui.engine.config import field_info
 from bvae_tui.engine.errors import RunError
-from bvae_tui.engine.runs.devices import resolve_device
+from bvae_tui.engine.runs.devices import gpu_capability, resolve_device
 from bvae_tui.engine.runs.launch import launch
 from bvae_tui.engine.runs.lock import RunLock, RunLocked
 from bvae_tui.engine.runs.recovery import usable_checkpoint
 from bvae_tui.engine.runs.store import Run
+from bvae_tui.engine.train.precision import check_amp
 
 # The settings a resume may change: neither alters the model or the data it was trained on.
 CHANGEABLE = ("lr", "device")
@@ -100,6 +101,8 @@ def _plan(run: Run, lock: RunLock, restart: bool, wanted: dict[str, Any]) -> Res
     changes = {k: v for k, v in wanted.items() if v is not None and v != getattr(cfg, k)}
     new = cfg.replace(**changes).validate()  # a bad --lr is an error about --lr
     device = resolve_device(new.device)  # the GPU it trained on may be gone: --device cpu
+    if new.amp == "bf16":  # and this machine may lack bf16
+        check_amp("bf16", device, gpu_capability(device))
     reached = status.iteration or 0
     previous = {k: getattr(cfg, k) for k in changes}
     if restart:

@@ -48,11 +48,14 @@ def to_memory_format(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
 
 
 def autocast(cfg: TrainConfig, device: str) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when ``cfg.amp == "bf16"``; otherwise a null context.
+    """bf16 autocast on the CPU or CUDA when ``cfg.amp == "bf16"``; a null context for "off".
 
-    bf16 changes results beyond fp32 tolerance, so it stays off unless asked for. The losses are
-    computed in float32 either way (bvae_tui.engine.train.objectives casts to float).
+    ``auto`` is resolved per machine before training (:mod:`bvae_tui.engine.train.precision`).
+    The losses are computed in float32 either way (bvae_tui.engine.train.objectives casts to
+    float), and so are the latent statistics (the model's forward).
     """
-    if is_cuda(device) and cfg.amp == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if cfg.amp == "bf16":
+        return torch.autocast("cuda" if is_cuda(device) else "cpu", dtype=torch.bfloat16)
+    if cfg.amp == "off":
+        return contextlib.nullcontext()
+    raise ValueError(f"amp {cfg.amp!r} must be resolved to bf16 or off first (precision.resolve)")

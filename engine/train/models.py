@@ -121,6 +121,9 @@ class BetaVAE(nn.Module):
         """(logits, mu, logvar), and with ``return_z`` the sample decoded too (the objectives
         that estimate the aggregate posterior need it)."""
         mu, logvar = self.encode(x)
+        # Under bf16 autocast the encoder's head returns bf16: the latent statistics and the
+        # sample stay float32 (and draw the same noise as a float32 run). A no-op in float32.
+        mu, logvar = mu.float(), logvar.float()
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         logits = self.decode(z)
         return (logits, mu, logvar, z) if return_z else (logits, mu, logvar)

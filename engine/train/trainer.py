@@ -32,7 +32,6 @@ import torch
 
 from bvae_tui.datasets.prepare import open_dataset
 from bvae_tui.datasets.tensors import DeviceImages
-from bvae_tui.engine.analysis.evaluate import evaluate_run
 from bvae_tui.engine.analysis.visualise import fixed_images, to_tensor, write_previews
 from bvae_tui.engine.errors import ConfigError, DeviceError, RunError
 from bvae_tui.engine.runs.devices import resolve_device
@@ -41,7 +40,7 @@ from bvae_tui.engine.runs.process import process_start_time
 from bvae_tui.engine.runs.records import MetricsRow
 from bvae_tui.engine.runs.recovery import remove_debris
 from bvae_tui.engine.runs.store import Run
-from bvae_tui.engine.train import fastpath
+from bvae_tui.engine.train import fastpath, precision
 from bvae_tui.engine.train.adam import load_optimizer_state, make_optimizer
 from bvae_tui.engine.train.checkpoint import load_checkpoint, save_checkpoint
 from bvae_tui.engine.train.models import build_model
@@ -180,6 +179,8 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
                           "use --device cpu or install a CUDA build of torch")
     run.write_status(device=device, total=cfg.iterations, phase="loading data")
     configure_process(device)
+    used = precision.resolve(cfg.amp, device)  # --amp auto may measure, once per machine
+    print(f"precision: {used.describe()}", flush=True)  # worker.log, or above the progress bar
 
     # -- data ----------------------------------------------------------------------------------
     dataset = open_dataset(cfg.dataset, run.data_dir)
@@ -187,7 +188,8 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
         raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the dataset "
                           f"({dataset.n} images); choose at most {dataset.n}")
     # The run's config says which data it saw: real dSprites or the procedural stand-in.
-    run.update_record(dataset_source=dataset.source, dataset_count=dataset.n)
+    run.update_record(dataset_source=dataset.source, dataset_count=dataset.n,
+                      precision=used.to_dict())
     dist = recon_distribution(cfg)
     data = DeviceImages(dataset, device)
 
@@ -214,7 +216,7 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
         set_rng_state(state["rng"], device, sampler)
     if changes:
         _record_changes(run, iteration, saved_cfg, cfg)
-    step = TrainStep(net, optimizer, cfg, device, dist, objective)
+    step = TrainStep(net, optimizer, cfg.replace(amp=used.used), device, dist, objective)
     run.truncate_metrics(iteration)  # a fresh start, or rows past the checkpoint, go
 
     fixed = None
@@ -376,6 +378,9 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
         previews()
     if cfg.eval_at_end:
         run.write_status(iteration=iteration, heartbeat=time.time(), phase="evaluating")
+        # imported here: the metrics and baselines are not needed before the first step
+        from bvae_tui.engine.analysis.evaluate import evaluate_run
+
         try:
             evaluate_run(run)
         except Exception as exc:  # the training is done and saved: report, do not fail it
