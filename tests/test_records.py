@@ -39,7 +39,7 @@ EVAL_KEYS = {"scores", "details", "params", "timings", "seed", "fast", "run", "i
              "checkpoint", "dataset", "factors", "device", "arch", "z_dim", "encoded", "seconds",
              "created"}
 RECORD_KEYS = {"config", "name", "data_dir", "created", "host", "versions", "dataset_source",
-               "dataset_count", "sweep", "sweep_values", "changes"}
+               "dataset_count", "sweep", "sweep_values", "changes", "precision"}
 RUNS_JSON_KEYS = ["id", "name", "path", "state", "iteration", "total", "device", "dataset",
                   "objective", "created", "updated", "error", "loss", "kl", "img_per_s", "sweep"]
 
