@@ -12,7 +12,9 @@ runs) and the scores two ways:
 bf16 "does not change the science" where the gap is within the seed noise. Runs already finished
 under ``--runs-dir`` (found by name) are reused and stopped ones resumed, so an interrupted study
 continues where it stopped. On a device without bf16 hardware the bf16 runs need
-``--allow-emulated`` (slow: see engine/train/precision.py).
+``--allow-emulated`` (slow: see engine/train/precision.py). There ``--at N`` compares the
+metrics rows of iteration N and scores runs stopped (``bvae stop``) just past it as they are, so
+the float32 runs can be trained to N while the slow bf16 runs are cut there.
 
     .venv/bin/python benchmarks/bf16_science.py --device cpu --iterations 3000 --seeds 1 2 3
 
@@ -71,20 +73,31 @@ def train(args: argparse.Namespace, seed: int, amp: str) -> tuple[Path, float]:
              *(["--data-dir", args.data_dir] if args.data_dir else []), env=env)
         run = find_run(args.runs_dir, name)
         assert run is not None
-    elif json.loads((run / "status.json").read_text()).get("state") != "finished":
+    elif json.loads((run / "status.json").read_text()).get("state") != "finished" \
+            and not (args.at and _row_at(run, args.at)):  # stopped past --at: enough
         bvae("resume", str(run), *common, env=env)
     return run, time.perf_counter() - start
 
 
+def _rows(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _row_at(run: Path, at: int) -> dict[str, Any] | None:
+    return next((r for r in _rows(run) if r["iter"] == at), None)
+
+
 def summary(run: Path, args: argparse.Namespace) -> dict[str, Any]:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    last = rows[-1]
+    rows = _rows(run)
+    last = (_row_at(run, args.at) if args.at else None) or rows[-1]
+    checkpoint = json.loads((run / "status.json").read_text()).get("iteration")
     if not (run / "eval.json").exists() or not json.loads(
             (run / "eval.json").read_text()).get("fast"):
         bvae("eval", str(run), "--fast", "--json", "--runs-dir", str(args.runs_dir))
     scores = json.loads((run / "eval.json").read_text()).get("scores", {})
     config = json.loads((run / "config.json").read_text())
-    return {"run": run.name, "iter": last["iter"], **{k: last[k] for k in SCALARS},
+    return {"run": run.name, "iter": last["iter"], "checkpoint_iter": checkpoint,
+            **{k: last[k] for k in SCALARS},
             "kl_sorted": sorted(last["kl_per_latent"], reverse=True),
             "img_per_s": statistics.median(r["img_per_s"] for r in rows),
             "precision": config.get("precision"), **{k: scores.get(k) for k in SCORES}}
@@ -122,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--at", type=int,
+                        help="compare the metrics row of this iteration (a multiple of the log "
+                             "interval, 100), and take runs stopped past it as they are: a study "
+                             "cut short where bf16 is emulated and slow")
     parser.add_argument("--bf16-seeds", type=int, nargs="+",
                         help="the seeds also trained in bf16 (default: every seed; fewer where "
                              "bf16 is emulated and slow)")
@@ -148,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
     comparison = compare(results)
     record = {"device": args.device, "host": platform.node(), "preset": args.preset,
-              "iterations": args.iterations, "batch_size": args.batch_size, "seeds": args.seeds,
+              "iterations": args.iterations, "at": args.at, "batch_size": args.batch_size,
+              "seeds": args.seeds,
               "bf16_seeds": bf16_seeds,
               "allow_emulated": args.allow_emulated, "load": os.getloadavg()[0],
               "runs": {str(s): r for s, r in results.items()}, "seconds": seconds,

@@ -171,7 +171,8 @@ def train_command(**values: Any) -> None:
         # missing dataset is an error, not a failed run. Detached, the worker prepares it.
         check_launch(cfg, data_dir)
         _prepare_data_visibly(cfg.dataset, data_dir)
-    run = start_run(cfg, runs_dir=runs_dir, data_dir=data_dir, name=name, detach=detach)
+    run = start_run(cfg, runs_dir=runs_dir, data_dir=data_dir, name=name, detach=detach,
+                    checked=not detach)
     if detach:
         typer.echo(run.id)
         return

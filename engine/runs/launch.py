@@ -60,13 +60,16 @@ def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) ->
 
 def start_run(cfg: TrainConfig, runs_dir: str | os.PathLike | None = None,
               data_dir: str | os.PathLike | None = None, name: str | None = None,
-              detach: bool = True) -> Run:
+              detach: bool = True, checked: bool = False) -> Run:
     """Validate, create the run directory, and (``detach``) launch its worker.
 
     Nothing is created when validation fails. Without ``detach`` the caller trains in its own
-    process with :func:`bvae_tui.engine.train.trainer.train`.
+    process with :func:`bvae_tui.engine.train.trainer.train`. ``checked``: the caller has just
+    run :func:`check_launch` on the same arguments (it is not repeated: NVML and the data's
+    checks are part of the time to the first step).
     """
-    check_launch(cfg, data_dir)
+    if not checked:
+        check_launch(cfg, data_dir)
     run = create_run(runs_root(runs_dir), cfg, data_root(data_dir), name=name)
     if detach:
         try:

@@ -32,7 +32,6 @@ import torch
 
 from bvae_tui.datasets.prepare import open_dataset
 from bvae_tui.datasets.tensors import DeviceImages
-from bvae_tui.engine.analysis.visualise import fixed_images, to_tensor, write_previews
 from bvae_tui.engine.errors import ConfigError, DeviceError, RunError
 from bvae_tui.engine.runs.devices import resolve_device
 from bvae_tui.engine.runs.health import EstimateWatch
@@ -219,10 +218,6 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
     step = TrainStep(net, optimizer, cfg.replace(amp=used.used), device, dist, objective)
     run.truncate_metrics(iteration)  # a fresh start, or rows past the checkpoint, go
 
-    fixed = None
-    if cfg.preview_every:
-        fixed = to_tensor(fixed_images(dataset, n=3), device)
-
     # -- bookkeeping ---------------------------------------------------------------------------
     z = cfg.z_dim
     buf_len = max(1, min(cfg.log_every, cfg.iterations))
@@ -292,8 +287,20 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
         })
         last_checkpoint, checkpoint_iteration, saved_any = time.time(), iteration, True
 
+    fixed = None  # the preview's input images, read at the first preview
+
     def previews() -> None:
+        nonlocal fixed
         try:
+            # Imported here, and the images read here: neither is needed before the first step.
+            from bvae_tui.engine.analysis.visualise import (
+                fixed_images,
+                to_tensor,
+                write_previews,
+            )
+
+            if fixed is None:
+                fixed = to_tensor(fixed_images(dataset, n=3), device)
             # Previews must not shift the training RNG, or resumed runs would diverge.
             devices = [torch.device(device)] if is_cuda(device) else []
             with torch.random.fork_rng(devices=devices):
