@@ -167,10 +167,10 @@ def test_corrupt_checkpoint_is_a_one_line_error(runs_dir, mini_data_dir, tmp_pat
 
 
 def test_eval_at_end_calls_the_evaluator(runs_dir, mini_data_dir, monkeypatch):
-    import bvae_tui.engine.train.trainer as trainer
+    import bvae_tui.engine.analysis.evaluate as evaluate  # the trainer imports it at the end
 
     called = []
-    monkeypatch.setattr(trainer, "evaluate_run", lambda run, **kw: called.append(run.id) or {})
+    monkeypatch.setattr(evaluate, "evaluate_run", lambda run, **kw: called.append(run.id) or {})
     run = _run(runs_dir, mini_data_dir, iterations=10, eval_at_end=True)
     assert train(run) == "finished"
     assert called == [run.id]
