@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.errors import ConfigError
 from bvae_tui.engine.runs import devices
-from bvae_tui.engine.runs.launch import check_launch, check_resumable
+from bvae_tui.engine.runs.launch import check_launch
+from bvae_tui.engine.runs.resume import plan_resume
 from bvae_tui.engine.runs.store import create_run, read_json
 from bvae_tui.engine.train import precision
 from tests.test_devices import GIB, fake_nvml
@@ -121,10 +122,12 @@ def test_resume_checks_bf16_on_the_machine_it_resumes_on(monkeypatch, tmp_path, 
                                                     device="cpu"), env_data)
     run.write_status(state="stopped", iteration=0)
     cpu(monkeypatch, "Intel Xeon", "amx_bf16")
-    check_resumable(run)
+    plan_resume(run).lock.release()
     cpu(monkeypatch, "AMD EPYC")
     with pytest.raises(ConfigError, match="no bf16 instructions"):
-        check_resumable(run)
+        plan_resume(run)
+    cpu(monkeypatch, "Intel Xeon", "amx_bf16")
+    plan_resume(run).lock.release()  # the refusal released the lock
 
 
 def test_auto_is_measured_once_and_cached_per_cpu_model(monkeypatch, cache, measured):
