@@ -1,8 +1,9 @@
-"""`bvae eval RUN` and `bvae eval --baseline NAME`: BetaVAE, FactorVAE and MIG scores.
+"""`bvae eval RUN`, `bvae eval --baseline NAME` and `bvae eval --udr RUN...`: disentanglement
+scores (BetaVAE, FactorVAE, MIG, DCI, SAP, modularity, explicitness) and UDR over a group of runs.
 
-The engine does the work (bvae_tui.engine.analysis.evaluate); this module parses options, shows
-progress on stderr and prints a table (or JSON). torch, sklearn and the engine are imported inside
-the command so `bvae --help` stays fast."""
+The engine does the work (bvae_tui.engine.analysis.evaluate, .udr_eval); this module parses
+options, shows progress on stderr and prints tables (:mod:`.eval_tables`) or JSON. torch, sklearn
+and the engine are imported inside the command so `bvae --help` stays fast."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from bvae_tui.cli.main import app
 _WHAT = "What to score"
 _HOW = "Sampling"
 _BASE = "Baselines"
+_UDR = "UDR (no factors needed)"
 
-RunArg = Annotated[str | None, typer.Argument(
-    help="run id, unique id prefix, name, or path (omit with --baseline)", show_default=False)]
-MetricsOpt = Annotated[str, typer.Option(
-    "--metrics", "-m", help="comma-separated subset of betavae,factorvae,mig",
-    rich_help_panel=_WHAT)]
+RunsArg = Annotated[list[str] | None, typer.Argument(
+    help="run id, unique id prefix, name, or path (omit with --baseline; several with --udr)",
+    show_default=False)]
+MetricsOpt = Annotated[str | None, typer.Option(
+    "--metrics", "-m", help="comma-separated subset of betavae,factorvae,mig,dci,sap,"
+    "modularity,explicitness (default: all)", show_default=False, rich_help_panel=_WHAT)]
 FastOpt = Annotated[bool, typer.Option(
     "--fast", help="about a tenth of the samples: a quick, noisier look (recorded in eval.json)",
     rich_help_panel=_HOW)]
@@ -46,6 +49,14 @@ ArchOpt = Annotated[str, typer.Option(
     rich_help_panel=_BASE)]
 ZDimOpt = Annotated[int, typer.Option(
     "--z-dim", help="latents of the untrained baseline network", rich_help_panel=_BASE)]
+UdrOpt = Annotated[bool, typer.Option(
+    "--udr", help="score the RUNs with UDR (Duan et al. 2020): a group trained with the same "
+    "settings and different seeds, ranked by how alike their latents are; writes each run's "
+    "eval.json", rich_help_panel=_UDR)]
+UdrPointsOpt = Annotated[int, typer.Option(
+    "--udr-points", help="images every run of the group encodes", rich_help_panel=_UDR)]
+CorrelationOpt = Annotated[str, typer.Option(
+    "--correlation", help="UDR's latent similarity: lasso or spearman", rich_help_panel=_UDR)]
 
 
 def _progress():
@@ -69,63 +80,10 @@ def _progress():
     return note, bar.stop
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def _run_table(result: dict[str, Any], title: str):
-    from rich.table import Table
-
-    from bvae_tui.engine.analysis.metrics import TITLES
-    from bvae_tui.engine.analysis.papers import PAPER_BETAVAE
-
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric")
-    table.add_column("score", justify="right")
-    table.add_column("train acc.", justify="right")
-    table.add_column("notes")
-    for name, value in result["scores"].items():
-        d = result["details"].get(name, {})
-        if name == "betavae":
-            # The paper's numbers are for full dSprites only; elsewhere they would mislead.
-            note = (f"paper: VAE {PAPER_BETAVAE['VAE']:.3f}, "
-                    f"beta-VAE {PAPER_BETAVAE['beta-VAE']:.3f}"
-                    if result.get("dataset") == "dsprites" else "")
-            if d.get("converged") is False:
-                note = "; ".join(filter(None, [note, "classifier did not converge"]))
-        elif name == "factorvae":
-            note = f"{d.get('num_active_dims', '?')} active latents"
-        else:
-            note = ", ".join(f"{k} {v:.2f}" for k, v in d.get("per_factor", {}).items())
-        table.add_row(TITLES[name], _fmt(value), _fmt(d.get("train_accuracy")), note)
-    return table
-
-
-def _baseline_table(results: list[dict[str, Any]], title: str):
-    from rich.table import Table
-
-    from bvae_tui.engine.analysis.baselines import TITLES as BASE_TITLES
-    from bvae_tui.engine.analysis.metrics import METRICS, TITLES
-    from bvae_tui.engine.analysis.papers import PAPER_BETAVAE
-
-    table = Table(title=title, title_justify="left")
-    table.add_column("representation")
-    shown = [m for m in METRICS if any(m in r["scores"] for r in results)]
-    for m in shown:
-        table.add_column(TITLES[m], justify="right")
-    table.add_column("paper BetaVAE", justify="right")
-    table.add_column("seconds", justify="right")
-    for r in results:
-        label = BASE_TITLES[r["baseline"]]
-        table.add_row(label, *(_fmt(r["scores"].get(m)) for m in shown),
-                      _fmt(PAPER_BETAVAE.get(label)), f"{r['seconds']:.0f}")
-    return table
-
-
 @app.command("eval", rich_help_panel="Results")
 def eval_command(
-    run: RunArg = None,
-    metrics: MetricsOpt = "betavae,factorvae,mig",
+    runs: RunsArg = None,
+    metrics: MetricsOpt = None,
     fast: FastOpt = False,
     seed: SeedOpt = 0,
     checkpoint: CheckpointOpt = None,
@@ -134,26 +92,40 @@ def eval_command(
     dataset: DatasetOpt = "dsprites",
     arch: ArchOpt = "H",
     z_dim: ZDimOpt = 10,
+    udr: UdrOpt = False,
+    udr_points: UdrPointsOpt = 1000,
+    correlation: CorrelationOpt = "lasso",
     json_out: JsonOpt = False,
     runs_dir: RunsDirOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Score disentanglement (BetaVAE, FactorVAE, MIG; disentanglement_lib's settings).
+    """Score disentanglement (disentanglement_lib's metrics and settings).
 
     With RUN: scores the run's checkpoint and writes RUN/eval.json.
 
     With --baseline: scores ground truth, raw pixels, PCA or an untrained network (printed).
+
+    With --udr RUN RUN...: UDR of each run of a group that differs only in seed (works without
+    ground-truth factors, e.g. on CelebA); writes each run's eval.json.
     """
     from bvae_tui.engine.errors import ConfigError
 
-    if (run is None) == (baseline is None):
+    refs = runs or []
+    if udr:
+        if baseline is not None:
+            raise ConfigError("--udr scores runs, not a baseline; drop --baseline")
+        return _udr(refs, udr_points, seed, correlation, device, json_out, runs_dir)
+    if (not refs) == (baseline is None):
         raise ConfigError("give either a RUN to score or --baseline NAME --dataset DATASET, "
                           "not both (e.g. bvae eval --baseline pca --dataset dsprites)")
+    if len(refs) > 1:
+        raise ConfigError(f"bvae eval scores one run at a time (got {len(refs)}); for UDR over "
+                          "a group of seeds add --udr")
     note, close = (None, lambda: None) if json_out else _progress()
     try:
-        if run is not None:
+        if refs:
             from bvae_tui.engine.analysis.evaluate import evaluate_run
-            target = find_run(run, runs_dir)
+            target = find_run(refs[0], runs_dir)
             result = evaluate_run(target, metrics=metrics, fast=fast, seed=seed, device=device,
                                   checkpoint=checkpoint, progress=note)
         else:
@@ -168,14 +140,19 @@ def eval_command(
     finally:
         close()
 
-    if run is not None:
+    from bvae_tui.cli import eval_tables
+
+    if refs:
         if json_out:
             print_json(result)
             return
         title = (f"{target.id} @ iteration {result['iteration']} on {result['dataset']}"
                  f"{'  (FAST: reduced samples)' if fast else ''}")
         out = console()
-        out.print(_run_table(result, title))
+        out.print(eval_tables.run_table(result, title))
+        info = eval_tables.mi_table(result)
+        if info is not None:
+            out.print(info)
         out.print(f"[dim]{result['seconds']:.0f} s on {result['device']}, "
                   f"{result['encoded']:,} images encoded, seed {seed}; "
                   f"saved {target.eval_path}[/dim]")
@@ -184,4 +161,26 @@ def eval_command(
         print_json(results if len(results) > 1 else results[0])
         return
     title = f"baselines on {dataset}{'  (FAST: reduced samples)' if fast else ''}"
-    console().print(_baseline_table(results, title))
+    console().print(eval_tables.baseline_table(results, title))
+
+
+def _udr(refs: list[str], points: int, seed: int, correlation: str, device: str | None,
+         json_out: bool, runs_dir: str | None) -> None:
+    from bvae_tui.engine.analysis.udr_eval import evaluate_udr
+
+    group = [find_run(ref, runs_dir) for ref in refs]
+    note, close = (None, lambda: None) if json_out else _progress()
+    try:
+        result = evaluate_udr(group, num_points=points, seed=seed, correlation=correlation,
+                              device=device, progress=note)
+    finally:
+        close()
+    if json_out:
+        print_json(result)
+        return
+    from bvae_tui.cli import eval_tables
+
+    out = console()
+    out.print(eval_tables.udr_table(result))
+    out.print(f"[dim]{result['seconds']:.0f} s; higher is more disentangled (a group ranks its "
+              "own seeds; compare groups with care); saved in each run's eval.json[/dim]")

@@ -1,5 +1,6 @@
-"""`bvae export gif|png|recon RUN`, `bvae export csv|tensorboard RUN...`: traversal GIFs and grids,
-reconstruction grids; metrics rows as CSV or TensorBoard event files.
+"""`bvae export gif|png|recon|mi RUN`, `bvae export csv|tensorboard RUN...`: traversal GIFs
+and grids, reconstruction grids, the latent x factor information heat map; metrics rows as CSV or
+TensorBoard event files.
 
 The engine does the work (bvae_tui.engine.analysis.export); this module only parses options.
 torch and the engine are imported inside the commands so `bvae --help` stays fast.
@@ -15,8 +16,8 @@ from bvae_tui.cli.common import DataDirOpt, RunArg, RunsDirOpt, SweepOpt, find_r
 from bvae_tui.cli.main import app
 
 export_app = typer.Typer(
-    help="Export latent traversals (GIF, PNG grid) and reconstructions from a run's checkpoint; "
-    "metrics as CSV or TensorBoard event files.",
+    help="Export latent traversals (GIF, PNG grid) and reconstructions from a run's checkpoint, "
+    "its evaluation's information heat map; metrics as CSV or TensorBoard event files.",
     no_args_is_help=True,
 )
 app.add_typer(export_app, name="export", rich_help_panel="Results")
@@ -135,6 +136,19 @@ def recon(
     path = export_recon(find_run(run, runs_dir), output=output, images=_indices(images), n=n,
                         seed=seed, checkpoint=checkpoint, device=device, data_dir=data_dir)
     typer.echo(str(path))
+
+
+@export_app.command("mi")
+def mi(
+    run: RunArg,
+    output: OutputOpt = None,
+    runs_dir: RunsDirOpt = None,
+) -> None:
+    """Heat map of the latent x factor information (MI / factor entropy) from RUN/eval.json:
+    which latent carries which factor. Needs 'bvae eval RUN' first."""
+    from bvae_tui.engine.analysis.export import export_mi
+
+    typer.echo(str(export_mi(find_run(run, runs_dir), output=output)))
 
 
 RunsArg = Annotated[list[str] | None, typer.Argument(

@@ -75,9 +75,10 @@ class LogChanged(_Latest):
 
 
 class ScoresChanged(_Latest):
-    def __init__(self, source: str, scores: dict[str, float]) -> None:
+    def __init__(self, source: str, scores: dict[str, float], mi: Any = None) -> None:
         super().__init__(source)
         self.scores = scores
+        self.mi = mi  # the evaluation's MIMatrix, or None
 
 
 class WatchError(_Latest):

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bvae_tui.engine.analysis.mi_matrix import MIMatrix
 from bvae_tui.engine.objective_info import OBJECTIVE_INFO, TERM_FIELDS, objective_label
 from bvae_tui.engine.runs.files import FileCache, stat_key
 from bvae_tui.engine.runs.records import MetricsRow, RunSummary, Status
 from bvae_tui.engine.runs.store import MetricsTail, Run, list_runs
 
-SCORE_NAMES = (("betavae", "BV"), ("factorvae", "FV"), ("mig", "MIG"))
+SCORE_NAMES = (("betavae", "BV"), ("factorvae", "FV"), ("mig", "MIG"), ("dci", "DCI"),
+               ("udr", "UDR"))
 # The objectives' own metrics fields and how the monitor names them.
 TERM_LABELS = {"mi": "MI", "tc": "TC", "dw_kl": "dim-KL", "disc_acc": "D acc",
                "dip_od": "off-diag", "dip_d": "diag"}
@@ -290,6 +292,7 @@ class WatchEvents:
     preview: dict[str, Path] | None = None  # kind -> png path, on any change
     log: list[str] | None = None
     scores: dict[str, float] | None = None
+    mi: MIMatrix | None = None  # with scores: the evaluation's information matrix, if any
     gone: bool = False
 
     def any(self) -> bool:
@@ -348,4 +351,5 @@ class RunWatcher:
             self._eval_key = ekey
             result = self.run.eval_results()
             ev.scores = result.scores if result else {}
+            ev.mi = MIMatrix.from_result(result) if result else None
         return ev

@@ -28,7 +28,20 @@ def encode_table(model: torch.nn.Module, dataset: Any, indices: np.ndarray, devi
     on the CPU each batch is unpacked by the dataset.
     """
     indices = np.asarray(indices, dtype=np.int64)
+    codes, _ = encode_posterior(model, dataset, indices, device, batch_size, progress,
+                                device_images, logvar=False)
+    return CodeTable(codes, indices, n=int(dataset.n))
+
+
+def encode_posterior(model: torch.nn.Module, dataset: Any, indices: np.ndarray, device: str,
+                     batch_size: int | None = None, progress: Progress | None = None,
+                     device_images: bool | None = None, logvar: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(means, log-variances)`` of the encoder on ``dataset[indices]``, float32
+    ``(len(indices), z_dim)`` each (log-variances None with ``logvar=False``)."""
+    indices = np.asarray(indices, dtype=np.int64)
     codes = np.empty((len(indices), int(model.z_dim)), dtype=np.float32)
+    logvars = np.empty_like(codes) if logvar else None
     on_gpu = str(device).startswith("cuda")
     batch_size = batch_size or (8 * ENCODE_BATCH if on_gpu else ENCODE_BATCH)
     # Channels-last convolutions: ~1.5x the images/s of the default layout on this project's
@@ -46,11 +59,13 @@ def encode_table(model: torch.nn.Module, dataset: Any, indices: np.ndarray, devi
             else:
                 x = torch.from_numpy(np.ascontiguousarray(dataset.float_images_at(chunk)))
             x = x.to(device).contiguous(memory_format=torch.channels_last)
-            mu, _ = model.encode(x)
+            mu, lv = model.encode(x)
             codes[start:start + len(chunk)] = mu.float().cpu().numpy()
+            if logvars is not None:
+                logvars[start:start + len(chunk)] = lv.float().cpu().numpy()
             if progress:
                 progress("encoding images", start + len(chunk), len(indices))
-    return CodeTable(codes, indices, n=int(dataset.n))
+    return codes, logvars
 
 
 def model_table_maker(model: torch.nn.Module, dataset: Any, device: str,

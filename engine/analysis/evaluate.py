@@ -52,7 +52,7 @@ def require_factors(dataset_name: str, what: str) -> None:
                         "(dsprites or dsprites-mini)")
 
 
-def _run_device(run: Run, device: str | None) -> str:
+def run_device(run: Run, device: str | None) -> str:
     """``device`` if given, else the device the run trained on, else its configured one."""
     if device is not None:
         return resolve_device(str(device))
@@ -84,6 +84,8 @@ def score(dataset: Any, make_table: Callable[[np.ndarray], Table], metrics: Any 
         "fast": bool(fast),
         "dataset": getattr(dataset, "name", None),
         "factors": result["factors"],
+        "mi": result["mi"],
+        "factor_entropy": result["factor_entropy"],
         "encoded": result["encoded"],
         "timings": {k: round(v, 3) for k, v in result["timings"].items()},
         "seconds": round(time.perf_counter() - start, 3),
@@ -107,7 +109,7 @@ def evaluate_run(run: Run, metrics: Any = None, fast: bool = False, seed: int = 
         check_writable(run, "write eval.json in")
     cfg = run.config
     require_factors(cfg.dataset, f"run {run.id}")
-    dev = _run_device(run, device)
+    dev = run_device(run, device)
     _configure(dev)
     ckpt = checkpoint_path(run, checkpoint)
     model, cfg, iteration = load_model(run, ckpt, dev)
@@ -131,25 +133,33 @@ def evaluate_run(run: Run, metrics: Any = None, fast: bool = False, seed: int = 
         "seconds": round(time.perf_counter() - start, 3),
     })
     if write:
-        run.write_eval(_merged(run.eval_results(), EvalResult.from_dict(result)))
+        run.write_eval(merged(run.eval_results(), EvalResult.from_dict(result)))
     return result
 
 
-def _merged(old: EvalResult | None, new: EvalResult) -> EvalResult:
+# Scores eval.json can hold: the registry's metrics and UDR.
+SCORED = (*METRICS, "udr")
+
+
+def merged(old: EvalResult | None, new: EvalResult) -> EvalResult:
     """``new``, keeping scores of other metrics from ``old`` when they describe the same thing.
 
     ``bvae eval RUN --metrics mig`` after a full evaluation of the same checkpoint (same seed and
-    sample counts) keeps the BetaVAE and FactorVAE scores; anything else replaces the file.
+    sample counts) keeps the BetaVAE and FactorVAE scores (and UDR's, written by
+    :mod:`.udr_eval`); anything else replaces the file.
     """
     same = old is not None and all(getattr(old, k) == getattr(new, k) for k in
                                    ("iteration", "checkpoint", "seed", "fast", "dataset"))
     if old is None or not same or not old.scores:
         return new
     kept = {key: {m: v for m, v in getattr(old, key).items()
-                  if m in METRICS and m not in new.scores}
+                  if m in SCORED and m not in new.scores}
             for key in ("scores", "details", "params", "timings")}
-    return dataclasses.replace(new, **{key: {**kept[key], **getattr(new, key)}
-                                       for key in kept})
+    merged = dataclasses.replace(new, **{key: {**kept[key], **getattr(new, key)}
+                                         for key in kept})
+    if merged.mi is None and old.mi is not None:  # e.g. `--metrics dci` after a full evaluation
+        merged = dataclasses.replace(merged, mi=old.mi, factor_entropy=old.factor_entropy)
+    return merged
 
 
 def evaluate_baseline(name: str, dataset: str = "dsprites", data_dir: str | None = None,

@@ -227,3 +227,22 @@ def export_recon(run: Run, output: str | os.PathLike | None = None,
     grid = render.recon_grid(x.cpu().numpy(), vis.reconstruct(model, x))
     path = output_path(run, output, _name("recon", iteration, False, "png"))
     return _write(render.write_png, path, grid)
+
+
+def export_mi(run: Run, output: str | os.PathLike | None = None) -> Path:
+    """The run's latent x factor information matrix (from eval.json) as a heat-map PNG."""
+    from bvae_tui.engine.analysis.heatmap import mi_heatmap
+    from bvae_tui.engine.analysis.mi_matrix import MIMatrix
+
+    if output is not None:
+        output_path(run, output, "mi.png")
+    result = run.eval_results()
+    matrix = MIMatrix.from_result(result) if result is not None else None
+    if matrix is None:
+        why = "has no eval.json" if result is None else "has no information matrix in eval.json"
+        raise RunError(f"run {run.id} {why}; score it first with 'bvae eval {run.id}' "
+                       "(MIG or modularity computes the matrix)")
+    iteration = result.iteration if result.iteration is not None else 0
+    title = f"{run.id} @ {iteration}: MI(latent; factor) / H(factor)"
+    path = output_path(run, output, f"mi-it{iteration}.png")
+    return _write(render.write_png, path, mi_heatmap(matrix, title))

@@ -55,7 +55,7 @@ def _rgb(tiles: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _font(size: int = 11):
+def font(size: int = 11):
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # old Pillow or no FreeType: the built-in bitmap font
@@ -79,13 +79,13 @@ def _label_column(height: int, rows: Sequence[int], kl: Sequence[float] | None,
     """A LABEL_W-wide column naming each row's latent ("z3") and, when known, its KL."""
     img = Image.new("RGB", (LABEL_W, height), LABEL_BG)
     draw = ImageDraw.Draw(img)
-    font = _font()
+    face = font()
     for r, latent in enumerate(rows):
         y = top + sep + r * (tile + sep)
         mid = y + tile // 2
-        draw.text((3, mid - 13), f"z{latent}", fill=LABEL_FG, font=font)
+        draw.text((3, mid - 13), f"z{latent}", fill=LABEL_FG, font=face)
         if kl is not None and latent < len(kl):
-            draw.text((3, mid + 1), _fmt_kl(kl[latent]), fill=KL_FG, font=font)
+            draw.text((3, mid + 1), _fmt_kl(kl[latent]), fill=KL_FG, font=face)
     return np.asarray(img)
 
 
@@ -134,7 +134,7 @@ def gif_frames(traversals: np.ndarray, rows: Sequence[int], values: Sequence[flo
     """
     tiles = _rgb(traversals)  # (M, R, S, H, W, 3)
     per_value = np.moveaxis(tiles, 2, 0)  # (S, M, R, ...)
-    font = _font()
+    face = font()
     frames = []
     for s, value in enumerate(values):
         body = _tile_grid(np.swapaxes(per_value[s], 0, 1))  # (R, M) tiles
@@ -142,7 +142,7 @@ def gif_frames(traversals: np.ndarray, rows: Sequence[int], values: Sequence[flo
         frame = np.concatenate([column, body], axis=1)
         header = Image.new("RGB", (frame.shape[1], HEADER_H), LABEL_BG)
         draw = ImageDraw.Draw(header)
-        draw.text((3, 1), f"z = {value:+.2f}", fill=LABEL_FG, font=font)
+        draw.text((3, 1), f"z = {value:+.2f}", fill=LABEL_FG, font=face)
         # A progress tick, so the sweep's position shows even where the text is too small.
         start = min(72, frame.shape[1] - 12)  # right of the value text
         span = frame.shape[1] - start - 8

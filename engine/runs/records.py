@@ -182,9 +182,13 @@ class EvalResult(Record):
     checkpoint, seed, sample counts and dataset keeps the other metrics' results; anything else
     replaces the file."""
 
-    scores: dict[str, float] = _doc("score per metric: betavae, factorvae, mig", factory=dict)
-    details: dict[str, Any] = _doc("per metric: accuracies, active latents, per-factor gaps",
-                                   factory=dict)
+    scores: dict[str, float] = _doc("score per metric: betavae, factorvae, mig, dci, sap, "
+                                    "modularity, explicitness; udr from `bvae eval --udr`",
+                                    factory=dict)
+    details: dict[str, Any] = _doc("per metric: accuracies, active latents, per-factor gaps, "
+                                   "DCI's completeness and informativeness and importance "
+                                   "matrix, SAP's accuracy matrix, UDR's group and pairwise "
+                                   "scores", factory=dict)
     params: dict[str, Any] = _doc("per metric: the sample counts used", factory=dict)
     timings: dict[str, float] = _doc("seconds per stage: sampling, encode, each metric",
                                      factory=dict)
@@ -195,6 +199,12 @@ class EvalResult(Record):
     checkpoint: str | None = _doc("checkpoint scored (relative to the run directory if in it)")
     dataset: str | None = _doc("dataset scored on")
     factors: list[str] | None = _doc("ground-truth factor names, in order")
+    mi: list[list[float]] | None = _doc("mutual information (nats) of each latent (rows) with "
+                                        "each factor (columns, as in `factors`) on MIG's points, "
+                                        "latents in 20 histogram bins")
+    factor_entropy: list[float] | None = _doc("entropy of each factor on those points, nats "
+                                              "(`mi` / entropy: the share of a factor a latent "
+                                              "carries)")
     device: str | None = _doc("device the images were encoded on")
     arch: str | None = _doc("model architecture")
     z_dim: int | None = _doc("number of latents")

@@ -44,6 +44,7 @@ from bvae_tui.tui.run_data import (
 from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
 from bvae_tui.tui.widgets.kl_bars import KLBars, bar
 from bvae_tui.tui.widgets.log_tail import LogTail
+from bvae_tui.tui.widgets.mi_heatmap import MIHeatmap
 from bvae_tui.tui.widgets.preview_image import preview_image
 
 WATCH_SECONDS = 0.2  # a new metrics row shows up within about this (target: under a second)
@@ -59,6 +60,9 @@ worker log. beta-TCVAE, FactorVAE and DIP-VAE runs get a fourth plot with their 
 TC and dimension-wise KL; TC and the discriminator's accuracy; the covariance penalties), their
 latest values, and a warning when an estimate has gone bad for a while (a TC estimate below
 zero, a discriminator stuck at chance or always right): the same warnings as worker.log.
+Once the run is evaluated (`bvae eval RUN`, or `--eval-at-end`), a heat map beside the KL bars
+shows how much of each factor each latent carries (MI / H: 1 means the latent alone tells the
+factor; `bvae export mi RUN` saves it as a PNG).
 
 | key | action |
 |---|---|
@@ -115,6 +119,7 @@ class MonitorScreen(Screen):
                     yield CurvePlot(" · ".join(TERM_LABELS[t] for t in self.terms),
                                     id="plot-terms")
                 yield KLBars(id="mon-latents")
+                yield MIHeatmap(id="mon-mi")
             yield Static(id="mon-warnings")
             yield Static(id="mon-preview-title", classes="section")
             with HorizontalScroll(id="mon-preview-box"):
@@ -127,6 +132,7 @@ class MonitorScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#plot-terms").display = bool(self.terms)
         self.query_one("#mon-warnings").display = False
+        self.query_one(MIHeatmap).display = False  # until an evaluation brings a matrix
         self._update_header()
         self._update_preview()
         self.watch_run()
@@ -155,7 +161,7 @@ class MonitorScreen(Screen):
             if ev.metrics is not None:
                 self.post_message(MetricsChanged(source, ev.metrics))
             if ev.scores is not None:
-                self.post_message(ScoresChanged(source, ev.scores))
+                self.post_message(ScoresChanged(source, ev.scores, ev.mi))
             if ev.log is not None:
                 self.post_message(LogChanged(source, ev.log))
             if ev.preview is not None:
@@ -198,6 +204,7 @@ class MonitorScreen(Screen):
 
     def on_scores_changed(self, message: ScoresChanged) -> None:
         self.scores = message.scores
+        self.query_one(MIHeatmap).set_matrix(message.mi)
         self._update_header()
 
     def on_log_changed(self, message: LogChanged) -> None:

@@ -25,6 +25,9 @@ def _score(value: float | None) -> Text:
     return Text("-", style="dim", justify="right")
 
 
+# eval.json's scores, in the columns' order (scroll sideways past the first seven).
+SCORE_COLUMNS = (("betavae", "BV"), ("factorvae", "FV"), ("mig", "MIG"), ("dci", "DCI"),
+                 ("sap", "SAP"), ("modularity", "Mod"), ("explicitness", "Expl"), ("udr", "UDR"))
 NAME_WIDTH = 16
 DATASET_WIDTH = 13
 
@@ -64,8 +67,8 @@ class ScoresScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog scores"):
-            yield Static("Disentanglement scores  [dim]BV: BetaVAE, FV: FactorVAE · "
-                         "esc closes[/dim]", classes="title")
+            yield Static("Disentanglement scores  [dim]BV: BetaVAE, FV: FactorVAE, Mod: "
+                         "modularity, Expl: explicitness · esc closes[/dim]", classes="title")
             yield DataTable(id="scores-table", cursor_type="row", zebra_stripes=True)
             yield Static(id="scores-note", classes="hint")
 
@@ -73,7 +76,8 @@ class ScoresScreen(ModalScreen[None]):
         # Sized for 80 columns: short headers, names cut with an ellipsis, the paper's numbers
         # in the BV column of their own rows, and the label column fixed when scrolling sideways.
         table = self.query_one(DataTable)
-        table.add_columns("run", "objective", "dataset", "iter", "BV", "FV", "MIG")
+        table.add_columns("run", "objective", "dataset", "iter",
+                          *(label for _, label in SCORE_COLUMNS))
         table.fixed_columns = 1
         scored = 0
         fast_any = False
@@ -88,12 +92,11 @@ class ScoresScreen(ModalScreen[None]):
             table.add_row(_cut(name, NAME_WIDTH), _cut(objective, 10),
                           _cut(dataset, DATASET_WIDTH),
                           Text(f"{_iters(result.iteration)}{fast}", justify="right"),
-                          _score(scores.get("betavae")), _score(scores.get("factorvae")),
-                          _score(scores.get("mig")))
+                          *(_score(scores.get(key)) for key, _ in SCORE_COLUMNS))
         for label, value in paper_betavae().items():
             table.add_row(Text(_cut(label, NAME_WIDTH), style="italic"),
                           Text("paper", style="dim italic"), "dSprites", "",
-                          _score(value), "", "")
+                          _score(value), *([""] * (len(SCORE_COLUMNS) - 1)))
         note = (f"{scored} of {len(self.runs)} runs in view have scores"
                 if scored else "no run in view has scores yet: 'bvae eval RUN' writes them")
         if fast_any:

@@ -1,9 +1,14 @@
-"""Disentanglement metrics: BetaVAE (Higgins 2017), FactorVAE (Kim & Mnih 2018) and MIG (Chen 2018).
+"""Disentanglement metrics: BetaVAE (Higgins 2017), FactorVAE (Kim & Mnih 2018), MIG (Chen 2018),
+DCI (Eastwood & Williams 2018), SAP (Kumar et al. 2018), modularity and explicitness (Ridgeway &
+Mozer 2018); and UDR (Duan et al. 2020), which compares runs instead of reading factors.
 
 Each metric follows google-research/disentanglement_lib (see REFERENCE.md), so scores are
 comparable with published ones: the same sample counts, the same draw order from a seeded
 ``np.random.RandomState`` (one fresh state per metric), only the factors with more than one value,
-scikit-learn's ``LogisticRegression`` for the BetaVAE classifier and ``mutual_info_score`` for MIG.
+and the same scikit-learn models (``LogisticRegression`` for BetaVAE and explicitness,
+``GradientBoostingClassifier`` for DCI, ``LinearSVC`` for SAP, ``Lasso`` for UDR); discrete
+mutual information (MIG, modularity) is computed in :mod:`.information`, equal to
+``mutual_info_score`` to rounding.
 
 Every metric works in two steps, so that the images are encoded once for all of them:
 
@@ -14,9 +19,15 @@ Where things are:
 
 - ``tables.py``: :class:`Table` and its kinds (precomputed codes, computed per lookup);
 - ``ground_truth.py``: :class:`GroundTruth`, factor sampling as disentanglement_lib does it;
-- one module per metric (``betavae.py``, ``factorvae.py``, ``mig.py``): a NEW METRIC is a new
-  module like these, listed in ``registry.py``;
-- ``registry.py``: the metric list, sample counts, :func:`evaluate_representation`.
+- ``factor_codes.py``: the training and test points DCI, SAP, modularity and explicitness share;
+  ``information.py``: histogram discretisation and the latent x factor MI matrix;
+- one module per metric (``betavae.py``, ``factorvae.py``, ``mig.py``, ``dci.py``, ``sap.py``,
+  ``modularity.py``, ``explicitness.py``): a NEW METRIC is a new module like these, listed in
+  ``registry.py``;
+- ``registry.py``: the metric list, sample counts, :func:`evaluate_representation`;
+- ``udr.py``: UDR's similarity matrices and scores for a group of representations. It is not in
+  the registry: it scores several runs against each other, without factors
+  (:mod:`bvae_tui.engine.analysis.udr_eval` runs it).
 
 Only numpy is imported with the package; scikit-learn inside the scoring functions.
 """

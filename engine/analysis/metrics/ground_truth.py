@@ -53,6 +53,25 @@ class GroundTruth:
             full[:, i] = rng.randint(self.sizes[i], size=factors.shape[0])
         return full
 
+    def sample_points(self, num: int, rng: np.random.RandomState,
+                      batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """``(indices (num,), latent factor classes (num, K))`` of ``num`` random images.
+
+        Drawn ``batch_size`` at a time, each batch's latent factors then its constant ones, as
+        disentanglement_lib's ``generate_batch_factor_code`` does (MIG, DCI, SAP, modularity).
+        """
+        factors, classes = [], []
+        done = 0
+        while done < num:
+            n = min(num - done, batch_size)
+            f = self.sample_factors(n, rng)
+            factors.append(f)
+            classes.append(self.complete(f, rng))
+            done += n
+        if not factors:
+            return np.empty(0, dtype=np.int64), np.empty((0, self.num_factors), dtype=np.int64)
+        return self.indices(np.concatenate(classes)), np.concatenate(factors)
+
     def indices(self, classes: np.ndarray) -> np.ndarray:
         """Dataset indices of ``(..., F)`` factor classes (one call for the whole array)."""
         flat = classes.reshape(-1, classes.shape[-1])

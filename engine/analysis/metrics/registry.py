@@ -15,7 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from bvae_tui.engine.analysis.metrics import betavae, factorvae, mig
+from bvae_tui.engine.analysis.metrics import (
+    betavae,
+    dci,
+    explicitness,
+    factorvae,
+    mig,
+    modularity,
+    sap,
+)
 from bvae_tui.engine.analysis.metrics.ground_truth import GroundTruth
 from bvae_tui.engine.analysis.metrics.tables import Table
 from bvae_tui.engine.errors import ConfigError
@@ -29,6 +37,9 @@ class Metric:
     fast: dict[str, Any]  # ``--fast``: about a tenth of the draws
     plan: Callable[..., Any]  # plan(gt, seed, **params) -> object with needed() -> [indices]
     score: Callable[[Any, Table, GroundTruth, int], dict[str, Any]]  # (plan, table, gt, seed)
+    # Representations wider than this are not scored (the result says why): metrics that fit a
+    # model per factor over every dimension would take hours on raw pixels.
+    max_dim: int | None = None
 
 
 # In the order results are shown.
@@ -38,7 +49,16 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("factorvae", factorvae.TITLE, factorvae.DEFAULTS, factorvae.FAST,
            factorvae.plan_factor_vae, factorvae.score_factor_vae),
     Metric("mig", mig.TITLE, mig.DEFAULTS, mig.FAST, mig.plan_mig, mig.score_mig),
+    Metric("dci", dci.TITLE, dci.DEFAULTS, dci.FAST, dci.plan_dci, dci.score_dci, dci.MAX_DIM),
+    Metric("sap", sap.TITLE, sap.DEFAULTS, sap.FAST, sap.plan_sap, sap.score_sap, sap.MAX_DIM),
+    Metric("modularity", modularity.TITLE, modularity.DEFAULTS, modularity.FAST,
+           modularity.plan_modularity, modularity.score_modularity),
+    Metric("explicitness", explicitness.TITLE, explicitness.DEFAULTS, explicitness.FAST,
+           explicitness.plan_explicitness, explicitness.score_explicitness,
+           explicitness.MAX_DIM),
 )
+# Metrics whose results carry the latent x factor MI matrix, in order of preference.
+MI_SOURCES = ("mig", "modularity")
 BY_NAME = {m.name: m for m in REGISTRY}
 METRICS = tuple(m.name for m in REGISTRY)
 TITLES = {m.name: m.title for m in REGISTRY}
@@ -89,7 +109,9 @@ def evaluate_representation(
     Every metric is planned first; ``make_table`` receives the sorted unique dataset indices they
     all need (on a full grid such as dSprites nearly the whole grid, encoded once in index order)
     and returns a :class:`Table` covering at least those; every metric is scored from it.
-    Returns ``{"scores", "details", "timings", "encoded", "factors"}``.
+    Returns ``{"scores", "details", "timings", "encoded", "factors", "mi", "factor_entropy"}``:
+    a metric skipped for the representation's width has details ``{"skipped": why}`` and no
+    score; ``mi`` is the latent x factor MI matrix (nats) when MIG or modularity was scored.
     """
     params = params or resolve_params(metrics)
     gt = GroundTruth(dataset)
@@ -112,11 +134,24 @@ def evaluate_representation(
     scores: dict[str, float] = {}
     details: dict[str, dict[str, Any]] = {}
     for m in metrics:
+        limit = BY_NAME[m].max_dim
+        if limit is not None and table.dim > limit:
+            details[m] = {"skipped": f"{table.dim} dimensions (more than {limit}): "
+                                     f"{TITLES[m]} would take hours"}
+            continue
         note(f"scoring {TITLES[m]}", 0, None)
         t0 = time.perf_counter()
         res = BY_NAME[m].score(plans[m], table, gt, seed)
         timings[m] = time.perf_counter() - t0
         scores[m] = res.pop("score")
         details[m] = res
+    # The MI matrix once, at the top of the result, from the first metric that computed it.
+    mi = entropy = None
+    for m in MI_SOURCES:
+        if m in details and "mi" in details[m]:
+            found, h = details[m].pop("mi"), details[m].pop("entropy", None)
+            if mi is None:
+                mi, entropy = found, h
     return {"scores": scores, "details": details, "timings": timings,
-            "encoded": int(len(needed)), "factors": gt.names}
+            "encoded": int(len(needed)), "factors": gt.names, "mi": mi,
+            "factor_entropy": entropy}
