@@ -16,6 +16,10 @@ TINY = {
     "factorvae": {"batch_size": 32, "num_train": 200, "num_eval": 100,
                   "num_variance_estimate": 500, "prune_threshold": 0.05},
     "mig": {"num_train": 500, "num_bins": 20},
+    "dci": {"num_train": 100, "num_test": 50},
+    "sap": {"num_train": 200, "num_test": 100},
+    "modularity": {"num_train": 500, "num_bins": 20},
+    "explicitness": {"num_train": 200, "num_test": 100},
 }
 
 
@@ -62,7 +66,8 @@ def test_evaluate_run_writes_eval_json(runs_dir, mini_data_dir):
     run, _ = _make_run(runs_dir, mini_data_dir)
     first = evaluate_run(run, params=TINY, seed=3)
     saved = json.loads(run.eval_path.read_text())
-    assert set(saved["scores"]) == {"betavae", "factorvae", "mig"}
+    assert set(saved["scores"]) == set(M.METRICS)
+    assert len(saved["mi"]) == 4 and len(saved["mi"][0]) == len(saved["factors"]) == 5
     assert all(0.0 <= v <= 1.0 for v in saved["scores"].values())
     assert saved["iteration"] == 7 and saved["fast"] is False and saved["seed"] == 3
     assert saved["params"]["mig"]["num_train"] == 500
@@ -177,3 +182,16 @@ def test_cli_eval_errors_are_one_line(runs_dir, env_data, tmp_path):
                 "--metrics", "factorvae", "--fast"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["scores"]["factorvae"] >= 0.97
+
+
+def test_wide_representations_skip_the_per_dimension_metrics(mini_data_dir):
+    """Raw pixels (4,096 numbers): DCI, SAP and explicitness fit a model per dimension (or over
+    all of them) and would take hours; they are skipped, with the reason, and the rest scored."""
+    from bvae_tui.engine.analysis.evaluate import evaluate_baseline
+
+    pix = evaluate_baseline("pixels", "dsprites-mini", data_dir=mini_data_dir, params=TINY,
+                            metrics="dci,sap,modularity,explicitness")
+    assert set(pix["scores"]) == {"modularity"} and 0.0 <= pix["scores"]["modularity"] <= 1.0
+    for name in ("dci", "sap", "explicitness"):
+        assert "4096 dimensions" in pix["details"][name]["skipped"]
+    assert len(pix["mi"]) == 4096 and len(pix["factor_entropy"]) == 5

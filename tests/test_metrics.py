@@ -21,7 +21,7 @@ SMALL = {
 }
 
 
-def _score(ds, table, seed=0, metrics=M.METRICS):
+def _score(ds, table, seed=0, metrics=tuple(SMALL)):
     return M.evaluate_representation(ds, lambda needed: table, metrics, SMALL, seed)
 
 
@@ -170,8 +170,10 @@ def test_parse_metrics():
     from bvae_tui.engine.errors import ConfigError
 
     assert M.parse_metrics("mig, BetaVAE") == ["betavae", "mig"]
+    assert M.parse_metrics("Explicitness,dci,SAP,modularity") == [
+        "dci", "sap", "modularity", "explicitness"]
     assert M.parse_metrics(None) == list(M.METRICS)
     with pytest.raises(ConfigError, match="unknown metric"):
-        M.parse_metrics("betavae,dci")
+        M.parse_metrics("betavae,dcx")
     fast = M.resolve_params(["mig"], fast=True)
     assert fast["mig"]["num_train"] < M.DEFAULT_PARAMS["mig"]["num_train"]

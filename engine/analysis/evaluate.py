@@ -88,6 +88,7 @@ def score(dataset: Any, make_table: Callable[[np.ndarray], Table], metrics: Any 
         "factor_entropy": result["factor_entropy"],
         "encoded": result["encoded"],
         "timings": {k: round(v, 3) for k, v in result["timings"].items()},
+        "cpu_timings": {k: round(v, 3) for k, v in result["cpu_timings"].items()},
         "seconds": round(time.perf_counter() - start, 3),
         "created": time.time(),
     }
@@ -154,7 +155,7 @@ def merged(old: EvalResult | None, new: EvalResult) -> EvalResult:
         return new
     kept = {key: {m: v for m, v in getattr(old, key).items()
                   if m in SCORED and m not in new.scores}
-            for key in ("scores", "details", "params", "timings")}
+            for key in ("scores", "details", "params", "timings", "cpu_timings")}
     merged = dataclasses.replace(new, **{key: {**kept[key], **getattr(new, key)}
                                          for key in kept})
     if merged.mi is None and old.mi is not None:  # e.g. `--metrics dci` after a full evaluation

@@ -192,6 +192,9 @@ class EvalResult(Record):
     params: dict[str, Any] = _doc("per metric: the sample counts used", factory=dict)
     timings: dict[str, float] = _doc("seconds per stage: sampling, encode, each metric",
                                      factory=dict)
+    cpu_timings: dict[str, float] = _doc("CPU seconds per stage, all threads of the process: "
+                                         "the cost whatever else the machine was doing",
+                                         factory=dict)
     seed: int | None = _doc("seed of the metrics' sampling")
     fast: bool | None = _doc("smaller sample counts (`--fast`)")
     run: str | None = _doc("run id")
