@@ -60,7 +60,7 @@ worker log. beta-TCVAE, FactorVAE and DIP-VAE runs get a fourth plot with their 
 TC and dimension-wise KL; TC and the discriminator's accuracy; the covariance penalties), their
 latest values, and a warning when an estimate has gone bad for a while (a TC estimate below
 zero, a discriminator stuck at chance or always right): the same warnings as worker.log.
-Once the run is evaluated (`bvae eval RUN`, or `--eval-at-end`), a heat map beside the KL bars
+Once the run is evaluated (`bvae eval RUN`, or `--eval-at-end`), a heat map under the KL bars
 shows how much of each factor each latent carries (MI / H: 1 means the latent alone tells the
 factor; `bvae export mi RUN` saves it as a PNG).
 
@@ -118,8 +118,9 @@ class MonitorScreen(Screen):
                     yield CurvePlot("KL", id="plot-kl")
                     yield CurvePlot(" · ".join(TERM_LABELS[t] for t in self.terms),
                                     id="plot-terms")
-                yield KLBars(id="mon-latents")
-                yield MIHeatmap(id="mon-mi")
+                with Vertical(id="mon-side"):
+                    yield KLBars(id="mon-latents")
+                    yield MIHeatmap(id="mon-mi")
             yield Static(id="mon-warnings")
             yield Static(id="mon-preview-title", classes="section")
             with HorizontalScroll(id="mon-preview-box"):
@@ -132,7 +133,6 @@ class MonitorScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#plot-terms").display = bool(self.terms)
         self.query_one("#mon-warnings").display = False
-        self.query_one(MIHeatmap).display = False  # until an evaluation brings a matrix
         self._update_header()
         self._update_preview()
         self.watch_run()

@@ -25,7 +25,8 @@ def _score(value: float | None) -> Text:
     return Text("-", style="dim", justify="right")
 
 
-# eval.json's scores, in the columns' order (scroll sideways past the first seven).
+# eval.json's scores in column order; with all of them the table scrolls sideways (the run
+# column stays).
 SCORE_COLUMNS = (("betavae", "BV"), ("factorvae", "FV"), ("mig", "MIG"), ("dci", "DCI"),
                  ("sap", "SAP"), ("modularity", "Mod"), ("explicitness", "Expl"), ("udr", "UDR"))
 NAME_WIDTH = 16
@@ -67,8 +68,8 @@ class ScoresScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog scores"):
-            yield Static("Disentanglement scores  [dim]BV: BetaVAE, FV: FactorVAE, Mod: "
-                         "modularity, Expl: explicitness · esc closes[/dim]", classes="title")
+            yield Static("Disentanglement scores  [dim]BV: BetaVAE, FV: FactorVAE · "
+                         "esc closes[/dim]", classes="title")
             yield DataTable(id="scores-table", cursor_type="row", zebra_stripes=True)
             yield Static(id="scores-note", classes="hint")
 
@@ -76,15 +77,18 @@ class ScoresScreen(ModalScreen[None]):
         # Sized for 80 columns: short headers, names cut with an ellipsis, the paper's numbers
         # in the BV column of their own rows, and the label column fixed when scrolling sideways.
         table = self.query_one(DataTable)
+        results = [(name, objective, dataset, Run(path).eval_results())
+                   for name, path, objective, dataset in self.runs]
+        results = [(n, o, d, r) for n, o, d, r in results if r is not None and r.scores]
+        # The columns of the metrics some run in view has (BetaVAE always: the paper's rows).
+        columns = [(key, label) for key, label in SCORE_COLUMNS if key == "betavae"
+                   or any(key in r.scores for *_, r in results)]
         table.add_columns("run", "objective", "dataset", "iter",
-                          *(label for _, label in SCORE_COLUMNS))
+                          *(label for _, label in columns))
         table.fixed_columns = 1
         scored = 0
         fast_any = False
-        for name, path, objective, dataset in self.runs:
-            result = Run(path).eval_results()
-            if result is None or not result.scores:
-                continue
+        for name, objective, dataset, result in results:
             scores = result.scores
             scored += 1
             fast = "*" if result.fast else ""
@@ -92,15 +96,17 @@ class ScoresScreen(ModalScreen[None]):
             table.add_row(_cut(name, NAME_WIDTH), _cut(objective, 10),
                           _cut(dataset, DATASET_WIDTH),
                           Text(f"{_iters(result.iteration)}{fast}", justify="right"),
-                          *(_score(scores.get(key)) for key, _ in SCORE_COLUMNS))
+                          *(_score(scores.get(key)) for key, _ in columns))
         for label, value in paper_betavae().items():
             table.add_row(Text(_cut(label, NAME_WIDTH), style="italic"),
                           Text("paper", style="dim italic"), "dSprites", "",
-                          _score(value), *([""] * (len(SCORE_COLUMNS) - 1)))
+                          _score(value), *([""] * (len(columns) - 1)))
         note = (f"{scored} of {len(self.runs)} runs in view have scores"
                 if scored else "no run in view has scores yet: 'bvae eval RUN' writes them")
         if fast_any:
             note += " · * fast eval"
+        if any(key in ("modularity", "explicitness") for key, _ in columns):
+            note += " · Mod: modularity, Expl: explicitness"
         self.query_one("#scores-note", Static).update(
             note + " · paper: Higgins et al. 2017, BetaVAE metric on dSprites")
 

@@ -1,9 +1,10 @@
 """The latent x factor information matrix of a run's evaluation as a heat map.
 
-One row per latent, lined up with the KL bars beside it (a header line, then z0, z1, ...), one
-column per factor; each cell is the share of the factor's entropy the latent carries (MI / H, in
-[0, 1]) as a colour from dark to bright with its two digits, so the latent that carries a factor
-stands out in its column. Read from eval.json (``bvae eval`` or ``--eval-at-end``).
+One row per latent (z0, z1, ... under a header naming the factors), one column per factor; each
+cell is the share of the factor's entropy the latent carries (MI / H, in [0, 1]) as a colour
+from dark to bright with its two digits, so the latent that carries a factor stands out in its
+column. The monitor shows it under the KL bars, whose rows are the same latents. Read from
+eval.json (``bvae eval`` or ``--eval-at-end``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class MIHeatmap(Widget):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.matrix: MIMatrix | None = None
+        self.display = False  # until an evaluation brings a matrix
 
     def set_matrix(self, matrix: MIMatrix | None) -> None:
         self.matrix = matrix
