@@ -82,7 +82,7 @@ async def test_scores_modal_shows_every_metric(runs_dir, tmp_path):
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(140, 30)) as pilot:
         await wait_for(pilot, lambda: app.screen.rows, 10, "the run")
-        await pilot.press("c")
+        await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ScoresScreen), 5, "scores")
         table = app.screen.query_one(DataTable)
         header = [str(c.label) for c in table.columns.values()]

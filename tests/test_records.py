@@ -37,7 +37,7 @@ ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "
             "var_mean", "c", "img_per_s", "mi", "tc", "dw_kl", "disc_acc", "dip_od", "dip_d"}
 EVAL_KEYS = {"scores", "details", "params", "timings", "seed", "fast", "run", "iteration",
              "checkpoint", "dataset", "factors", "device", "arch", "z_dim", "encoded", "seconds",
-             "created"}
+             "created", "cpu_timings", "mi", "factor_entropy"}
 RECORD_KEYS = {"config", "name", "data_dir", "created", "host", "versions", "dataset_source",
                "dataset_count", "sweep", "sweep_values", "changes", "precision"}
 RUNS_JSON_KEYS = ["id", "name", "path", "state", "iteration", "total", "device", "dataset",

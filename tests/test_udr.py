@@ -108,9 +108,12 @@ def faces(tmp_path):
     return f"folder:{src}", root
 
 
-def _run(runs_dir, dataset, data_dir, seed, name, permutation=None, **config):
+def _run(runs_dir, dataset, data_dir, seed, name, permutation=None, unused=None, **config):
     """A run whose checkpoint holds a fixed random H model; ``permutation`` reorders its latents
-    (the same representation up to the order of the latents)."""
+    (the same representation up to the order of the latents); ``unused`` sets fields objective H
+    does not use (a preset's values: given ones are refused)."""
+    import dataclasses
+
     import torch
 
     from bvae_tui.engine.config import make_config
@@ -120,6 +123,7 @@ def _run(runs_dir, dataset, data_dir, seed, name, permutation=None, **config):
 
     cfg = make_config(dataset=dataset, iterations=10, device="cpu", z_dim=4, seed=seed,
                       **config)
+    cfg = dataclasses.replace(cfg, **(unused or {}))
     run = create_run(runs_dir, cfg, data_dir, name=name)
     torch.manual_seed(0)
     model = build_model("H", 3, 4)
@@ -150,7 +154,8 @@ def test_group_checks(runs_dir, faces):
     with pytest.raises(ConfigError, match="the same seed 1"):
         check_group([a, same_seed])
     # Run options, and fields the objective does not use (gamma under H), do not count.
-    fine = _run(runs_dir, name, root, 3, "d", log_every=7, gamma=5.0, preview_every=0)
+    fine = _run(runs_dir, name, root, 3, "d", log_every=7, preview_every=0,
+                unused={"gamma": 5.0})
     assert [r.id for r in check_group([a, fine, a])] == [a.id, fine.id]
 
 

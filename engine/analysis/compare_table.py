@@ -1,9 +1,10 @@
 """Score tables of a comparison: each metric per group as mean ± std over its runs, with n.
 
-Metrics are the eval scores the runs have (eval.json: betavae, factorvae, mig, and whatever a
-newer version scores) and figures of the training's last rows: ``loss``, ``recon``, ``kl`` and
-``active`` (latents above 0.1 nats). The std is the sample standard deviation over the group's
-runs (none for a group of one), as papers report spread over seeds.
+Metrics are the eval scores the runs have (eval.json: betavae, factorvae, mig, dci, sap,
+modularity, explicitness, udr, and whatever a newer version scores) and figures of the training's
+last rows: ``loss``, ``recon``, ``kl`` and ``active`` (latents above 0.1 nats). The std is the
+sample standard deviation over the group's runs (none for a group of one), as papers report
+spread over seeds.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from bvae_tui.engine.analysis.compare import Group, fmt_value
 from bvae_tui.engine.analysis.compare_runs import CompareRun
 from bvae_tui.engine.errors import ConfigError
 
-SCORE_ORDER = ("betavae", "factorvae", "mig")  # known scores first, in this order
+# Known scores first, in this order (as `bvae eval` shows them).
+SCORE_ORDER = ("betavae", "factorvae", "mig", "dci", "sap", "modularity", "explicitness", "udr")
 TRAINING_METRICS = ("loss", "recon", "kl", "active")
 LOWER_IS_BETTER = frozenset({"loss", "recon"})
 NO_BEST = frozenset({"kl", "active"})  # more or fewer nats, or latents, is not better as such
-METRIC_LABELS = {"betavae": "BetaVAE", "factorvae": "FactorVAE", "mig": "MIG", "loss": "loss",
-                 "recon": "recon", "kl": "KL", "active": "active"}
+METRIC_LABELS = {"betavae": "BetaVAE", "factorvae": "FactorVAE", "mig": "MIG", "dci": "DCI",
+                 "sap": "SAP", "modularity": "Modularity", "explicitness": "Explicitness",
+                 "udr": "UDR", "loss": "loss", "recon": "recon", "kl": "KL", "active": "active"}
 
 
 def score_names(runs: Sequence[CompareRun]) -> list[str]:
