@@ -114,17 +114,25 @@ def _run(runs_dir, dataset, data_dir, seed, name, permutation=None, unused=None,
     does not use (a preset's values: given ones are refused)."""
     import dataclasses
 
-    import torch
-
     from bvae_tui.engine.config import make_config
     from bvae_tui.engine.runs.store import create_run
-    from bvae_tui.engine.train.checkpoint import save_checkpoint
-    from bvae_tui.engine.train.models import build_model
 
     cfg = make_config(dataset=dataset, iterations=10, device="cpu", z_dim=4, seed=seed,
                       **config)
     cfg = dataclasses.replace(cfg, **(unused or {}))
     run = create_run(runs_dir, cfg, data_dir, name=name)
+    _save_model(run, cfg, permutation)
+    return run
+
+
+def _save_model(run, cfg, permutation=None):
+    """A fixed random H model in the run's last checkpoint, its latents in ``permutation``'s
+    order."""
+    import torch
+
+    from bvae_tui.engine.train.checkpoint import save_checkpoint
+    from bvae_tui.engine.train.models import build_model
+
     torch.manual_seed(0)
     model = build_model("H", 3, 4)
     state = model.state_dict()
@@ -136,7 +144,6 @@ def _run(runs_dir, dataset, data_dir, seed, name, permutation=None, unused=None,
     save_checkpoint(run.last_checkpoint, {"format": 1, "model": state, "iteration": 10,
                                           "arch": "H", "channels": 3, "z_dim": 4,
                                           "config": cfg.to_dict()})
-    return run
 
 
 def test_group_checks(runs_dir, faces):
@@ -205,6 +212,58 @@ def test_cli_udr(runs_dir, faces):
         (["eval", "--udr", "a", "b", "--baseline", "pca"], "drop --baseline"),
         (["eval", "--udr", "a", "b", "--correlation", "pearson"], "--correlation must be"),
         (["eval", "--udr", "a", "b", "--udr-points", "3"], "--udr-points must be"),
+    ]:
+        res = _cli(args)
+        assert res.exit_code == 1, args
+        assert message in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
+
+def _sweep(runs_dir, dataset, data_dir, axes, values):
+    from bvae_tui.engine.config import make_config
+    from bvae_tui.engine.runs.sweeps.grid import grid
+    from bvae_tui.engine.runs.sweeps.records import SchedulerStatus, SweepRecord
+    from bvae_tui.engine.runs.sweeps.store import create_sweep
+
+    members = [(swept, make_config(dataset=dataset, iterations=10, device="cpu", z_dim=4,
+                                   **swept)) for swept in grid(values, axes)]
+    record = SweepRecord(name="udr", axes=axes, values=values)
+    return create_sweep(runs_dir, record, members, data_dir, SchedulerStatus())
+
+
+def test_udr_over_a_sweeps_groups(runs_dir, faces):
+    """A beta x seed sweep: beta=1's two seeds (the same network, latents reordered) form a
+    group scoring 1 - alpha; beta=4 has one member with a checkpoint, so it is left out, and
+    said so."""
+    name, root = faces
+    sweep = _sweep(runs_dir, name, root, ["beta", "seed"], {"beta": [1.0, 4.0], "seed": [1, 2]})
+    runs = sweep.members()
+    for run, permutation in zip(runs[:3], ([0, 1, 2, 3], [3, 1, 0, 2], None), strict=True):
+        _save_model(run, run.config, permutation)
+    res = _cli(["eval", "--udr", "--sweep", "udr", "--udr-points", "30", "--json"])
+    assert res.exit_code == 0, res.output
+    shown = json.loads(res.stdout)
+    assert [g["group"] for g in shown["groups"]] == ["beta=1"]
+    group = shown["groups"][0]
+    assert [r["run"] for r in group["runs"]] == [runs[0].id, runs[1].id]
+    assert [r["udr"] for r in group["runs"]] == pytest.approx([1.0 - ALPHA] * 2, abs=0.05)
+    assert json.loads(runs[1].eval_path.read_text())["scores"]["udr"] == group["runs"][1]["udr"]
+    assert not runs[2].eval_path.exists()
+    left = " | ".join(shown["left_out"])
+    assert "beta=4: only 1 run" in left and "no checkpoint yet" in left
+    res = _cli(["eval", "--udr", "--sweep", "udr", "--udr-points", "30"])
+    assert res.exit_code == 0 and "UDR of beta=1" in res.stdout and "left out" in res.stdout
+
+
+def test_udr_sweep_errors(runs_dir, faces):
+    name, root = faces
+    sweep = _sweep(runs_dir, name, root, ["beta"], {"beta": [1.0, 4.0]})
+    for run in sweep.members():
+        _save_model(run, run.config)
+    for args, message in [
+        (["eval", "--udr", "--sweep", "udr"], "does not sweep seed"),
+        (["eval", "--sweep", "udr"], "add --udr"),
+        (["eval", "--udr", "--sweep", "udr", "a"], "not both"),
+        (["eval", "--udr", "--sweep", "nope"], "nope"),
     ]:
         res = _cli(args)
         assert res.exit_code == 1, args

@@ -55,6 +55,9 @@ UdrOpt = Annotated[bool, typer.Option(
     "eval.json", rich_help_panel=_UDR)]
 UdrPointsOpt = Annotated[int, typer.Option(
     "--udr-points", help="images every run of the group encodes", rich_help_panel=_UDR)]
+SweepOpt = Annotated[str | None, typer.Option(
+    "--sweep", help="with --udr: UDR over each group of the sweep's members that differ only in "
+    "seed (id, prefix or name)", show_default=False, rich_help_panel=_UDR)]
 CorrelationOpt = Annotated[str, typer.Option(
     "--correlation", help="UDR's latent similarity: lasso or spearman", rich_help_panel=_UDR)]
 
@@ -95,6 +98,7 @@ def eval_command(
     udr: UdrOpt = False,
     udr_points: UdrPointsOpt = 1000,
     correlation: CorrelationOpt = "lasso",
+    sweep: SweepOpt = None,
     json_out: JsonOpt = False,
     runs_dir: RunsDirOpt = None,
     data_dir: DataDirOpt = None,
@@ -106,14 +110,21 @@ def eval_command(
     With --baseline: scores ground truth, raw pixels, PCA or an untrained network (printed).
 
     With --udr RUN RUN...: UDR of each run of a group that differs only in seed (works without
-    ground-truth factors, e.g. on CelebA); writes each run's eval.json.
+    ground-truth factors, e.g. on CelebA); writes each run's eval.json. With --udr --sweep
+    SWEEP: the same for each group of the sweep's members that differ only in seed.
     """
     from bvae_tui.engine.errors import ConfigError
 
     refs = runs or []
+    if sweep is not None and not udr:
+        raise ConfigError("--sweep scores a sweep's groups of seeds with UDR; add --udr")
     if udr:
         if baseline is not None:
             raise ConfigError("--udr scores runs, not a baseline; drop --baseline")
+        if sweep is not None:
+            if refs:
+                raise ConfigError("give RUNs or --sweep, not both")
+            return _udr_sweep(sweep, udr_points, seed, correlation, device, json_out, runs_dir)
         return _udr(refs, udr_points, seed, correlation, device, json_out, runs_dir)
     if (not refs) == (baseline is None):
         raise ConfigError("give either a RUN to score or --baseline NAME --dataset DATASET, "
@@ -182,5 +193,37 @@ def _udr(refs: list[str], points: int, seed: int, correlation: str, device: str 
 
     out = console()
     out.print(eval_tables.udr_table(result))
-    out.print(f"[dim]{result['seconds']:.0f} s; higher is more disentangled (a group ranks its "
-              "own seeds; compare groups with care); saved in each run's eval.json[/dim]")
+    out.print(f"[dim]{result['seconds']:.0f} s; {_UDR_NOTE}[/dim]")
+
+
+_UDR_NOTE = ("higher is more disentangled (a group ranks its own seeds; compare groups with "
+             "care); saved in each run's eval.json")
+
+
+def _udr_sweep(ref: str, points: int, seed: int, correlation: str, device: str | None,
+               json_out: bool, runs_dir: str | None) -> None:
+    from bvae_tui.engine.analysis.udr_eval import evaluate_udr, sweep_groups
+    from bvae_tui.engine.runs.store import runs_root
+    from bvae_tui.engine.runs.sweeps.store import find_sweep
+
+    found = find_sweep(runs_root(runs_dir), ref)
+    groups, notes = sweep_groups(found)
+    note, close = (None, lambda: None) if json_out else _progress()
+    try:
+        results = [{"group": key, **evaluate_udr(group, num_points=points, seed=seed,
+                                                 correlation=correlation, device=device,
+                                                 progress=note)}
+                   for key, group in groups]
+    finally:
+        close()
+    if json_out:
+        print_json({"sweep": found.id, "groups": results, "left_out": notes})
+        return
+    from bvae_tui.cli import eval_tables
+
+    out = console()
+    for result in results:
+        out.print(eval_tables.udr_table(result, group=result["group"]))
+    for line in notes:
+        out.print(f"[yellow]left out: {line}[/yellow]")
+    out.print(f"[dim]sweep {found.id}, {len(results)} group(s); {_UDR_NOTE}[/dim]")

@@ -100,10 +100,11 @@ def baseline_table(results: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def udr_table(result: dict[str, Any]) -> Table:
+def udr_table(result: dict[str, Any], group: str | None = None) -> Table:
     params = result["params"]
-    table = Table(title=f"UDR on {result['dataset']} ({params['num_points']:,} images, "
-                        f"{params['correlation']}, seed {result['seed']})", title_justify="left")
+    table = Table(title=f"UDR{f' of {group}' if group else ''} on {result['dataset']} "
+                        f"({params['num_points']:,} images, {params['correlation']}, seed "
+                        f"{result['seed']})", title_justify="left")
     for col, justify in (("run", "left"), ("seed", "right"), ("iteration", "right"),
                          ("UDR", "right"), ("active latents", "right"),
                          ("with each other run", "left")):

@@ -5,7 +5,8 @@ A group is two or more runs trained with the same settings and different seeds: 
 of every field of the data, objective, model and optimisation groups of the training schema
 (fields the objective does not use are ignored), run and speed options may differ. UDR needs no
 ground-truth factors, so it works on CelebA. The images are a seeded random choice of the
-dataset's, the same for every run; each run is encoded on its own device.
+dataset's, the same for every run; each run is encoded on its own device. A sweep's groups are
+its members with the same swept values but the seed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bvae_tui.engine.config import GROUP_RUN, GROUP_SPEED, TrainConfig, schema
 from bvae_tui.engine.errors import ConfigError, RunError
 from bvae_tui.engine.runs.records import EvalResult
 from bvae_tui.engine.runs.store import Run
+from bvae_tui.engine.runs.sweeps.grid import label
 from bvae_tui.engine.train.checkpoint import checkpoint_path, load_model
 from bvae_tui.engine.train.process import configure_process
 
@@ -68,6 +70,30 @@ def check_group(runs: Sequence[Run]) -> list[Run]:
                               "compares runs with different seeds")
         seeds[seed] = run.id
     return unique
+
+
+def sweep_groups(sweep: Any) -> tuple[list[tuple[str, list[Run]]], list[str]]:
+    """A sweep's UDR groups: its members with a checkpoint, grouped by their swept values other
+    than the seed (``beta=4``), each of at least 2 runs; and a note per member or group left
+    out. A one-line :class:`ConfigError` when no group is left."""
+    groups: dict[str, list[Run]] = {}
+    notes = []
+    for run, swept in zip(sweep.members(), sweep.member_values(), strict=False):
+        key = label({k: v for k, v in swept.items() if k != "seed"}) or "all"
+        if not run.last_checkpoint.exists():
+            notes.append(f"{run.id} ({label(swept)}): no checkpoint yet")
+            continue
+        groups.setdefault(key, []).append(run)
+    kept = [(key, runs) for key, runs in groups.items() if len(runs) >= 2]
+    notes += [f"{key}: only 1 run with a checkpoint" for key, runs in groups.items()
+              if len(runs) < 2]
+    if not kept:
+        swept_seed = "seed" in sweep.record().axes
+        raise ConfigError(
+            f"sweep {sweep.id} has no group of 2+ runs that differ only in their seed "
+            + ("with a checkpoint yet; wait for its members to train" if swept_seed else
+               "(it does not sweep seed); sweep seeds too, e.g. bvae sweep ... --seed 1,2,3"))
+    return kept, notes
 
 
 def evaluate_udr(runs: Sequence[Run], num_points: int = DEFAULTS["num_points"],
