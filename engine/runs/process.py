@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Callable
+from typing import Any
 
 
 def process_start_time(pid: int) -> int | None:
@@ -52,3 +55,11 @@ def worker_alive(pid: int | None, start: int | None) -> bool:
         return stat[stat.rfind(")") + 2 :].split()[0] != "Z"
     except OSError:
         return False
+
+
+def on_stop_signals(request_stop: Callable[[int, Any], None]) -> None:
+    """A detached process (worker, scheduler) stops cleanly on SIGTERM or SIGINT, and ignores
+    SIGHUP: the terminal or SSH session it was started from may close under it."""
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)

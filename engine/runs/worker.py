@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
 
 from bvae_tui.engine.errors import RunError
 from bvae_tui.engine.objective_info import TERM_FIELDS
 from bvae_tui.engine.runs.lock import RunLock
+from bvae_tui.engine.runs.process import on_stop_signals
 from bvae_tui.engine.runs.records import MetricsRow
 from bvae_tui.engine.runs.store import Run
 
@@ -30,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal stop_requested
         stop_requested = True
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    on_stop_signals(request_stop)
 
     parser = argparse.ArgumentParser(prog="python -m bvae_tui.engine.runs.worker",
                                      description="train one run directory (detached worker)")

@@ -29,7 +29,7 @@ from bvae_tui.engine.errors import RunError
 from bvae_tui.engine.runs.devices import list_gpus
 from bvae_tui.engine.runs.launch import launch
 from bvae_tui.engine.runs.lock import RunLocked, lock_holder
-from bvae_tui.engine.runs.process import process_start_time
+from bvae_tui.engine.runs.process import on_stop_signals, process_start_time
 from bvae_tui.engine.runs.records import Status
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.runs.sweeps.flock import try_lock
@@ -245,9 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         if scheduler is not None:
             scheduler.stop = True
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    on_stop_signals(request_stop)
     parser = argparse.ArgumentParser(prog="python -m bvae_tui.engine.runs.sweeps.scheduler",
                                      description="place a sweep's members on device slots")
     parser.add_argument("sweep_dir", type=Path)
