@@ -83,9 +83,11 @@ def test_slurm_array_with_cancel_requeue_and_resume(runs_dir, slurm):
     assert sweep.scheduler().jobs == {a.id: f"{array}_0", b.id: f"{array}_1",
                                       c.id: f"{array}_2"}
 
-    # Freeze the two running workers as soon as they train: neither can end by itself now.
-    frozen = [freeze(r) for r in (a, b)
-              if wait_for(lambda r=r: running(r), FINISH_S, f"{r.id} to train", every=0.05)]
+    # Freeze the two running workers once they train (the long one once it has logged a row,
+    # so that its stop below has progress to keep): neither can end by itself now.
+    frozen = [freeze(r) for r, logged in ((a, False), (b, True))
+              if wait_for(lambda r=r, logged=logged: running(r) and (rows(r) or not logged),
+                          FINISH_S, f"{r.id} to train", every=0.05)]
     assert c.status().state == "queued" and c.raw_status().job == f"{array}_2"  # parallelism 2
     assert a.raw_status().job == f"{array}_0"
     # The time-limit signal (what Slurm sends --signal's delay before the limit): submitit calls
