@@ -196,14 +196,17 @@ async def test_previews_through_a_graphics_protocol(runs_dir, protocol):
             widget = app.screen.query(".trav-img").first()
             assert not isinstance(widget, HalfBlockImage)
             assert widget.protocol == protocol and widget.image.size == (96, 64)
-            await pilot.pause(0.3)
-            # What goes to the terminal: Sixel data (a DCS sequence), or Kitty's placeholder
-            # cells that the image transmitted beforehand is shown in.
-            segments = [seg for strip in app.screen._compositor.render_strips() for seg in strip]
-            if protocol == "sixel":
-                assert any(seg.control and "\x1bP" in seg.text for seg in segments)
-            else:
-                assert any("\U0010eeee" in seg.text for seg in segments)
+
+            def drawn() -> bool:
+                """What goes to the terminal: Sixel data (a DCS sequence), or Kitty's
+                placeholder cells that the image transmitted beforehand is shown in."""
+                segments = [seg for strip in app.screen._compositor.render_strips()
+                            for seg in strip]
+                if protocol == "sixel":
+                    return any(seg.control and "\x1bP" in seg.text for seg in segments)
+                return any("\U0010eeee" in seg.text for seg in segments)
+
+            await wait_for(pilot, drawn, 30, f"the {protocol} image on the terminal")
             await pilot.press("escape", "enter")  # the monitor of the selected run
             await wait_for(pilot, lambda: app.screen.query("#mon-preview"), 30, "monitor")
             assert not isinstance(app.screen.query_one("#mon-preview"), HalfBlockImage)

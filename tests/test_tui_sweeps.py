@@ -135,7 +135,8 @@ async def test_sweep_screen_grid_queue_and_member_actions(runs_dir, env_data, sc
                                     and app.screen.view and app.screen, 20, "the grid")
             grid = screen.view.grid
             assert (grid.row_axes, grid.col_axis) == (["beta"], "seed")
-            text = "\n".join(screen_lines(app))
+            text = await wait_for(pilot, lambda: (t := "\n".join(screen_lines(app)))
+                                  and "waiting:" in t and t, 30, "the queue drawn")
             assert "seed=1" in text and "seed=2" in text and "beta=4" in text
             assert "done" in text and "33%" in text and "queued" in text  # states, progress
             assert "beta=1 seed=2 on cpu" in text  # the queue: where each member runs
