@@ -169,6 +169,22 @@ def test_cli_eval_prints_a_table(runs_dir, env_data, monkeypatch):
     assert "FAST" in res.stdout and run.eval_path.exists()
 
 
+def test_cli_eval_exact_is_recorded(runs_dir, env_data, monkeypatch):
+    """--exact: disentanglement_lib's draws (no pool) and trees, said in the title and eval.json."""
+    from bvae_tui.engine.analysis.metrics import registry
+
+    monkeypatch.setattr(registry, "DEFAULT_PARAMS", TINY)  # a quick test
+    run, _ = _make_run(runs_dir, env_data, name="exact-run")
+    res = _cli(["eval", "exact-run", "--exact", "--metrics", "betavae,dci"])
+    assert res.exit_code == 0, res.output
+    assert "EXACT" in res.stdout
+    saved = json.loads(run.eval_path.read_text())
+    assert saved["exact"] is True and saved["params"]["betavae"]["pool"] == 0
+    assert saved["details"]["dci"]["trees"] == "exact" and saved["details"]["betavae"]["pool"] == 0
+    res = _cli(["eval", "--udr", "exact-run", "exact-run", "--exact"])
+    assert res.exit_code == 1 and "UDR has its own (--udr-points)" in res.output
+
+
 def test_cli_eval_errors_are_one_line(runs_dir, env_data, tmp_path):
     run, _ = _make_run(runs_dir, tmp_path, dataset="celeba", name="faces")
     res = _cli(["eval", run.id])

@@ -44,6 +44,25 @@ def results(grid) -> dict[str, dict]:
     return {name: score(grid, table, PARAMS) for name, table in tables.items()}
 
 
+@pytest.fixture(scope="module")
+def exact_dci(grid) -> dict[str, dict]:
+    """DCI alone on the same four representations with disentanglement_lib's own trees."""
+    tables = {
+        "ideal": M.CodeTable(grid.values),
+        "rotated": M.CodeTable(standardised(grid) @ rotation(len(SIZES))),
+        "noise": noise_table(len(SIZES)),
+        "duplicate": M.CodeTable(np.hstack([grid.values, grid.values[:, :1]])),
+    }
+    params = {"dci": {**PARAMS["dci"], "trees": "exact"}}
+    return {name: score(grid, table, params) for name, table in tables.items()}
+
+
+@pytest.fixture(params=["hist", "exact"])
+def dci_results(request, results, exact_dci) -> dict[str, dict]:
+    """Each DCI test runs on both ways of growing the trees."""
+    return results if request.param == "hist" else exact_dci
+
+
 # --------------------------------------------------------------------------------------------
 # The formulas, on disentanglement_lib's test matrices
 
@@ -102,31 +121,60 @@ def test_mi_matrix_equals_scikit_learn():
 # DCI
 
 
-def test_dci_ideal_code(results):
-    d = results["ideal"]["details"]["dci"]
+def test_dci_ideal_code(dci_results):
+    d = dci_results["ideal"]["details"]["dci"]
     assert d["disentanglement"] > 0.98 and d["completeness"] > 0.98
     assert d["informativeness_test"] == 1.0  # trees separate exact factor values
 
 
-def test_dci_duplicated_factor(results):
+def test_dci_duplicated_factor(dci_results):
     """Factor 0's importance splits between two identical latents (ties go either way), so its
     completeness is 1 - H(1/2, 1/2) / log D; factors weigh equally (each classifier's
     importances sum to 1): C = 1 - log 2 / (K log D), with K = 4 factors and D = 5 latents."""
-    d = results["duplicate"]["details"]["dci"]
+    d = dci_results["duplicate"]["details"]["dci"]
     expected = 1.0 - math.log(2) / (len(SIZES) * math.log(len(SIZES) + 1))
     assert d["completeness"] == pytest.approx(expected, abs=0.01)
     assert d["disentanglement"] > 0.98  # each latent still serves one factor
 
 
-def test_dci_rotated_and_noise_codes(results):
-    rotated = results["rotated"]["details"]["dci"]
+def test_dci_rotated_and_noise_codes(dci_results):
+    rotated = dci_results["rotated"]["details"]["dci"]
     assert rotated["disentanglement"] < 0.2 and rotated["completeness"] < 0.2
     assert rotated["informativeness_test"] > 0.9  # the information is all there, mixed
-    noise = results["noise"]["details"]["dci"]
+    noise = dci_results["noise"]["details"]["dci"]
     assert noise["disentanglement"] < 0.1 and noise["completeness"] < 0.1
     # A classifier of noise is right by chance: 1 / classes on average over the factors.
     chance = float(np.mean([1.0 / s for s in SIZES]))
     assert noise["informativeness_test"] == pytest.approx(chance, abs=0.06)
+
+
+def test_histogram_trees_agree_with_exact_trees(results, exact_dci):
+    for name in ("ideal", "rotated", "noise", "duplicate"):
+        hist, exact = results[name]["details"]["dci"], exact_dci[name]["details"]["dci"]
+        assert hist["trees"] == "hist" and exact["trees"] == "exact"
+        for key in ("disentanglement", "completeness", "informativeness_test"):
+            assert hist[key] == pytest.approx(exact[key], abs=0.06), (name, key)
+
+
+def test_split_gains_read_the_installed_scikit_learn():
+    """The histogram trees' importances come from scikit-learn's private tree nodes: a feature
+    that decides the class takes nearly all the gain, and a change in that layout fails here."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.RandomState(0)
+    x = rng.randn(600, 4)
+    y = (x[:, 2] > 0.3).astype(int) + (x[:, 2] > 1.0)
+    model = HistGradientBoostingClassifier(max_iter=10, max_depth=3).fit(x, y)
+    gains = dci.split_gains(model, 4)
+    assert gains.shape == (4,) and (gains >= 0).all()
+    assert gains[2] / gains.sum() > 0.9
+
+
+def test_unknown_trees_is_a_one_line_error(grid):
+    from bvae_tui.engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="DCI trees 'forest' unknown; choose from hist, exact"):
+        dci.plan_dci(M.GroundTruth(grid), trees="forest")
 
 
 # --------------------------------------------------------------------------------------------

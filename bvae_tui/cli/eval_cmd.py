@@ -29,6 +29,10 @@ MetricsOpt = Annotated[str | None, typer.Option(
 FastOpt = Annotated[bool, typer.Option(
     "--fast", help="about a tenth of the samples: a quick, noisier look (recorded in eval.json)",
     rich_help_panel=_HOW)]
+ExactOpt = Annotated[bool, typer.Option(
+    "--exact", help="disentanglement_lib's own procedure: BetaVAE/FactorVAE batches from the "
+    "whole dataset, DCI on GradientBoostingClassifier (same definitions; several times slower "
+    "on a CPU; recorded in eval.json)", rich_help_panel=_HOW)]
 SeedOpt = Annotated[int, typer.Option(
     "--seed", help="seed of the metrics' sampling (same seed, same scores)",
     rich_help_panel=_HOW)]
@@ -88,6 +92,7 @@ def eval_command(
     runs: RunsArg = None,
     metrics: MetricsOpt = None,
     fast: FastOpt = False,
+    exact: ExactOpt = False,
     seed: SeedOpt = 0,
     checkpoint: CheckpointOpt = None,
     device: DeviceOpt = None,
@@ -119,6 +124,9 @@ def eval_command(
     if sweep is not None and not udr:
         raise ConfigError("--sweep scores a sweep's groups of seeds with UDR; add --udr")
     if udr:
+        if exact or fast:
+            raise ConfigError("--exact and --fast choose the factor metrics' samples; UDR has "
+                              "its own (--udr-points): drop them")
         if baseline is not None:
             raise ConfigError("--udr scores runs, not a baseline; drop --baseline")
         if sweep is not None:
@@ -138,7 +146,7 @@ def eval_command(
             from bvae_tui.engine.analysis.evaluate import evaluate_run
             target = find_run(refs[0], runs_dir)
             result = evaluate_run(target, metrics=metrics, fast=fast, seed=seed, device=device,
-                                  checkpoint=checkpoint, progress=note)
+                                  checkpoint=checkpoint, progress=note, exact=exact)
         else:
             from bvae_tui.engine.analysis.baselines import BASELINES, canonical
             from bvae_tui.engine.analysis.evaluate import evaluate_baseline
@@ -147,7 +155,8 @@ def eval_command(
                 canonical(baseline)]
             results = [evaluate_baseline(name, dataset, data_dir=data_dir, metrics=metrics,
                                          fast=fast, seed=seed, device=device, arch=arch,
-                                         z_dim=z_dim, progress=note) for name in names]
+                                         z_dim=z_dim, progress=note, exact=exact)
+                       for name in names]
     finally:
         close()
 
@@ -158,7 +167,7 @@ def eval_command(
             print_json(result)
             return
         title = (f"{target.id} @ iteration {result['iteration']} on {result['dataset']}"
-                 f"{'  (FAST: reduced samples)' if fast else ''}")
+                 f"{_mode(fast, exact)}")
         out = console()
         out.print(eval_tables.run_table(result, title))
         info = eval_tables.mi_table(result)
@@ -171,8 +180,14 @@ def eval_command(
     if json_out:
         print_json(results if len(results) > 1 else results[0])
         return
-    title = f"baselines on {dataset}{'  (FAST: reduced samples)' if fast else ''}"
+    title = f"baselines on {dataset}{_mode(fast, exact)}"
     console().print(eval_tables.baseline_table(results, title))
+
+
+def _mode(fast: bool, exact: bool) -> str:
+    """What a results title says about how the samples were drawn."""
+    return "".join(["  (FAST: reduced samples)" if fast else "",
+                    "  (EXACT: disentanglement_lib's draws and trees)" if exact else ""])
 
 
 def _udr(refs: list[str], points: int, seed: int, correlation: str, device: str | None,

@@ -70,10 +70,10 @@ def _configure(device: str) -> None:
 
 def score(dataset: Any, make_table: Callable[[np.ndarray], Table], metrics: Any = None,
           fast: bool = False, seed: int = 0, params: dict[str, dict[str, Any]] | None = None,
-          progress: Progress | None = None) -> dict[str, Any]:
+          progress: Progress | None = None, exact: bool = False) -> dict[str, Any]:
     """Metrics on one representation: the shared core of runs and baselines (no file written)."""
     names = parse_metrics(metrics)
-    chosen = resolve_params(names, fast, params)
+    chosen = resolve_params(names, fast, params, exact)
     start = time.perf_counter()
     result = evaluate_representation(dataset, make_table, names, chosen, seed, progress)
     return {
@@ -82,6 +82,7 @@ def score(dataset: Any, make_table: Callable[[np.ndarray], Table], metrics: Any 
         "params": chosen,
         "seed": int(seed),
         "fast": bool(fast),
+        "exact": bool(exact),
         "dataset": getattr(dataset, "name", None),
         "factors": result["factors"],
         "mi": result["mi"],
@@ -97,15 +98,17 @@ def score(dataset: Any, make_table: Callable[[np.ndarray], Table], metrics: Any 
 def evaluate_run(run: Run, metrics: Any = None, fast: bool = False, seed: int = 0,
                  device: str | None = None, checkpoint: str | Path | None = None,
                  params: dict[str, dict[str, Any]] | None = None,
-                 progress: Progress | None = None, write: bool = True) -> dict[str, Any]:
+                 progress: Progress | None = None, write: bool = True,
+                 exact: bool = False) -> dict[str, Any]:
     """Score ``run``'s checkpoint (default ``last.pt``) and write ``eval.json`` in the run.
 
     ``metrics``: names or "betavae,mig" (default all); ``fast``: smaller sample counts (recorded);
-    ``params``: per-metric overrides of the sample counts (tests use tiny ones).
+    ``params``: per-metric overrides of the sample counts (tests use tiny ones); ``exact``:
+    disentanglement_lib's own draws and trees (``EXACT_PARAMS``, slower; recorded).
     """
     start = time.perf_counter()
     names = parse_metrics(metrics)  # validate before the slow parts
-    resolve_params(names, fast, params)
+    resolve_params(names, fast, params, exact)
     if write:  # not after minutes of scoring
         check_writable(run, "write eval.json in")
     cfg = run.config
@@ -119,7 +122,7 @@ def evaluate_run(run: Run, metrics: Any = None, fast: bool = False, seed: int = 
         raise RunError(f"run {run.id}: model has {model.channels} channel(s) but dataset "
                        f"'{cfg.dataset}' has {dataset.channels}")
     result = score(dataset, model_table_maker(model, dataset, dev, progress), names, fast, seed,
-                   params, progress)
+                   params, progress, exact)
     try:
         shown = str(Path(ckpt).resolve().relative_to(run.path.resolve()))
     except ValueError:
@@ -167,12 +170,12 @@ def evaluate_baseline(name: str, dataset: str = "dsprites", data_dir: str | None
                       metrics: Any = None, fast: bool = False, seed: int = 0,
                       device: str | None = None, arch: str = "H", z_dim: int = 10,
                       params: dict[str, dict[str, Any]] | None = None,
-                      progress: Progress | None = None) -> dict[str, Any]:
+                      progress: Progress | None = None, exact: bool = False) -> dict[str, Any]:
     """Score a baseline representation (:mod:`.baselines`) on ``dataset``."""
     key = canonical(name)
     require_factors(dataset, f"baseline '{key}'")
     names = parse_metrics(metrics)
-    resolve_params(names, fast, params)
+    resolve_params(names, fast, params, exact)
 
     dev = resolve_device(device or "auto")
     _configure(dev)
@@ -180,7 +183,7 @@ def evaluate_baseline(name: str, dataset: str = "dsprites", data_dir: str | None
     start = time.perf_counter()
     maker, info = baseline_table_maker(key, ds, dev, seed=seed, arch=arch, z_dim=z_dim,
                                        progress=progress)
-    result = score(ds, maker, names, fast, seed, params, progress)
+    result = score(ds, maker, names, fast, seed, params, progress, exact)
     result.update({"baseline": key, "device": dev, **info,
                    "seconds": round(time.perf_counter() - start, 3)})
     return result

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bvae_tui.engine.analysis.metrics.ground_truth import GroundTruth
+from bvae_tui.engine.analysis.metrics.ground_truth import FAST_POOL, POOL, GroundTruth, Pool
 from bvae_tui.engine.analysis.metrics.tables import Table, as_floats, chunk_points
 
 TITLE = "BetaVAE"
-DEFAULTS = {"batch_size": 64, "num_train": 10_000, "num_eval": 5_000}
-FAST = {"batch_size": 64, "num_train": 1_000, "num_eval": 500}
+DEFAULTS = {"batch_size": 64, "num_train": 10_000, "num_eval": 5_000, "pool": POOL}
+FAST = {"batch_size": 64, "num_train": 1_000, "num_eval": 500, "pool": FAST_POOL}
 
 
 @dataclass
@@ -31,6 +31,7 @@ class BetaVAEPlan:
     eval_labels: np.ndarray
     eval_a: np.ndarray
     eval_b: np.ndarray
+    pool: int = 0  # images the batches were drawn from (0: the whole dataset)
 
     def needed(self) -> list[np.ndarray]:
         return [self.train_a, self.train_b, self.eval_a, self.eval_b]
@@ -52,12 +53,32 @@ def _points(gt: GroundTruth, rng: np.random.RandomState, batch_size: int,
     return labels, gt.indices(c1), gt.indices(c2)
 
 
+def _pooled_points(gt: GroundTruth, pool: Pool, rng: np.random.RandomState, batch_size: int,
+                   num_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`_points`, every image drawn from ``pool``: the first batch at random, each
+    image of the second among the members that share its partner's class of the label factor."""
+    labels = rng.randint(gt.num_factors, size=num_points)
+    a = pool.random((num_points, batch_size), rng)
+    b = np.empty_like(a)
+    for k in range(gt.num_factors):
+        rows = labels == k
+        b[rows] = pool.matching(k, pool.factors[a[rows], k], rng)
+    return labels, pool.indices[a], pool.indices[b]
+
+
 def plan_beta_vae(gt: GroundTruth, seed: int = 0, batch_size: int = 64, num_train: int = 10_000,
-                  num_eval: int = 5_000) -> BetaVAEPlan:
+                  num_eval: int = 5_000, pool: int = 0) -> BetaVAEPlan:
+    """``pool``: draw every image from a :class:`Pool` of that many (0: the whole dataset, in
+    disentanglement_lib's own draw order)."""
     rng = np.random.RandomState(seed)
-    tl, ta, tb = _points(gt, rng, batch_size, num_train)
-    el, ea, eb = _points(gt, rng, batch_size, num_eval)
-    return BetaVAEPlan(batch_size, tl, ta, tb, el, ea, eb)
+    members = gt.pool(pool, seed)
+    if members is None:
+        tl, ta, tb = _points(gt, rng, batch_size, num_train)
+        el, ea, eb = _points(gt, rng, batch_size, num_eval)
+    else:
+        tl, ta, tb = _pooled_points(gt, members, rng, batch_size, num_train)
+        el, ea, eb = _pooled_points(gt, members, rng, batch_size, num_eval)
+    return BetaVAEPlan(batch_size, tl, ta, tb, el, ea, eb, len(members) if members else 0)
 
 
 def _features(table: Table, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -91,4 +112,4 @@ def score_beta_vae(plan: BetaVAEPlan, table: Table, gt: GroundTruth,
     train_acc = float(np.mean(model.predict(x_train) == plan.train_labels))
     eval_acc = float(np.mean(model.predict(x_eval) == plan.eval_labels))
     return {"score": eval_acc, "train_accuracy": train_acc, "eval_accuracy": eval_acc,
-            "converged": converged}
+            "converged": converged, "pool": plan.pool}

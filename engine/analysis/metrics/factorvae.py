@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from bvae_tui.engine.analysis.metrics.ground_truth import GroundTruth
+from bvae_tui.engine.analysis.metrics.ground_truth import FAST_POOL, POOL, GroundTruth, Pool
 from bvae_tui.engine.analysis.metrics.tables import Table, as_floats, chunk_points
 
 TITLE = "FactorVAE"
 DEFAULTS = {"batch_size": 64, "num_train": 10_000, "num_eval": 5_000,
-            "num_variance_estimate": 10_000, "prune_threshold": 0.05}
+            "num_variance_estimate": 10_000, "prune_threshold": 0.05, "pool": POOL}
 FAST = {"batch_size": 64, "num_train": 1_000, "num_eval": 500,
-        "num_variance_estimate": 2_000, "prune_threshold": 0.05}
+        "num_variance_estimate": 2_000, "prune_threshold": 0.05, "pool": FAST_POOL}
 
 
 @dataclass
@@ -31,6 +31,7 @@ class FactorVAEPlan:
     train_idx: np.ndarray  # (P, B) batches with the label factor held fixed
     eval_labels: np.ndarray
     eval_idx: np.ndarray
+    pool: int = 0  # images the batches were drawn from (0: the whole dataset)
 
     def needed(self) -> list[np.ndarray]:
         return [self.variance_idx, self.train_idx, self.eval_idx]
@@ -49,15 +50,38 @@ def _points(gt: GroundTruth, rng: np.random.RandomState, batch_size: int,
     return labels, gt.indices(classes)
 
 
+def _pooled_points(gt: GroundTruth, pool: Pool, rng: np.random.RandomState, batch_size: int,
+                   num_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """As :func:`_points`, every image drawn from ``pool``: the held class is a random member's,
+    the batch drawn among the members that have it."""
+    labels = rng.randint(gt.num_factors, size=num_points)
+    anchors = pool.random((num_points,), rng)
+    batches = np.empty((num_points, batch_size), dtype=np.int64)
+    for k in range(gt.num_factors):
+        rows = labels == k
+        held = np.repeat(pool.factors[anchors[rows], k][:, None], batch_size, axis=1)
+        batches[rows] = pool.matching(k, held, rng)
+    return labels, pool.indices[batches]
+
+
 def plan_factor_vae(gt: GroundTruth, seed: int = 0, batch_size: int = 64,
                     num_train: int = 10_000, num_eval: int = 5_000,
                     num_variance_estimate: int = 10_000,
-                    prune_threshold: float = 0.05) -> FactorVAEPlan:
+                    prune_threshold: float = 0.05, pool: int = 0) -> FactorVAEPlan:
+    """``pool``: draw every image from a :class:`Pool` of that many (0: the whole dataset, in
+    disentanglement_lib's own draw order)."""
     rng = np.random.RandomState(seed)
-    var_idx = gt.indices(gt.complete(gt.sample_factors(num_variance_estimate, rng), rng))
-    tl, ti = _points(gt, rng, batch_size, num_train)
-    el, ei = _points(gt, rng, batch_size, num_eval)
-    return FactorVAEPlan(float(prune_threshold), var_idx, tl, ti, el, ei)
+    members = gt.pool(pool, seed)
+    if members is None:
+        var_idx = gt.indices(gt.complete(gt.sample_factors(num_variance_estimate, rng), rng))
+        tl, ti = _points(gt, rng, batch_size, num_train)
+        el, ei = _points(gt, rng, batch_size, num_eval)
+    else:
+        var_idx = members.indices[members.random((num_variance_estimate,), rng)]
+        tl, ti = _pooled_points(gt, members, rng, batch_size, num_train)
+        el, ei = _pooled_points(gt, members, rng, batch_size, num_eval)
+    return FactorVAEPlan(float(prune_threshold), var_idx, tl, ti, el, ei,
+                         len(members) if members else 0)
 
 
 def _votes(table: Table, idx: np.ndarray, labels: np.ndarray, global_var: np.ndarray,
@@ -91,4 +115,4 @@ def score_factor_vae(plan: FactorVAEPlan, table: Table, gt: GroundTruth,
     ev = _votes(table, plan.eval_idx, plan.eval_labels, global_var, active, k)
     eval_acc = float(ev[classifier, cols].sum() / max(1, ev.sum()))
     return {"score": eval_acc, "train_accuracy": train_acc, "eval_accuracy": eval_acc,
-            "num_active_dims": int(active.sum())}
+            "num_active_dims": int(active.sum()), "pool": plan.pool}

@@ -8,6 +8,12 @@ import numpy as np
 
 from bvae_tui.datasets.errors import DataError
 
+# Images BetaVAE and FactorVAE draw their batches from by default (see Pool): about a sixth of
+# dSprites, so a CPU encodes them in well under a minute, with every class of every factor
+# represented by thousands of members. ``--fast`` draws from fewer; ``--exact`` from all.
+POOL = 1 << 17
+FAST_POOL = 1 << 15
+
 
 class GroundTruth:
     """Samples factor classes of a full-grid dataset and maps them to dataset indices.
@@ -33,6 +39,7 @@ class GroundTruth:
         self.num_factors = len(self.latent)
         if self.num_factors == 0:
             raise DataError("dataset has no factor with more than one value; nothing to score")
+        self._pools: dict[tuple[int, int], Pool] = {}  # BetaVAE and FactorVAE share theirs
 
     @property
     def latent_sizes(self) -> list[int]:
@@ -76,3 +83,59 @@ class GroundTruth:
         """Dataset indices of ``(..., F)`` factor classes (one call for the whole array)."""
         flat = classes.reshape(-1, classes.shape[-1])
         return np.asarray(self.dataset.index_of(flat), dtype=np.int64).reshape(classes.shape[:-1])
+
+    def pool(self, size: int, seed: int) -> Pool | None:
+        """The shared :class:`Pool` of ``size`` draws for ``seed``; None where it would not save
+        anything (a dataset no larger than the pool is encoded whole anyway)."""
+        if size <= 0 or size >= len(self.dataset):
+            return None
+        key = (int(size), int(seed))
+        if key not in self._pools:
+            self._pools[key] = Pool(self, size, seed)
+        return self._pools[key]
+
+
+# Keeps the pool's random stream apart from the metrics' own (which reuse the metric seed).
+_POOL_STREAM = 0x9001
+
+
+class Pool:
+    """A uniform random sample of distinct images that the batch metrics draw from.
+
+    BetaVAE and FactorVAE draw about two million images at disentanglement_lib's sizes, which on
+    dSprites touches nearly all 737,280 of them: encoding them is most of a CPU evaluation. Drawn
+    from a pool instead, a batch keeps its definition (random images; images that share one
+    factor's value with another) but every image comes from this sample, so encoding is bounded by
+    the pool's size. A pool is drawn as ``sample_points`` draws random points, with its own seeded
+    stream, and duplicate draws are kept once.
+    """
+
+    def __init__(self, gt: GroundTruth, size: int, seed: int):
+        stream = np.random.SeedSequence([int(seed), _POOL_STREAM]).generate_state(1)[0]
+        idx, factors = gt.sample_points(int(size), np.random.RandomState(stream))
+        self.indices, first = np.unique(idx, return_index=True)
+        self.factors = factors[first]  # (N, K) latent factor classes of each member
+        # Per factor: members ordered by that factor's class, and where each class starts.
+        self._order = [np.argsort(self.factors[:, k], kind="stable")
+                       for k in range(gt.num_factors)]
+        self._start = [np.searchsorted(self.factors[order, k], np.arange(size_k + 1))
+                       for k, (order, size_k) in enumerate(zip(self._order, gt.latent_sizes,
+                                                                strict=True))]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def random(self, shape: tuple[int, ...], rng: np.random.RandomState) -> np.ndarray:
+        """Positions (not dataset indices) of uniformly drawn members."""
+        return rng.randint(len(self.indices), size=shape)
+
+    def matching(self, factor: int, classes: np.ndarray,
+                 rng: np.random.RandomState) -> np.ndarray:
+        """Positions of members drawn uniformly among those whose ``factor`` has ``classes``
+        (elementwise). Every class asked for must occur in the pool: draw classes from members."""
+        classes = np.asarray(classes, dtype=np.int64)
+        start, stop = self._start[factor][classes], self._start[factor][classes + 1]
+        if (stop <= start).any():
+            raise ValueError("a class with no pool member was asked for")
+        offset = rng.randint(stop - start)  # elementwise, each in [0, its class's count)
+        return self._order[factor][start + offset]

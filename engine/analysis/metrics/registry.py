@@ -66,14 +66,23 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {m.name: m.defaults for m in REGISTR
 # Fast looks are noisier (BetaVAE/FactorVAE accuracy on 500 evaluation points has a standard
 # error of up to ~2 points), and results say they are fast.
 FAST_PARAMS: dict[str, dict[str, Any]] = {m.name: m.fast for m in REGISTRY}
+# ``--exact``: disentanglement_lib's procedure itself where the defaults take a faster road to
+# the same definition: BetaVAE and FactorVAE batches drawn from the whole dataset in its draw
+# order (not from a pool), DCI's trees grown by GradientBoostingClassifier (not on histograms).
+EXACT_PARAMS: dict[str, dict[str, Any]] = {"betavae": {"pool": 0}, "factorvae": {"pool": 0},
+                                           "dci": {"trees": "exact"}}
 
 
 def resolve_params(metrics: Sequence[str], fast: bool = False,
-                   overrides: dict[str, dict[str, Any]] | None = None
+                   overrides: dict[str, dict[str, Any]] | None = None, exact: bool = False
                    ) -> dict[str, dict[str, Any]]:
-    """Sample-count parameters per metric: defaults (or fast ones) updated by ``overrides``."""
+    """Parameters per metric: defaults (or fast ones), then ``EXACT_PARAMS`` where ``exact``,
+    then ``overrides``."""
     base = FAST_PARAMS if fast else DEFAULT_PARAMS
     out = {m: dict(base[m]) for m in metrics}
+    for m, extra in (EXACT_PARAMS if exact else {}).items():
+        if m in out:
+            out[m].update(extra)
     for m, extra in (overrides or {}).items():
         if m in out:
             unknown = set(extra) - set(out[m])
