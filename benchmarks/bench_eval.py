@@ -6,6 +6,8 @@
                                                               # not overwritten)
     .venv/bin/python benchmarks/bench_eval.py --fast --device cuda:0
     .venv/bin/python benchmarks/bench_eval.py --metrics dci,sap
+    .venv/bin/python benchmarks/bench_eval.py --run RUN --exact   # disentanglement_lib's draws
+                                                              # and trees, for the comparison
 
 Prints the seconds spent sampling, encoding (images/s) and in each metric, wall and CPU (all
 threads of the process: on a busy machine the CPU seconds are the cost, the wall seconds depend
@@ -56,6 +58,8 @@ def main() -> None:
     ap.add_argument("--arch", default="H", choices=["H", "B"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--fast", action="store_true", help="the --fast sample counts")
+    ap.add_argument("--exact", action="store_true",
+                    help="disentanglement_lib's own draws and trees (bvae eval --exact)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--metrics", default=None, help="subset, e.g. dci,sap (default: all)")
     ap.add_argument("--json", action="store_true")
@@ -76,13 +80,14 @@ def main() -> None:
         start = time.perf_counter()
         cpu0 = time.process_time()
         result = evaluate_run(run, metrics=args.metrics, fast=args.fast, seed=args.seed,
-                              device=args.device, write=False)
+                              device=args.device, write=False, exact=args.exact)
         cpu_total = time.process_time() - cpu0
         total = time.perf_counter() - start
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     report = {
         "dataset": ds.name, "images": ds.n, "run": args.run or "fresh H model",
-        "device": result["device"], "fast": args.fast, "torch_threads": torch.get_num_threads(),
+        "device": result["device"], "fast": args.fast, "exact": args.exact,
+        "torch_threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "load_avg_1min_after": load, "open_or_prepare_s": round(prep, 2),
         "total_s": round(total, 2), "cpu_total_s": round(cpu_total, 2),
@@ -94,7 +99,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"full evaluation ({'fast' if args.fast else 'default'} sample counts) of a "
+    mode = "fast" if args.fast else "default"
+    print(f"full evaluation ({mode} sample counts{', exact' if args.exact else ''}) of a "
           f"{report['run']} on {ds.name} ({ds.n:,} images), {report['device']}, "
           f"{report['cores']} cores, {report['torch_threads']} torch threads")
     print(f"  {'stage':<12} {'wall':>8}   {'CPU':>8}")
