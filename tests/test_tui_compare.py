@@ -58,6 +58,12 @@ async def test_ten_marked_runs_at_80x24(runs_dir):
         compare = await _open_compare(app, pilot)
         assert len(compare.data) == 10
         assert compare.by == ("beta",)
+        # Runs load in parts; a first part whose runs share a beta must not fix the grouping.
+        everything = list(compare.data)
+        compare.set_data(everything[:2])  # b1-s1, b1-s2: only the seed differs
+        assert compare.by == ()
+        compare.set_data(everything)
+        assert compare.by == ("beta",)
         lines = screen_lines(app)
         assert len(lines) == 24
         assert "compare 10 runs  by β (5 groups)" in lines[0]
@@ -117,6 +123,8 @@ async def test_ten_marked_runs_at_80x24(runs_dir):
         await pilot.press("g")
         await pilot.pause()
         assert compare.by == () and len(compare.groups) == 10
+        compare.set_data(compare.data)  # what a live update does: the user's choice stays
+        assert compare.by == ()
         text = "\n".join(screen_lines(app))
         assert "━━ β=16 seed=2" in text
         await pilot.press("escape")

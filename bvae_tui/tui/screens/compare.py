@@ -94,6 +94,7 @@ class CompareScreen(Screen):
         self.data: list[CompareRun] = []
         self.by_options: list[tuple[str, ...]] = []
         self.by: tuple[str, ...] | None = None
+        self.by_chosen = False  # the user picked a grouping ('g'): keep it as runs load
         self.groups: list[Group] = []
         self.labels: dict[str, str] = {}  # run id -> what differs
         self.metrics: list[str] = []  # the score table's columns
@@ -167,7 +168,9 @@ class CompareScreen(Screen):
     def set_data(self, runs: list[CompareRun]) -> None:
         """New data for every view: the one in sight is redrawn now, the others when shown."""
         self.data = [r for r in runs if r.rows]
-        if self.by is None and self.data:
+        # Runs arrive in parts (the first may all share a beta): until the user picks a
+        # grouping, the default follows everything loaded so far.
+        if not self.by_chosen and self.data:
             default = resolve_by(None, self.data)
             singles = [(f,) for f in differing_fields(self.data) if (f,) != default]
             self.by_options = list(dict.fromkeys([default, *singles, ()]))
@@ -341,6 +344,7 @@ class CompareScreen(Screen):
             return
         index = self.by_options.index(self.by) if self.by in self.by_options else -1
         self.by = self.by_options[(index + 1) % len(self.by_options)]
+        self.by_chosen = True
         self.set_data(self.data)
         self.notify(f"grouped by {self.by_text}", timeout=2)
 
