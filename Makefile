@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(BIN)/bvae train --preset dsprites-H --iterations $(DEMO_ITERATIONS) --name $(DEMO_NAME)
 	$(BIN)/bvae export gif $(DEMO_NAME)
 	$(BIN)/bvae export png $(DEMO_NAME)
-	$(BIN)/bvae eval $(DEMO_NAME) --fast
+	$(BIN)/bvae eval $(DEMO_NAME)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
