@@ -35,9 +35,9 @@ STATUS_KEYS = {"state", "iteration", "total", "phase", "device", "pid", "pid_sta
                "job", "memory_peak"}
 ROW_KEYS = {"iter", "time", "elapsed", "loss", "recon", "kl", "kl_per_latent", "mu_mean",
             "var_mean", "c", "img_per_s", "mi", "tc", "dw_kl", "disc_acc", "dip_od", "dip_d"}
-EVAL_KEYS = {"scores", "details", "params", "timings", "seed", "fast", "run", "iteration",
-             "checkpoint", "dataset", "factors", "device", "arch", "z_dim", "encoded", "seconds",
-             "created", "cpu_timings", "mi", "factor_entropy"}
+EVAL_KEYS = {"scores", "details", "params", "timings", "seed", "fast", "exact", "run",
+             "iteration", "checkpoint", "dataset", "factors", "device", "arch", "z_dim", "encoded",
+             "seconds", "created", "cpu_timings", "mi", "factor_entropy"}
 RECORD_KEYS = {"config", "name", "data_dir", "created", "host", "versions", "dataset_source",
                "dataset_count", "sweep", "sweep_values", "changes", "precision"}
 RUNS_JSON_KEYS = ["id", "name", "path", "state", "iteration", "total", "device", "dataset",

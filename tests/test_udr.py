@@ -178,6 +178,9 @@ def test_udr_on_a_dataset_without_factors(runs_dir, faces):
     b = _run(runs_dir, name, root, 2, "b", permutation=[2, 0, 3, 1])
     a.write_eval(EvalResult.from_dict({"scores": {"mig": 0.5}, "iteration": 10, "seed": 0,
                                        "fast": False, "checkpoint": "checkpoints/last.pt",
+                                       "dataset": name, "exact": True}))
+    b.write_eval(EvalResult.from_dict({"scores": {"mig": 0.4}, "iteration": 10, "seed": 0,
+                                       "fast": True, "checkpoint": "checkpoints/last.pt",
                                        "dataset": name}))
     res = evaluate_udr([a, b], num_points=40)
     assert min(r["active_latents"] for r in res["runs"]) >= 1
@@ -185,6 +188,9 @@ def test_udr_on_a_dataset_without_factors(runs_dir, faces):
     saved = json.loads(a.eval_path.read_text())
     assert saved["scores"]["udr"] == pytest.approx(res["runs"][0]["udr"])
     assert saved["scores"]["mig"] == 0.5  # same checkpoint and seed: kept
+    assert saved["exact"] is True  # UDR joins factor scores however they were sampled
+    saved_b = json.loads(b.eval_path.read_text())
+    assert saved_b["scores"]["mig"] == 0.4 and saved_b["fast"] is True
     assert saved["details"]["udr"]["group"] == [a.id, b.id]
     assert saved["params"]["udr"]["num_points"] == 40
 

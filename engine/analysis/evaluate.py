@@ -148,12 +148,13 @@ SCORED = (*METRICS, "udr")
 def merged(old: EvalResult | None, new: EvalResult) -> EvalResult:
     """``new``, keeping scores of other metrics from ``old`` when they describe the same thing.
 
-    ``bvae eval RUN --metrics mig`` after a full evaluation of the same checkpoint (same seed and
-    sample counts) keeps the BetaVAE and FactorVAE scores (and UDR's, written by
-    :mod:`.udr_eval`); anything else replaces the file.
+    ``bvae eval RUN --metrics mig`` after a full evaluation of the same checkpoint (same seed,
+    sample counts and ``--exact`` or not) keeps the BetaVAE and FactorVAE scores (and UDR's,
+    written by :mod:`.udr_eval`); anything else replaces the file.
     """
     same = old is not None and all(getattr(old, k) == getattr(new, k) for k in
-                                   ("iteration", "checkpoint", "seed", "fast", "dataset"))
+                                   ("iteration", "checkpoint", "seed", "dataset")) and all(
+        bool(getattr(old, k)) == bool(getattr(new, k)) for k in ("fast", "exact"))
     if old is None or not same or not old.scores:
         return new
     kept = {key: {m: v for m, v in getattr(old, key).items()

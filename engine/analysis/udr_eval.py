@@ -159,11 +159,15 @@ def _record(run: Run, row: dict[str, Any], group: list[str], params: dict[str, A
     """Merge this run's UDR into its eval.json (other scores of the same checkpoint stay)."""
     detail = {"group": group, "pairwise": row["pairwise"],
               "active_latents": row["active_latents"]}
+    old = run.eval_results()
+    # UDR draws its own points: whether the factor metrics were --fast or --exact does not
+    # concern it, so it joins them whichever they were.
     new = EvalResult.from_dict({
         "scores": {"udr": row["udr"]}, "details": {"udr": detail}, "params": {"udr": params},
-        "timings": {"udr": round(seconds, 3)}, "seed": int(seed), "fast": False,
+        "timings": {"udr": round(seconds, 3)}, "seed": int(seed),
+        "fast": bool(old and old.fast), "exact": bool(old and old.exact),
         "run": run.id, "iteration": row["iteration"], "checkpoint": "checkpoints/last.pt",
         "dataset": getattr(dataset, "name", None), "device": device,
         "arch": getattr(model, "arch", None), "z_dim": int(model.z_dim),
         "encoded": params["num_points"], "created": time.time()})
-    run.write_eval(merged(run.eval_results(), new))
+    run.write_eval(merged(old, new))

@@ -197,6 +197,9 @@ class EvalResult(Record):
                                          factory=dict)
     seed: int | None = _doc("seed of the metrics' sampling")
     fast: bool | None = _doc("smaller sample counts (`--fast`)")
+    exact: bool | None = _doc("disentanglement_lib's own draws and trees (`--exact`); false: "
+                              "BetaVAE and FactorVAE drew from a pool of images (details: "
+                              "`pool`) and DCI grew histogram trees (details: `trees`)")
     run: str | None = _doc("run id")
     iteration: int | None = _doc("training step of the checkpoint scored")
     checkpoint: str | None = _doc("checkpoint scored (relative to the run directory if in it)")
