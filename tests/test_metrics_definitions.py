@@ -32,29 +32,26 @@ def grid() -> Grid:
     return Grid(SIZES)
 
 
-@pytest.fixture(scope="module")
-def results(grid) -> dict[str, dict]:
-    """Every metric on the four representations (scored once for the module)."""
-    tables = {
+def _tables(grid: Grid) -> dict[str, M.Table]:
+    return {
         "ideal": M.CodeTable(grid.values),
         "rotated": M.CodeTable(standardised(grid) @ rotation(len(SIZES))),
         "noise": noise_table(len(SIZES)),
         "duplicate": M.CodeTable(np.hstack([grid.values, grid.values[:, :1]])),
     }
-    return {name: score(grid, table, PARAMS) for name, table in tables.items()}
+
+
+@pytest.fixture(scope="module")
+def results(grid) -> dict[str, dict]:
+    """Every metric on the four representations (scored once for the module)."""
+    return {name: score(grid, table, PARAMS) for name, table in _tables(grid).items()}
 
 
 @pytest.fixture(scope="module")
 def exact_dci(grid) -> dict[str, dict]:
     """DCI alone on the same four representations with disentanglement_lib's own trees."""
-    tables = {
-        "ideal": M.CodeTable(grid.values),
-        "rotated": M.CodeTable(standardised(grid) @ rotation(len(SIZES))),
-        "noise": noise_table(len(SIZES)),
-        "duplicate": M.CodeTable(np.hstack([grid.values, grid.values[:, :1]])),
-    }
     params = {"dci": {**PARAMS["dci"], "trees": "exact"}}
-    return {name: score(grid, table, params) for name, table in tables.items()}
+    return {name: score(grid, table, params) for name, table in _tables(grid).items()}
 
 
 @pytest.fixture(params=["hist", "exact"])
