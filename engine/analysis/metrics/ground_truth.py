@@ -87,7 +87,7 @@ class GroundTruth:
     def pool(self, size: int, seed: int) -> Pool | None:
         """The shared :class:`Pool` of ``size`` draws for ``seed``; None where it would not save
         anything (a dataset no larger than the pool is encoded whole anyway)."""
-        if size <= 0 or size >= len(self.dataset):
+        if size <= 0 or size >= int(self.dataset.n):
             return None
         key = (int(size), int(seed))
         if key not in self._pools:
@@ -102,7 +102,7 @@ _POOL_STREAM = 0x9001
 class Pool:
     """A uniform random sample of distinct images that the batch metrics draw from.
 
-    BetaVAE and FactorVAE draw about two million images at disentanglement_lib's sizes, which on
+    BetaVAE and FactorVAE draw nearly three million images at disentanglement_lib's sizes, which on
     dSprites touches nearly all 737,280 of them: encoding them is most of a CPU evaluation. Drawn
     from a pool instead, a batch keeps its definition (random images; images that share one
     factor's value with another) but every image comes from this sample, so encoding is bounded by
