@@ -196,6 +196,23 @@ async def test_scores_fit_80_columns(runs_dir, tmp_path):
         row = [str(c) for c in table.get_row_at(0)]
         assert row == ["dsprites-B-g100…", "B γ100 C20", "dsprites-mini", "300k*", "0.810",
                        "0.700", "0.200"]
+        assert "* fast eval" in str(app.screen.query_one("#scores-note").render())
+        assert "exact" not in str(app.screen.query_one("#scores-note").render())
+
+
+async def test_scores_mark_exact_evaluations(runs_dir, tmp_path):
+    run = make_run(runs_dir, tmp_path, "exact-run", "finished")
+    run.eval_path.write_text(json.dumps({"iteration": 3000, "exact": True,
+                                         "scores": {"betavae": 0.8, "dci": 0.1}}))
+    app = BvaeApp(runs_dir)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.rows, 10, "the run")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ScoresScreen), 5, "scores")
+        await pilot.pause()
+        row = [str(c) for c in app.screen.query_one(DataTable).get_row_at(0)]
+        assert row[:4] == ["exact-run", "H β4", "dsprites-mini", "3000†"]
+        assert "† exact eval" in str(app.screen.query_one("#scores-note").render())
 
 
 async def test_monitor_header_fits_80_columns(runs_dir, tmp_path):

@@ -87,15 +87,16 @@ class ScoresScreen(ModalScreen[None]):
                           *(label for _, label in columns))
         table.fixed_columns = 1
         scored = 0
-        fast_any = False
+        fast_any = exact_any = False
         for name, objective, dataset, result in results:
             scores = result.scores
             scored += 1
-            fast = "*" if result.fast else ""
-            fast_any = fast_any or bool(fast)
+            fast_any = fast_any or bool(result.fast)
+            exact_any = exact_any or bool(result.exact)
+            marks = ("*" if result.fast else "") + ("†" if result.exact else "")
             table.add_row(_cut(name, NAME_WIDTH), _cut(objective, 10),
                           _cut(dataset, DATASET_WIDTH),
-                          Text(f"{_iters(result.iteration)}{fast}", justify="right"),
+                          Text(f"{_iters(result.iteration)}{marks}", justify="right"),
                           *(_score(scores.get(key)) for key, _ in columns))
         for label, value in paper_betavae().items():
             table.add_row(Text(_cut(label, NAME_WIDTH), style="italic"),
@@ -105,6 +106,8 @@ class ScoresScreen(ModalScreen[None]):
                 if scored else "no run in view has scores yet: 'bvae eval RUN' writes them")
         if fast_any:
             note += " · * fast eval"
+        if exact_any:  # the default DCI reads differently (histogram trees): say which is which
+            note += " · † exact eval"
         if any(key in ("modularity", "explicitness") for key, _ in columns):
             note += " · Mod: modularity, Expl: explicitness"
         self.query_one("#scores-note", Static).update(
