@@ -59,10 +59,7 @@ def _pooled_points(gt: GroundTruth, pool: Pool, rng: np.random.RandomState, batc
     image of the second among the members that share its partner's class of the label factor."""
     labels = rng.randint(gt.num_factors, size=num_points)
     a = pool.random((num_points, batch_size), rng)
-    b = np.empty_like(a)
-    for k in range(gt.num_factors):
-        rows = labels == k
-        b[rows] = pool.matching(k, pool.factors[a[rows], k], rng)
+    b = pool.matching(labels[:, None], pool.factors[a, labels[:, None]], rng)
     return labels, pool.indices[a], pool.indices[b]
 
 

@@ -56,12 +56,8 @@ def _pooled_points(gt: GroundTruth, pool: Pool, rng: np.random.RandomState, batc
     the batch drawn among the members that have it."""
     labels = rng.randint(gt.num_factors, size=num_points)
     anchors = pool.random((num_points,), rng)
-    batches = np.empty((num_points, batch_size), dtype=np.int64)
-    for k in range(gt.num_factors):
-        rows = labels == k
-        held = np.repeat(pool.factors[anchors[rows], k][:, None], batch_size, axis=1)
-        batches[rows] = pool.matching(k, held, rng)
-    return labels, pool.indices[batches]
+    held = np.repeat(pool.factors[anchors, labels][:, None], batch_size, axis=1)
+    return labels, pool.indices[pool.matching(labels[:, None], held, rng)]
 
 
 def plan_factor_vae(gt: GroundTruth, seed: int = 0, batch_size: int = 64,

@@ -129,13 +129,21 @@ class Pool:
         """Positions (not dataset indices) of uniformly drawn members."""
         return rng.randint(len(self.indices), size=shape)
 
-    def matching(self, factor: int, classes: np.ndarray,
+    def matching(self, factors: np.ndarray | int, classes: np.ndarray,
                  rng: np.random.RandomState) -> np.ndarray:
-        """Positions of members drawn uniformly among those whose ``factor`` has ``classes``
-        (elementwise). Every class asked for must occur in the pool: draw classes from members."""
+        """Positions of members drawn uniformly among those whose factor ``factors`` has
+        ``classes``, elementwise (``factors`` broadcasts against ``classes``: one factor for all,
+        or one per row). Every class asked for must occur in the pool: draw classes from members.
+        Draws go factor by factor, each factor's elements in row-major order."""
         classes = np.asarray(classes, dtype=np.int64)
-        start, stop = self._start[factor][classes], self._start[factor][classes + 1]
-        if (stop <= start).any():
-            raise ValueError("a class with no pool member was asked for")
-        offset = rng.randint(stop - start)  # elementwise, each in [0, its class's count)
-        return self._order[factor][start + offset]
+        factors = np.broadcast_to(np.asarray(factors, dtype=np.int64), classes.shape)
+        out = np.empty(classes.shape, dtype=np.int64)
+        for k in range(len(self._order)):
+            mask = factors == k
+            wanted = classes[mask]
+            start, stop = self._start[k][wanted], self._start[k][wanted + 1]
+            if (stop <= start).any():
+                raise ValueError("a class with no pool member was asked for")
+            offset = rng.randint(stop - start)  # elementwise, each in [0, its class's count)
+            out[mask] = self._order[k][start + offset]
+        return out
