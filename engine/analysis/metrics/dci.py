@@ -129,7 +129,7 @@ def _fit_hist(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     dim = x_train.shape[1]
     importance = np.zeros(dim)
     accuracies = (0.0, 0.0)
-    for order in (np.arange(dim), np.arange(dim)[::-1]):
+    for i, order in enumerate((np.arange(dim), np.arange(dim)[::-1])):
         model = HistGradientBoostingClassifier(
             learning_rate=0.1, max_iter=100, max_depth=3, max_leaf_nodes=None,
             min_samples_leaf=1, l2_regularization=0.0, early_stopping=False,
@@ -137,7 +137,7 @@ def _fit_hist(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
         gains = np.zeros(dim)
         gains[order] = split_gains(model, dim)
         importance += gains / gains.sum() if gains.sum() > 0 else gains
-        if order[0] == 0:  # accuracy of the first fit (the second is the same model, mirrored)
+        if i == 0:  # accuracy of the first fit (the second is the same model, mirrored)
             accuracies = (_accuracy(model, x_train[:, order], y_train),
                           _accuracy(model, x_test[:, order], y_test))
     return importance / 2, *accuracies
