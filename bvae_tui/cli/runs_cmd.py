@@ -10,6 +10,7 @@ import typer
 from bvae_tui.cli.common import JsonOpt, RunArg, RunsDirOpt, console, find_run, print_json
 from bvae_tui.cli.main import app
 from bvae_tui.engine.objective_info import TERM_FIELDS
+from bvae_tui.safe_text import as_text, plain
 from bvae_tui.styles import state_style
 
 runs_app = typer.Typer(help="List runs; show or delete one.", no_args_is_help=False)
@@ -31,7 +32,6 @@ def runs_list(ctx: typer.Context, runs_dir: RunsDirOpt = None, json: JsonOpt = F
     """List runs with their state, progress and latest loss."""
     if ctx.invoked_subcommand is not None:
         return
-    from rich.markup import escape
     from rich.table import Table
 
     from bvae_tui.engine.runs.store import list_runs, runs_root
@@ -48,7 +48,7 @@ def runs_list(ctx: typer.Context, runs_dir: RunsDirOpt = None, json: JsonOpt = F
         return
     out = console()
     if not rows:
-        out.print(f"no runs under {root}; start one with: bvae train --dataset dsprites")
+        out.print(as_text(f"no runs under {root}; start one with: bvae train --dataset dsprites"))
         return
     if not out.is_terminal:
         out.width = 200  # piped: whole lines, never wrapped ids
@@ -60,16 +60,17 @@ def runs_list(ctx: typer.Context, runs_dir: RunsDirOpt = None, json: JsonOpt = F
     for r in rows:
         total = r.total or 0
         pct = f" {100 * r.iteration / total:.0f}%" if total else ""
-        table.add_row(r.id, _state(r.state), f"{r.iteration}/{total or '?'}{pct}",
+        # Cells as Text: ids, devices and notes come from run files, never parsed as markup.
+        table.add_row(as_text(r.id), _state(r.state), f"{r.iteration}/{total or '?'}{pct}",
                       "-" if r.loss is None else f"{r.loss:.2f}",
-                      "-" if r.kl is None else f"{r.kl:.2f}", r.device or "-", _age(r.updated),
-                      escape(r.note))
+                      "-" if r.kl is None else f"{r.kl:.2f}", as_text(r.device or "-"),
+                      _age(r.updated), as_text(r.note))
     out.print(table)
 
 
-def _state(state: str) -> str:
-    style = state_style(state)
-    return f"[{style}]{state}[/]" if style else state
+def _state(state: str):
+    """A state in its colour, as Text (a hand-edited status.json may hold any string)."""
+    return as_text(state, state_style(state))
 
 
 @runs_app.command("show")
@@ -78,7 +79,7 @@ def runs_show(
     runs_dir: RunsDirOpt = None, json: JsonOpt = False,
 ) -> None:
     """Show one run: config, status, latest metrics and evaluation scores."""
-    from rich.markup import escape
+    from rich.text import Text
 
     from bvae_tui.engine.runs.records import RunRecord
 
@@ -98,38 +99,43 @@ def runs_show(
                     "config_error": summary.config_error, "changes": record.changes})
         return
     out = console()
-    out.print(f"[bold]{found.id}[/]  {_state(summary.state)}  "
-              f"{summary.iteration}/{summary.total or '?'}  {found.path}")
+    # Every line is Text: ids, paths, config values and errors come from run files and the
+    # user, so none of them is parsed as markup and no control character reaches the terminal.
+    out.print(Text.assemble((plain(found.id), "bold"), "  ", _state(summary.state),
+                            f"  {summary.iteration}/{summary.total or '?'}  ",
+                            plain(found.path)))
     for problem in filter(None, (status.error, summary.config_error)):
-        out.print(f"[red]{escape(problem)}[/]")
+        out.print(as_text(problem, "red"))
     if record.dataset_source:
-        out.print(f"data: {record.config.get('dataset')} ({record.dataset_source}) "
-                  f"from {record.data_dir}")
+        out.print(as_text(f"data: {record.config.get('dataset')} ({record.dataset_source}) "
+                          f"from {record.data_dir}"))
     if record.precision is not None:  # written when the worker started
         from bvae_tui.engine.train.precision import describe
 
-        out.print(f"precision: {describe(record.precision)}", markup=False)
-    out.print("config: " + " ".join(f"{k}={v}" for k, v in record.config.items()))
+        out.print(as_text(f"precision: {describe(record.precision)}"))
+    out.print(as_text("config: " + " ".join(f"{k}={v}" for k, v in record.config.items())))
     for change in record.changes:  # hand-edited entries may lack keys
-        out.print(f"changed at iteration {change.get('iteration', '?')}: "
-                  f"{change.get('field', '?')} {change.get('old')} -> {change.get('new')}")
+        out.print(as_text(f"changed at iteration {change.get('iteration', '?')}: "
+                          f"{change.get('field', '?')} {change.get('old')} -> "
+                          f"{change.get('new')}"))
     if last:
         def num(value: float | None, fmt: str = ".3f") -> str:  # a hand-edited row may lack it
             return "-" if value is None else format(value, fmt)
 
         c = f" C {num(last.c, '.2f')}" if last.c is not None else ""
-        out.print(f"iteration {last.iter if last.iter is not None else '-'}: "
-                  f"loss {num(last.loss)} recon {num(last.recon)} KL {num(last.kl)}{c}  "
-                  f"{num(last.img_per_s, '.0f')} img/s")
+        out.print(as_text(f"iteration {last.iter if last.iter is not None else '-'}: "
+                          f"loss {num(last.loss)} recon {num(last.recon)} KL {num(last.kl)}{c}  "
+                          f"{num(last.img_per_s, '.0f')} img/s"))
         if last.kl_per_latent is not None:
-            out.print("KL per latent: " + " ".join(f"{v:.2f}" for v in last.kl_per_latent))
+            out.print(as_text("KL per latent: "
+                              + " ".join(f"{v:.2f}" for v in last.kl_per_latent)))
         own = [(t, v) for t in TERM_FIELDS if (v := getattr(last, t)) is not None]
         if own:  # the objective's own terms, e.g. beta-TCVAE's mi, tc and dw_kl
-            out.print("objective terms: " + " ".join(f"{t} {v:.3f}" for t, v in own))
-    if scored:
-        out.print("eval: " + " ".join(f"{k}={v:.3f}" for k, v in scored.scores.items()))
+            out.print(as_text("objective terms: " + " ".join(f"{t} {v:.3f}" for t, v in own)))
+    if scored:  # eval.json's keys are the file's: a hand-edited one may hold anything
+        out.print(as_text("eval: " + " ".join(f"{k}={v:.3f}" for k, v in scored.scores.items())))
     if checkpoint:
-        out.print(f"checkpoint: {checkpoint}")
+        out.print(as_text(f"checkpoint: {checkpoint}"))
 
 
 @runs_app.command("rm")
@@ -146,7 +152,8 @@ def runs_rm(
     check_deletable(found)  # asked again, under the run's lock, when deleting
     state = found.status().state
     try:
-        confirmed = yes or typer.confirm(f"delete run {found.id} ({state}) and all its files?")
+        confirmed = yes or typer.confirm(plain(f"delete run {found.id} ({state}) and all its "
+                                               "files?"))
     except typer.Abort:  # end of input: nobody there to answer
         typer.echo("")
         raise RunError(f"no answer to the confirmation; pass --yes to delete {found.id}") from None
@@ -154,4 +161,4 @@ def runs_rm(
         typer.echo("kept", err=True)
         raise typer.Exit(code=1)
     delete_run(found)
-    typer.echo(f"deleted {found.id}")
+    typer.echo(plain(f"deleted {found.id}"))
