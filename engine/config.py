@@ -114,7 +114,8 @@ class TrainConfig:
     adam_beta2: float = _f(0.999, "Adam beta2", GROUP_OPTIM, min=0.0, max=1.0, exclusive_max=True)
     batch_size: int = _f(64, "images per batch", GROUP_OPTIM, min=1, max=65536)
     iterations: int = _f(300_000, "total optimiser steps", GROUP_OPTIM, min=1)
-    seed: int = _f(1, "random seed (model init, batch order)", GROUP_OPTIM, min=0)
+    # NumPy seeds its legacy generator from 32 bits: a larger seed is an error at start-up.
+    seed: int = _f(1, "random seed (model init, batch order)", GROUP_OPTIM, min=0, max=2**32 - 1)
     # Run
     device: str = _f("auto", "cpu, cuda:N, or auto (the GPU with most free memory, else cpu)",
                      GROUP_RUN, widget="device")

@@ -192,8 +192,19 @@ def write_gif(path: Path, frames: np.ndarray, fps: float = 5.0) -> Path:
     return Path(path)
 
 
+MAX_PREVIEW_PIXELS = 4096 * 4096  # a traversal grid is a few hundred pixels a side
+
+
 def read_png_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB (the TUI draws previews with it); OSError if missing
-    or unreadable."""
-    with Image.open(path) as img:
+    """An image file as (H, W, 3) uint8 RGB (the TUI draws previews with it); OSError if missing,
+    unreadable, not a regular file (a FIFO would block the reader) or far larger than any
+    preview (a decompression bomb would take the memory)."""
+    from bvae_tui.engine.runs.files import open_regular
+
+    fh = open_regular(Path(path))
+    if fh is None:
+        raise OSError(f"{path} is missing or not a regular file")
+    with fh, Image.open(fh) as img:
+        if img.width * img.height > MAX_PREVIEW_PIXELS:
+            raise OSError(f"{path} is {img.width}x{img.height} pixels, too large for a preview")
         return np.asarray(img.convert("RGB")).copy()

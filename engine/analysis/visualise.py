@@ -24,6 +24,7 @@ from bvae_tui.engine.analysis.render import (
     write_png,
 )
 from bvae_tui.engine.errors import ConfigError, RunError
+from bvae_tui.engine.runs.guard import real_subdir
 
 DECODE_BATCH = 256  # codes decoded per forward pass
 
@@ -194,7 +195,7 @@ def write_previews(model: Any, images: torch.Tensor, traversal_path: Path, recon
     atomically so the TUI never reads half a PNG. The model's train/eval mode is restored.
     """
     for path in (traversal_path, recon_path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        real_subdir(Path(path).parent)  # never write a preview through a planted link
     was_training = bool(getattr(model, "training", False))
     model.eval()
     try:

@@ -23,6 +23,7 @@ from bvae_tui.datasets.registry import data_root, get_spec
 from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.errors import ConfigError, RunError
 from bvae_tui.engine.runs.devices import gpu_capability, resolve_device
+from bvae_tui.engine.runs.guard import open_append
 from bvae_tui.engine.runs.lock import RunLock, lock_holder
 from bvae_tui.engine.runs.process import process_start_time
 from bvae_tui.engine.runs.store import Run, create_run, runs_root
@@ -112,7 +113,7 @@ def _spawn(run: Run, resume: bool, lock: RunLock, extra_env: dict[str, str],
     env["PYTHONUNBUFFERED"] = "1"  # worker.log shows progress as it happens
     env.update(worker_env())
     env.update(extra_env)
-    with open(run.log_path, "ab") as log:
+    with open_append(run.log_path) as log:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} "
                   f"{'resume' if resume else 'start'}\n".encode())
         log.flush()

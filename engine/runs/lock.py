@@ -22,16 +22,20 @@ import errno
 import fcntl
 import os
 import socket
+import stat
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bvae_tui.engine.errors import RunError
+from bvae_tui.engine.runs.files import open_regular
+from bvae_tui.engine.runs.guard import NOFOLLOW
 from bvae_tui.engine.runs.records import LOCK_FILE
 
 HOLDER_WAIT_S = 1.0  # a new holder writes its pid within microseconds of locking
 PEEK_GRACE_S = 0.5  # a writer's retries: a reader peeks, a holder that wrote its end exits
+MAX_LOCK_BYTES = 4096  # what a holder writes is a pid and a host name
 
 
 def _run_dir(run: Any) -> Path:
@@ -95,10 +99,7 @@ class RunLock:
         if not self.path.is_dir():
             raise RunError(f"run {self.path.name} does not exist (deleted?); 'bvae runs' "
                            "lists the runs")
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:
-            raise write_error(self.path, exc) from None
+        fd = _open_lock_file(self.lock_path)
         try:
             _flock_soon(fd)
         except OSError as exc:
@@ -172,6 +173,30 @@ class RunLock:
 
 
 
+def _open_lock_file(path: Path) -> int:
+    """The lock file opened for writing the holder into it, never through a link, and only
+    when it is a plain file of the run's own: the holder's pid is written over its start, so
+    a ``.lock`` that is a link (or a hard link to another file) would truncate its target."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | NOFOLLOW, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _not_a_lock(path) from None
+        raise write_error(path.parent, exc) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1 or st.st_size > MAX_LOCK_BYTES:
+        os.close(fd)
+        raise _not_a_lock(path)
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _not_a_lock(path: Path) -> RunError:
+    return RunError(f"run {path.parent.name}: its {LOCK_FILE} is not a plain lock file (a link, "
+                    f"a FIFO or a large file); nothing was changed; remove it with 'rm {path}' "
+                    "if no process trains the run")
+
+
 def _busy(exc: OSError) -> bool:
     return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
 
@@ -197,7 +222,11 @@ def _read_holder(lock_path: Path) -> tuple[int, str | None]:
     deadline = time.monotonic() + HOLDER_WAIT_S
     while True:
         try:
-            lines = lock_path.read_text().splitlines()
+            fh = open_regular(lock_path)
+            if fh is None:
+                return 0, None
+            with fh:
+                lines = fh.read(MAX_LOCK_BYTES).decode("utf-8", "replace").splitlines()
             pid = int(lines[0])
             return pid, (lines[1] if len(lines) > 1 else None)
         except (OSError, ValueError, IndexError):
@@ -213,7 +242,7 @@ def lock_holder(run: Any) -> int | None:
     """
     path = _run_dir(run) / LOCK_FILE
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None  # no lock file: no writer has ever locked it
     try:

@@ -10,6 +10,9 @@ def match_ref(ref: str, items: list[Any], kind: str, where: Path, lister: str,
               error: type[Exception]) -> Any:
     """The item (with ``id`` and ``name``) that ``ref`` names: its id, a unique id prefix or a
     unique name; else ``error`` with a line saying there is none, or which ones match."""
+    if not ref.strip():
+        raise error(f"no {kind} named (the name is empty); give its id, a unique id prefix or "
+                    f"its name; '{lister}' lists them")
     exact = [i for i in items if i.id == ref]
     if exact:
         return exact[0]

@@ -8,6 +8,7 @@ heavy, so listing runs is fast.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -28,9 +29,11 @@ from bvae_tui.engine.objective_info import objective_label
 from bvae_tui.engine.runs.files import (
     FileCache,
     JsonLinesTail,
+    open_regular,
     read_json,
     write_json_atomic,
 )
+from bvae_tui.engine.runs.guard import NOFOLLOW, check_record_dir, is_link, valid_id
 from bvae_tui.engine.runs.lock import (
     RunLock,
     RunLocked,
@@ -75,6 +78,8 @@ QUEUED_GRACE_S = 60.0  # a new run without a worker pid yet is 'queued', not 'lo
 # A worker on another machine without a heartbeat for this long is 'lost' (loading data and the
 # evaluation at the end write none, so this is generous).
 REMOTE_STALE_S = 900.0
+# A run directory holds one of these (a damaged run may have lost its config.json).
+RUN_RECORDS = (CONFIG_FILE, STATUS_FILE)
 DELETE_FIX = "its owner, or anyone with a writable mount of it, can delete it"
 
 
@@ -260,7 +265,10 @@ class Run:
             return
         keep = [r for r in self.metrics() if (r.iter or 0) <= iteration]
         tmp = self.metrics_path.with_name(TRUNCATE_TEMP)
-        with open(tmp, "w") as fh:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # left by an interrupted resume (or planted: a link is not followed)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+        with os.fdopen(fd, "w") as fh:
             fh.writelines(r.to_line() for r in keep)
             fh.flush()
             os.fsync(fh.fileno())
@@ -273,8 +281,11 @@ class Run:
         write_json_atomic(self.eval_path, result.to_dict())
 
     def log_tail(self, lines: int = 20) -> list[str]:
+        fh = open_regular(self.log_path)
+        if fh is None:
+            return []
         try:
-            with open(self.log_path, "rb") as fh:
+            with fh:
                 fh.seek(0, os.SEEK_END)
                 size = fh.tell()
                 fh.seek(max(0, size - 16_384))
@@ -392,7 +403,7 @@ def iter_runs(root: Path) -> Iterator[Run]:
     """Run directories under ``root`` (none when it does not exist), oldest first."""
     try:
         entries = sorted(p for p in Path(root).iterdir()
-                         if p.is_dir() and not p.name.startswith("."))
+                         if valid_id(p.name) and p.is_dir() and not is_link(p))
     except OSError:
         return
     for path in entries:
@@ -405,11 +416,32 @@ def list_runs(root: Path) -> list[Run]:
 
 
 def find_run(root: Path, ref: str) -> Run:
-    """A run by id, unique id prefix, unique name, or path; else a :class:`RunError`."""
-    candidate = Path(ref)
-    if candidate.is_dir() and (candidate / CONFIG_FILE).exists():
-        return Run(candidate.resolve())
+    """A run under ``root`` by id, unique id prefix, unique name, or a path to one of its run
+    directories; else a one-line :class:`RunError`.
+
+    A ref is a path only when it holds a ``/`` (so a folder in the current directory never
+    shadows the run of the same name), and that path must be a run directory directly under
+    ``root``: a command never acts on a directory elsewhere that happens to hold a config.json.
+    """
+    if "/" in ref:
+        return Run(run_dir_at(root, ref))
+    if is_link(Path(root) / ref):
+        check_record_dir(Path(root) / ref, CONFIG_FILE, "run")  # says it is a link
     return match_ref(ref, list_runs(root), "run", root, "bvae runs", RunError)
+
+
+def run_dir_at(root: Path, ref: str) -> Path:
+    """The run directory a path ref names, if it is one directly under ``root``."""
+    root = Path(root).resolve()
+    path = Path(ref).expanduser()
+    if is_link(path):
+        check_record_dir(path, CONFIG_FILE, "run")  # says it is a link
+    path = path.resolve()
+    if path.parent != root:
+        raise RunError(f"{ref} is not a run directory under the runs dir {root}; name the run "
+                       "by its id or name, and choose its runs dir with --runs-dir")
+    check_record_dir(path, RUN_RECORDS, "run")
+    return path
 
 
 def check_deletable(run: Run, holding_lock: bool = False) -> None:
@@ -425,6 +457,7 @@ def check_deletable(run: Run, holding_lock: bool = False) -> None:
 
 def delete_run(run: Run) -> None:
     """Remove a run directory; refuse while a process holds its lock or its worker is alive."""
+    check_record_dir(run.path, RUN_RECORDS, "run")  # no link out of the root, no stranger
     with RunLock(run):  # a writer that comes after this finds the run gone
         check_deletable(run, holding_lock=True)
         # Rename first so a half-deleted run never shows up as a broken one.

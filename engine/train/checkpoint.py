@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bvae_tui.engine.atomic import atomic_path
 from bvae_tui.engine.errors import RunError
+from bvae_tui.engine.runs.guard import real_subdir
 from bvae_tui.engine.runs.recovery import usable_checkpoint
 from bvae_tui.errors import brief
 
@@ -57,7 +58,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any],
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    real_subdir(path.parent)  # a link planted as checkpoints/ would take the write elsewhere
     with atomic_path(path, keep=keep) as tmp, open(tmp, "wb") as fh:
         torch.save(to_cpu(state), fh)
 

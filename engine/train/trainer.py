@@ -34,6 +34,7 @@ from bvae_tui.datasets.prepare import open_dataset
 from bvae_tui.datasets.tensors import DeviceImages
 from bvae_tui.engine.errors import ConfigError, DeviceError, RunError
 from bvae_tui.engine.runs.devices import resolve_device
+from bvae_tui.engine.runs.guard import open_append
 from bvae_tui.engine.runs.health import EstimateWatch
 from bvae_tui.engine.runs.process import process_start_time
 from bvae_tui.engine.runs.records import MetricsRow
@@ -318,7 +319,7 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
     peak_reported = False
     last_beat = last_progress = time.time()
     model.train()
-    with open(run.metrics_path, "a") as metrics_file:
+    with open_append(run.metrics_path, text=True) as metrics_file:
         while iteration < cfg.iterations:
             if should_stop():
                 final = "stopped"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bvae_tui.engine.errors import SweepError
 from bvae_tui.engine.runs.files import read_json
+from bvae_tui.engine.runs.guard import valid_id
 from bvae_tui.engine.runs.records import Status
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.runs.sweeps.flock import locked
@@ -32,6 +33,9 @@ RESUMABLE = ("stopped", "lost")
 def sweep_dir(run: Run) -> Path | None:
     """The directory of the sweep ``run`` is a member of (None: not a member)."""
     sweep = run.record().sweep
+    if sweep is not None and not valid_id(sweep):  # config.json must not name a path
+        raise SweepError(f"run {run.id}: its config.json names the sweep {sweep!r}, which is "
+                         "not a sweep id; fix config.json or start a new run")
     return run.path.parent / SWEEPS_DIR / sweep if sweep else None
 
 

@@ -24,7 +24,9 @@ from bvae_tui.engine.atomic import share_like_open
 from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.errors import SweepError
 from bvae_tui.engine.runs.files import read_json, write_json_atomic
+from bvae_tui.engine.runs.guard import check_record_dir, is_link, open_append, valid_id
 from bvae_tui.engine.runs.process import worker_alive
+from bvae_tui.engine.runs.readers import read_record
 from bvae_tui.engine.runs.refs import match_ref
 from bvae_tui.engine.runs.store import Run, create_run, delete_run, slug
 from bvae_tui.engine.runs.sweeps.flock import locked
@@ -85,11 +87,19 @@ class Sweep:
 
     # The record and the members ---------------------------------------------------------------
     def record(self) -> SweepRecord:
+        """sweep.json; a SweepError when it is missing, corrupt, or names a member by anything
+        but a run id (``../x`` or an absolute path would reach outside the runs dir)."""
         data = read_json(self.record_path)
         if data is None:
             raise SweepError(f"sweep {self.id}: {SWEEP_FILE} is missing or corrupt; delete it "
                              f"with 'bvae sweep rm {self.id}'")
-        return SweepRecord.from_dict(data)
+        record = SweepRecord.from_dict(data)
+        bad = [m for m in record.members if not valid_id(m)]
+        if bad:
+            raise SweepError(f"sweep {self.id}: {SWEEP_FILE} names {len(bad)} member(s) by "
+                             f"something that is not a run id ({bad[0]!r}); delete the sweep "
+                             f"with 'bvae sweep rm {self.id}' (only its real members go)")
+        return record
 
     @property
     def name(self) -> str:
@@ -97,7 +107,30 @@ class Sweep:
         return (SweepRecord.from_dict(data).name if data else None) or self.id
 
     def members(self) -> list[Run]:
-        return [Run(self.runs_root / run_id) for run_id in self.record().members]
+        """The member runs, in grid order. A run directory listed in sweep.json whose
+        config.json does not name this sweep (a hand-edited or foreign sweep.json) is left out:
+        it is never trained, stopped or deleted through this sweep. A member whose directory
+        is gone is kept (its place in the grid); callers skip what is not a directory."""
+        return [run for run in (Run(self.runs_root / i) for i in self.record().members)
+                if self.owns(run)]
+
+    def deletable_members(self) -> list[Run]:
+        """The member run directories that deleting the sweep deletes: read leniently (a
+        damaged sweep.json must still be removable), and only what is provably this sweep's:
+        a run id, a real directory under the runs root, whose own config.json names this
+        sweep. Anything else sweep.json lists is left alone."""
+        listed = SweepRecord.from_dict(read_json(self.record_path) or {}).members
+        runs = [Run(self.runs_root / m) for m in listed if valid_id(m)]
+        return [r for r in runs if r.path.is_dir() and not is_link(r.path) and self.owns(r)]
+
+    def owns(self, run: Run) -> bool:
+        """Whether ``run`` is this sweep's member by its own config.json (or is gone)."""
+        if not run.path.exists() and not is_link(run.path):
+            return True
+        if is_link(run.path) or not run.path.is_dir():
+            return False
+        record = read_record(run.config_path)
+        return record is not None and record.sweep == self.id
 
     def member_values(self) -> list[dict[str, Any]]:
         """The swept values of each member, in the order of :meth:`members`."""
@@ -106,14 +139,13 @@ class Sweep:
 
     def member(self, ref: str) -> Run:
         """A member by run id, unique id prefix, or its place in the grid (``beta=4 seed=2``)."""
-        members = self.members()
+        ids = self.record().members
         values = self.member_values()
-        for run, swept in zip(members, values, strict=False):
-            if ref in (run.id, label(swept), label(swept).replace(" ", ",")):
-                return run
-        matches = [r for r in members if r.id.startswith(ref)]
-        if len(matches) == 1:
-            return matches[0]
+        found = [run_id for run_id, swept in zip(ids, values, strict=False)
+                 if ref in (run_id, label(swept), label(swept).replace(" ", ","))]
+        found = found[:1] or ([i for i in ids if i.startswith(ref)] if ref else [])
+        if len(found) == 1 and self.owns(run := Run(self.runs_root / found[0])):
+            return run
         raise SweepError(f"sweep {self.id} has no member '{ref}'; 'bvae sweep show {self.id}' "
                          "lists them")
 
@@ -144,8 +176,8 @@ class Sweep:
 
     def log(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self.log_path, "a") as fh:
-            fh.write(f"{stamp} {message}\n")
+        with open_append(self.log_path) as fh:
+            fh.write(f"{stamp} {message}\n".encode())
 
     # Summary ----------------------------------------------------------------------------------
     def summary(self) -> SweepSummary:
@@ -231,31 +263,36 @@ def list_sweeps(runs_root: Path) -> list[Sweep]:
     """Sweeps under the runs root, oldest first."""
     try:
         entries = sorted(p for p in sweeps_root(runs_root).iterdir()
-                         if p.is_dir() and not p.name.startswith("."))
+                         if valid_id(p.name) and p.is_dir() and not is_link(p))
     except OSError:
         return []
     return [Sweep(p) for p in entries if (p / SWEEP_FILE).exists()]
 
 
 def find_sweep(runs_root: Path, ref: str) -> Sweep:
-    """A sweep by id, unique id prefix, unique name, or path; else a one-line SweepError."""
-    candidate = Path(ref)
-    if candidate.is_dir() and (candidate / SWEEP_FILE).exists():
-        return Sweep(candidate.resolve())
-    return match_ref(ref, list_sweeps(runs_root), "sweep", sweeps_root(runs_root),
-                     "bvae sweeps", SweepError)
+    """A sweep by id, unique id prefix, unique name, or a path (a ref holding ``/``) to one of
+    the sweep directories under ``runs_root``; else a one-line SweepError."""
+    root = sweeps_root(Path(runs_root).resolve())
+    if "/" in ref or is_link(root / ref):
+        path = Path(ref).expanduser() if "/" in ref else root / ref
+        check_record_dir(path, SWEEP_FILE, "sweep", SweepError)
+        if path.resolve().parent != root:
+            raise SweepError(f"{ref} is not a sweep directory under {root}; name the sweep by "
+                             "its id or name, and choose its runs dir with --runs-dir")
+        return Sweep(path.resolve())
+    return match_ref(ref, list_sweeps(runs_root), "sweep", root, "bvae sweeps", SweepError)
 
 
 def delete_sweep(sweep: Sweep, keep_runs: bool = False, never_started: bool = False) -> int:
     """Remove the sweep directory and (unless ``keep_runs``) its members; the number of member
     runs removed. Refused while its scheduler runs or any member has a worker (or, on Slurm, a
     job that may still start), unless ``never_started`` (a sweep whose start failed)."""
+    check_record_dir(sweep.path, SWEEP_FILE, "sweep", SweepError)
     if sweep.scheduler_alive():
         raise SweepError(f"sweep {sweep.id} is running; stop it first with "
                          f"'bvae sweep stop {sweep.id}'")
-    record = sweep.record() if sweep.record_path.exists() else SweepRecord()
-    members = [Run(sweep.runs_root / m) for m in record.members]
-    members = [r for r in members if r.path.is_dir()]
+    record = SweepRecord.from_dict(read_json(sweep.record_path) or {})
+    members = sweep.deletable_members()
     on_slurm = record.executor == "slurm"
 
     def busy_run(run: Run) -> bool:
