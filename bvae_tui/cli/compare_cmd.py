@@ -13,6 +13,7 @@ import typer
 
 from bvae_tui.cli.common import JsonOpt, RunsDirOpt, SweepOpt, console, pick_runs, print_json
 from bvae_tui.cli.main import app
+from bvae_tui.safe_text import as_text, markup_safe, plain
 
 _WHICH = "Which runs"
 _HOW = "How"
@@ -58,8 +59,8 @@ def load_with_rows(runs: list) -> list:
         raise RunError(f"nothing to compare: no metrics rows yet in {names}; wait until the "
                        "runs have logged (every --log-every steps)")
     if empty:
-        typer.echo(f"left out {len(empty)} run(s) with no metrics rows yet: "
-                   + ", ".join(r.id for r in empty), err=True)
+        typer.echo(plain(f"left out {len(empty)} run(s) with no metrics rows yet: "
+                         + ", ".join(r.id for r in empty)), err=True)
     return data
 
 
@@ -100,7 +101,7 @@ def compare(
         from bvae_tui.engine.analysis.compare_plot import write_plot
 
         path = write_plot(data, groups, metrics, plot)
-        typer.echo(f"wrote {path}", err=json)
+        typer.echo(plain(f"wrote {path}"), err=json)
     labels = run_labels(data)
     if json:
         out: dict[str, Any] = table.as_json()
@@ -137,7 +138,7 @@ def _write_csv(path, text: str) -> None:
     except OSError as exc:
         raise RunError(f"cannot write {path} ({exc.strerror or exc}); "
                        "choose another file with --csv") from None
-    typer.echo(f"wrote {path}", err=True)
+    typer.echo(plain(f"wrote {path}"), err=True)
 
 
 def _run_json(run, label: str) -> dict[str, Any]:
@@ -157,13 +158,17 @@ def _print_table(table, n_runs: int) -> None:
     if not out.is_terminal:
         out.width = 200  # piped: whole lines
     fields = table.groups[0].fields if table.groups else ()
+    # Field names, group labels and metric names come from config.json and eval.json, whose
+    # keys and values may hold anything: escaped, or Text, never parsed as markup.
     by = ", ".join(SYMBOLS.get(f, f) for f in fields) if fields else "run (no grouping)"
-    out.print(f"[bold]{n_runs} runs[/], grouped by {by}: {len(table.groups)} groups")
+    out.print(f"[bold]{n_runs} runs[/], grouped by {markup_safe(by)}: "
+              f"{len(table.groups)} groups")
     grid = Table(box=None, header_style="bold", pad_edge=False)
     grid.add_column("group", no_wrap=True)
     grid.add_column("n", justify="right")
     for metric in table.metrics:
-        grid.add_column(METRIC_LABELS.get(metric, metric), justify="right", no_wrap=True)
+        grid.add_column(as_text(METRIC_LABELS.get(metric, metric)), justify="right",
+                        no_wrap=True)
     for gi, group in enumerate(table.groups):
         cells = []
         for metric in table.metrics:
@@ -176,7 +181,7 @@ def _print_table(table, n_runs: int) -> None:
             text = stat.text(digits) + (f" [dim](n={stat.n})[/]"
                                         if stat.n != len(group.runs) else "")
             cells.append(f"[bold green]{text} *[/]" if table.best.get(metric) == gi else text)
-        grid.add_row(group.label, str(len(group.runs)), *cells)
+        grid.add_row(as_text(group.label), str(len(group.runs)), *cells)
     out.print(grid)
     notes = ["* best mean"] if table.best else []
     if table.without_eval:
@@ -190,6 +195,8 @@ def _print_runs(data: list, labels: list[str]) -> None:
     from rich.table import Table
 
     out = console()
+    if not out.is_terminal:
+        out.width = 200  # piped: whole lines, as the table above
     grid = Table(box=None, header_style="bold", pad_edge=False, title_justify="left")
     for col in ("run", "id", "state", "iter", "loss", "recon", "KL", "active"):
         grid.add_column(col, justify="left" if col in ("run", "id", "state") else "right",
@@ -199,7 +206,7 @@ def _print_runs(data: list, labels: list[str]) -> None:
         return "-" if value is None else format(value, fmt)
 
     for run, label in zip(data, labels, strict=True):
-        grid.add_row(label, run.id, run.state, str(int(run.iters[-1])),
+        grid.add_row(as_text(label), as_text(run.id), as_text(run.state), str(int(run.iters[-1])),
                      num(run.value("loss"), ".2f"), num(run.value("recon"), ".2f"),
                      num(run.value("kl"), ".2f"), num(run.value("active"), ".0f"))
     out.print()

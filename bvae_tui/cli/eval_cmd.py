@@ -14,6 +14,7 @@ import typer
 
 from bvae_tui.cli.common import DataDirOpt, JsonOpt, RunsDirOpt, console, find_run, print_json
 from bvae_tui.cli.main import app
+from bvae_tui.safe_text import as_text, markup_safe
 
 _WHAT = "What to score"
 _HOW = "Sampling"
@@ -173,9 +174,9 @@ def eval_command(
         info = eval_tables.mi_table(result)
         if info is not None:
             out.print(info)
-        out.print(f"[dim]{result['seconds']:.0f} s on {result['device']}, "
-                  f"{result['encoded']:,} images encoded, seed {seed}; "
-                  f"saved {target.eval_path}[/dim]")
+        out.print(as_text(f"{result['seconds']:.0f} s on {result['device']}, "
+                          f"{result['encoded']:,} images encoded, seed {seed}; "
+                          f"saved {target.eval_path}", "dim"))
         return
     if json_out:
         print_json(results if len(results) > 1 else results[0])
@@ -239,6 +240,6 @@ def _udr_sweep(ref: str, points: int, seed: int, correlation: str, device: str |
     out = console()
     for result in results:
         out.print(eval_tables.udr_table(result, group=result["group"]))
-    for line in notes:
-        out.print(f"[yellow]left out: {line}[/yellow]")
-    out.print(f"[dim]sweep {found.id}, {len(results)} group(s); {_UDR_NOTE}[/dim]")
+    for line in notes:  # they name member runs
+        out.print(as_text(f"left out: {line}", "yellow"))
+    out.print(f"[dim]sweep {markup_safe(found.id)}, {len(results)} group(s); {_UDR_NOTE}[/dim]")

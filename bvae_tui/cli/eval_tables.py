@@ -1,5 +1,8 @@
 """The tables `bvae eval` prints: a run's scores, its latent x factor information, baselines and
-UDR groups. rich and the engine's light modules only (imported by the command, not at start)."""
+UDR groups. rich and the engine's light modules only (imported by the command, not at start).
+
+Titles and cells that carry names from files (run ids, factor names, dataset names, the reason a
+metric was skipped) are Text (:func:`bvae_tui.safe_text.as_text`): never parsed as markup."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from rich.text import Text
 from bvae_tui.engine.analysis.metrics import METRICS, TITLES
 from bvae_tui.engine.analysis.mi_matrix import MIMatrix
 from bvae_tui.engine.analysis.papers import PAPER_BETAVAE
+from bvae_tui.safe_text import as_text
 
 # Per metric: the detail shown in the "train" column (accuracy, informativeness or AUC).
 _TRAIN = {"betavae": "train_accuracy", "factorvae": "train_accuracy",
@@ -50,7 +54,7 @@ def _note(name: str, d: dict[str, Any], dataset: str | None) -> str:
 
 
 def run_table(result: dict[str, Any], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=as_text(title), title_justify="left")
     table.add_column("metric")
     table.add_column("score", justify="right")
     table.add_column("train", justify="right")
@@ -59,8 +63,8 @@ def run_table(result: dict[str, Any], title: str) -> Table:
     for name in [m for m in METRICS if m in details]:
         d = details[name]
         table.add_row(TITLES[name], fmt(result["scores"].get(name)),
-                      fmt(d.get(_TRAIN[name])) if name in _TRAIN else "", _note(
-                          name, d, result.get("dataset")))
+                      fmt(d.get(_TRAIN[name])) if name in _TRAIN else "", as_text(_note(
+                          name, d, result.get("dataset"))))
     return table
 
 
@@ -73,7 +77,7 @@ def mi_table(result: dict[str, Any]) -> Table | None:
     table = Table(title="information: MI(latent; factor) / H(factor)", title_justify="left")
     table.add_column("latent")
     for name in mi.factors:
-        table.add_column(name, justify="right")
+        table.add_column(as_text(name), justify="right")
     for i, row in enumerate(share):
         best = max(range(len(row)), key=row.__getitem__) if row else -1
         table.add_row(f"z{i}", *(Text(f"{v:.2f}", style="bold" if j == best and v >= 0.1
@@ -85,7 +89,7 @@ def mi_table(result: dict[str, Any]) -> Table | None:
 def baseline_table(results: list[dict[str, Any]], title: str) -> Table:
     from bvae_tui.engine.analysis.baselines import TITLES as BASE_TITLES
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=as_text(title), title_justify="left")
     table.add_column("representation")
     shown = [m for m in METRICS if any(m in r["details"] for r in results)]
     for m in shown:
@@ -102,9 +106,9 @@ def baseline_table(results: list[dict[str, Any]], title: str) -> Table:
 
 def udr_table(result: dict[str, Any], group: str | None = None) -> Table:
     params = result["params"]
-    table = Table(title=f"UDR{f' of {group}' if group else ''} on {result['dataset']} "
-                        f"({params['num_points']:,} images, {params['correlation']}, seed "
-                        f"{result['seed']})", title_justify="left")
+    table = Table(title=as_text(f"UDR{f' of {group}' if group else ''} on {result['dataset']} "
+                                f"({params['num_points']:,} images, {params['correlation']}, "
+                                f"seed {result['seed']})"), title_justify="left")
     for col, justify in (("run", "left"), ("seed", "right"), ("iteration", "right"),
                          ("UDR", "right"), ("active latents", "right"),
                          ("with each other run", "left")):
@@ -112,7 +116,7 @@ def udr_table(result: dict[str, Any], group: str | None = None) -> Table:
     best = max(r["udr"] for r in result["runs"])
     for r in result["runs"]:
         pairs = ", ".join(f"{v:.2f}" for v in r["pairwise"].values())
-        table.add_row(r["run"], str(r["seed"]), str(r["iteration"]),
+        table.add_row(as_text(r["run"]), str(r["seed"]), str(r["iteration"]),
                       Text(fmt(r["udr"]), style="bold" if r["udr"] == best else ""),
                       str(r["active_latents"]), pairs)
     return table

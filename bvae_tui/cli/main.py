@@ -12,6 +12,7 @@ import typer
 from typer.core import TyperGroup
 
 from bvae_tui.errors import UserError
+from bvae_tui.safe_text import plain
 
 
 class _Group(TyperGroup):
@@ -21,7 +22,8 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            # The message may quote a user's argument or a run file: one line, no escapes.
+            typer.echo(f"error: {plain(exc)}", err=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
