@@ -1,4 +1,7 @@
-"""How `bvae sweeps` and `bvae sweep show` print (rich tables) and what their --json holds."""
+"""How `bvae sweeps` and `bvae sweep show` print (rich tables) and what their --json holds.
+
+Sweep and member ids, names, devices, swept values and errors come from files (sweep.json, the
+members' run files): every one is printed as Text (:mod:`bvae_tui.safe_text`), never as markup."""
 
 from __future__ import annotations
 
@@ -6,13 +9,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
+
 from bvae_tui.cli.common import console
+from bvae_tui.safe_text import as_text, plain
 from bvae_tui.styles import state_style
 
 
-def _styled(text: str, state: str) -> str:
-    style = state_style(state)
-    return f"[{style}]{text}[/]" if style else text
+def _styled(text: str, state: str) -> Text:
+    """``text`` in the colour of ``state``."""
+    return as_text(text, state_style(state))
 
 
 def print_sweeps(summaries: list[Any], root: Path) -> None:
@@ -20,8 +26,8 @@ def print_sweeps(summaries: list[Any], root: Path) -> None:
 
     out = console()
     if not summaries:
-        out.print(f"no sweeps under {root}; start one with: bvae sweep --preset dsprites-H "
-                  "--beta 1,4 --seed 1,2")
+        out.print(as_text(f"no sweeps under {root}; start one with: bvae sweep --preset "
+                          "dsprites-H --beta 1,4 --seed 1,2"))
         return
     if not out.is_terminal:
         out.width = 200
@@ -29,8 +35,8 @@ def print_sweeps(summaries: list[Any], root: Path) -> None:
     for col in ("ID", "STATE", "MEMBERS", "DONE", "RUN", "QUEUED", "FAILED", "EXECUTOR"):
         table.add_column(col, no_wrap=True)
     for s in summaries:
-        table.add_row(s.id, _styled(s.state, s.state), str(s.members), str(s.finished),
-                      str(s.running), str(s.queued), str(s.failed + s.lost), s.executor)
+        table.add_row(as_text(s.id), _styled(s.state, s.state), str(s.members), str(s.finished),
+                      str(s.running), str(s.queued), str(s.failed + s.lost), as_text(s.executor))
     out.print(table)
 
 
@@ -63,14 +69,14 @@ def sweep_json(sweep: Any) -> dict[str, Any]:
             "runs": members}
 
 
-def cell_text(member: Any, score_name: str) -> str:
+def cell_text(member: Any, score_name: str) -> Text:
     """``finished 100% 0.81``: state, progress and the chosen score of one member."""
     from bvae_tui.engine.runs.sweeps.table import score
 
     pct = f" {100 * member.iteration // member.total}%" if member.total else ""
     value = score(member, score_name)
     shown = "" if value is None else f" {value:.3g}"
-    return _styled(f"{member.state}{pct}", member.state) + shown
+    return Text.assemble(_styled(f"{member.state}{pct}", member.state), shown)
 
 
 def print_grid(sweep: Any, score_name: str | None) -> None:
@@ -86,22 +92,23 @@ def print_grid(sweep: Any, score_name: str | None) -> None:
     score_name = score_name or default_score(grid)
     where = (f"on {', '.join(record.devices)}, {record.per_device or 1} per device"
              if summary.executor == "local" else "on Slurm")
-    out.print(f"[bold]{sweep.id}[/]  {_styled(summary.state, summary.state)}  "
-              f"{summary.members} members {where}  ({summary.counts})")
+    out.print(Text.assemble((plain(sweep.id), "bold"), "  ",
+                            _styled(summary.state, summary.state),
+                            plain(f"  {summary.members} members {where}  ({summary.counts})")))
     if summary.error:
         out.print(_styled(summary.error, summary.state))
     table = Table(box=None, header_style="bold", pad_edge=False,
-                  title=f"cells: state, progress, {score_name}", title_justify="left")
-    table.add_column(" ".join(grid.row_axes) or "member", no_wrap=True)
-    for j in range(len(grid.cols)):
-        table.add_column(grid.col_label(j) or "state", no_wrap=True)
+                  title=as_text(f"cells: state, progress, {score_name}"), title_justify="left")
+    table.add_column(as_text(" ".join(grid.row_axes) or "member"), no_wrap=True)
+    for j in range(len(grid.cols)):  # swept values: a string field's may hold anything
+        table.add_column(as_text(grid.col_label(j) or "state"), no_wrap=True)
     for i in range(len(grid.rows)):
         cells = []
         for j in range(len(grid.cols)):
             member = grid.cells.get((i, j))
             cells.append(cell_text(member, score_name) if member else
                          _styled("gone", "failed"))
-        table.add_row(grid.row_label(i), *cells)
+        table.add_row(as_text(grid.row_label(i)), *cells)
     out.print(table)
     placements = sched.placements if sweep.scheduler_alive(sched) else {}
     started = [m for m in grid.members()
@@ -109,11 +116,12 @@ def print_grid(sweep: Any, score_name: str | None) -> None:
     waiting = [m for m in grid.members() if m.state == "queued" and m.id not in placements]
     for m in started:
         what = "running " if m.state == "running" else "starting"
-        out.print(f"{what}  {m.id} on {placements.get(m.id) or m.device or '?'}  "
-                  f"{m.iteration}/{m.total}")
+        out.print(as_text(f"{what}  {m.id} on {placements.get(m.id) or m.device or '?'}  "
+                          f"{m.iteration}/{m.total}"))
     if waiting:
-        out.print(f"waiting  {len(waiting)} member(s)"
-                  + (f" for a slot (scheduler pid {sched.pid})" if summary.scheduler_pid else ""))
+        out.print(as_text(f"waiting  {len(waiting)} member(s)"
+                          + (f" for a slot (scheduler pid {sched.pid})"
+                             if summary.scheduler_pid else "")))
     for m in grid.members():
         if m.state in ("failed", "lost") and m.error:
             out.print(_styled(f"{m.state}  {m.id}: {m.error}", m.state))
