@@ -8,6 +8,7 @@ import typer
 
 from bvae_tui.cli.common import DataDirOpt, JsonOpt, console, print_json
 from bvae_tui.cli.main import app
+from bvae_tui.safe_text import as_text, markup_safe
 
 
 @app.command(rich_help_panel="Study")
@@ -37,7 +38,7 @@ def bench(
 
     def progress(message: str) -> None:
         if not json_out:
-            out.print(f"[dim]{message}...[/dim]")
+            out.print(f"[dim]{markup_safe(message)}...[/dim]")
         else:
             err.write(f"{message}...\n")
             err.flush()
@@ -50,8 +51,8 @@ def bench(
 
     from rich.table import Table
 
-    table = Table(title=f"bvae bench on {record['device']} ({record['device_name']}), "
-                        f"{record['threads']} threads, torch {record['torch']}")
+    table = Table(title=as_text(f"bvae bench on {record['device']} ({record['device_name']}), "
+                                f"{record['threads']} threads, torch {record['torch']}"))
     table.add_column("figure")
     table.add_column("bvae", justify="right")
     table.add_column("textbook loop", justify="right")
@@ -62,15 +63,15 @@ def bench(
     out.print(table)
     notes = sorted({fig["note"] for fig in record["figures"] if fig["note"]})
     for note in notes:
-        out.print(f"note: {note}")
-    out.print(f"dataset: {record['dataset']} ({record['dataset_source']}); the textbook loop "
-              f"holds {record['baseline_images']:,} images as float32; medians of the interleaved "
-              f"rounds; {record['seconds']:.0f} s in all; load average "
-              f"{' -> '.join(str(v) for v in record['load'])} on {record['cpus']} CPUs")
+        out.print(as_text(f"note: {note}"))
+    out.print(as_text(f"dataset: {record['dataset']} ({record['dataset_source']}); the textbook "
+                      f"loop holds {record['baseline_images']:,} images as float32; medians of "
+                      f"the interleaved rounds; {record['seconds']:.0f} s in all; load average "
+                      f"{' -> '.join(str(v) for v in record['load'])} on {record['cpus']} CPUs"))
     if record.get("amp_auto"):
         from bvae_tui.engine.train.precision import describe
 
-        out.print(f"precision on this device: {describe(record['amp_auto'])}", markup=False)
+        out.print(as_text(f"precision on this device: {describe(record['amp_auto'])}"))
     for target in record["targets"]:
         value = target["value"]
         shown = (format_gain(value) if target["key"].startswith("train")

@@ -3,7 +3,9 @@ and grids, reconstruction grids, the latent x factor information heat map; metri
 TensorBoard event files.
 
 The engine does the work (bvae_tui.engine.analysis.export); this module only parses options.
-torch and the engine are imported inside the commands so `bvae --help` stays fast.
+torch and the engine are imported inside the commands so `bvae --help` stays fast. The paths
+written are printed through :func:`~bvae_tui.safe_text.plain`: a run folder's name may hold
+control characters, which must not reach the terminal.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import typer
 
 from bvae_tui.cli.common import DataDirOpt, RunArg, RunsDirOpt, SweepOpt, find_run, pick_runs
 from bvae_tui.cli.main import app
+from bvae_tui.safe_text import plain
 
 export_app = typer.Typer(
     help="Export latent traversals (GIF, PNG grid) and reconstructions from a run's checkpoint, "
@@ -90,7 +93,7 @@ def gif(
     path = export_gif(find_run(run, runs_dir), output=output, images=_indices(images), limit=limit,
                       steps=steps, fps=fps, checkpoint=checkpoint, order=order, random=random,
                       seed=seed, device=device, data_dir=data_dir)
-    typer.echo(str(path))
+    typer.echo(plain(path))
 
 
 @export_app.command("png")
@@ -114,7 +117,7 @@ def png(
     path = export_png(find_run(run, runs_dir), output=output, images=_indices(images), limit=limit,
                       steps=steps, checkpoint=checkpoint, order=order, random=random, seed=seed,
                       device=device, data_dir=data_dir)
-    typer.echo(str(path))
+    typer.echo(plain(path))
 
 
 @export_app.command("recon")
@@ -135,7 +138,7 @@ def recon(
 
     path = export_recon(find_run(run, runs_dir), output=output, images=_indices(images), n=n,
                         seed=seed, checkpoint=checkpoint, device=device, data_dir=data_dir)
-    typer.echo(str(path))
+    typer.echo(plain(path))
 
 
 @export_app.command("mi")
@@ -148,7 +151,7 @@ def mi(
     which latent carries which factor. Needs 'bvae eval RUN' first."""
     from bvae_tui.engine.analysis.export import export_mi
 
-    typer.echo(str(export_mi(find_run(run, runs_dir), output=output)))
+    typer.echo(plain(export_mi(find_run(run, runs_dir), output=output)))
 
 
 RunsArg = Annotated[list[str] | None, typer.Argument(
@@ -175,7 +178,7 @@ def csv(
     between the runs (a sweep's swept values) as columns, one column per latent."""
     from bvae_tui.engine.analysis.export_data import export_csv
 
-    typer.echo(str(export_csv(_runs(runs, runs_dir, sweep), output)))
+    typer.echo(plain(export_csv(_runs(runs, runs_dir, sweep), output)))
 
 
 @export_app.command("tensorboard")
@@ -192,4 +195,4 @@ def tensorboard(
     from bvae_tui.engine.analysis.export_data import export_tensorboard
 
     for path in export_tensorboard(_runs(runs, runs_dir, sweep), output):
-        typer.echo(str(path))
+        typer.echo(plain(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bvae_tui.cli.common import JsonOpt, console, human_bytes, print_json
 from bvae_tui.cli.main import app
+from bvae_tui.safe_text import as_text
 
 
 @app.command()
@@ -21,8 +22,9 @@ def gpus(json: JsonOpt = False) -> None:
     out = console()
     for g in found:
         util = "-" if g.utilization is None else f"{g.utilization}%"
-        out.print(f"GPU {g.index}  {g.name}  free {human_bytes(g.memory_free)} of "
-                  f"{human_bytes(g.memory_total)}  utilisation {util}   (--gpu {g.index})")
+        out.print(as_text(f"GPU {g.index}  {g.name}  free {human_bytes(g.memory_free)} of "
+                          f"{human_bytes(g.memory_total)}  utilisation {util}   "
+                          f"(--gpu {g.index})"))
     out.print(f"CPU  {os.cpu_count()} cores   (--device cpu)")
-    if reason:
-        out.print(f"[yellow]no GPUs: {reason}[/]")
+    if reason:  # an NVML error's text: shown as it is
+        out.print(as_text(f"no GPUs: {reason}", "yellow"))

@@ -23,6 +23,7 @@ from bvae_tui.cli.common import (
 from bvae_tui.cli.main import app
 from bvae_tui.cli.options import config_field_names, with_config_options
 from bvae_tui.engine.config import PRESETS
+from bvae_tui.safe_text import markup_safe, plain
 
 if TYPE_CHECKING:
     from bvae_tui.engine.runs.records import MetricsRow
@@ -95,7 +96,7 @@ def _train_holding_lock(run: Any, resume: bool, changes: dict[str, Any] | None) 
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     previous_term = signal.signal(signal.SIGTERM, on_sigterm)
-    out.print(f"run [bold]{run.id}[/] in {run.path}")
+    out.print(f"run [bold]{markup_safe(run.id)}[/] in {markup_safe(run.path)}")
     try:
         with progress:
             state = train(run, resume=resume, on_row=on_row, on_progress=on_progress,
@@ -123,11 +124,12 @@ def _prepare_data_visibly(dataset: str, data_dir: str | None) -> None:
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                   console=console(), transient=True) as bar:
-        task = bar.add_task(f"preparing {dataset}", total=None)
+        # The description is markup to rich: a folder dataset's path may hold brackets.
+        task = bar.add_task(f"preparing {markup_safe(dataset)}", total=None)
 
         def report(stage: str, done: int, total: int | None) -> None:
-            bar.update(task, description=f"preparing {dataset}: {stage}", completed=done,
-                       total=total)
+            bar.update(task, description=f"preparing {markup_safe(dataset)}: {stage}",
+                       completed=done, total=total)
 
         prepare(dataset, data_dir, progress=report)
 
@@ -139,13 +141,14 @@ def _report_end(run: Any, state: str) -> None:
     it = status.iteration or 0
     if state == "finished":
         loss = f", loss {last.loss:.2f}" if last and last.loss is not None else ""
-        out.print(f"[green]finished[/] {run.id} at iteration {it}{loss}")
-        out.print(f"next: bvae export gif {run.id}   bvae eval {run.id}")
+        out.print(f"[green]finished[/] {markup_safe(run.id)} at iteration {it}{loss}")
+        out.print(f"next: bvae export gif {markup_safe(run.id)}   "
+                  f"bvae eval {markup_safe(run.id)}")
     elif state == "stopped":
-        out.print(f"[yellow]stopped[/] {run.id} at iteration {it}; "
-                  f"continue with: bvae resume {run.id}")
+        out.print(f"[yellow]stopped[/] {markup_safe(run.id)} at iteration {it}; "
+                  f"continue with: bvae resume {markup_safe(run.id)}")
     else:
-        typer.echo(f"error: run {run.id} failed: {status.error or state}", err=True)
+        typer.echo(plain(f"error: run {run.id} failed: {status.error or state}"), err=True)
         raise typer.Exit(code=1)
 
 
@@ -165,7 +168,7 @@ def train_command(**values: Any) -> None:
         overrides["device"] = device
     cfg = make_config(preset, **overrides)
     if device == "auto" and (note := _auto_note()):  # asked for a GPU, gets the CPU: say so
-        typer.echo(note, err=True)
+        typer.echo(plain(note), err=True)
     if not detach:
         # Validate, then get the data ready (with a progress bar) before any run exists, so a
         # missing dataset is an error, not a failed run. Detached, the worker prepares it.
@@ -242,7 +245,7 @@ def resume(
     if device == "auto" and plan.device == "cpu":
         lines.append(_auto_note())
     for line in filter(None, lines):
-        typer.echo(line, err=True)
+        typer.echo(plain(line), err=True)
     if detach:
         resume_detached(plan)
         typer.echo(found.id)
@@ -282,6 +285,6 @@ def stop(
     stop_run(found, wait=wait)
     status = found.status()
     if status.active:
-        typer.echo(f"stop requested for {found.id}; it is still finishing its step")
+        typer.echo(plain(f"stop requested for {found.id}; it is still finishing its step"))
     else:
-        typer.echo(f"{found.id}: {status.state} at iteration {status.iteration or 0}")
+        typer.echo(plain(f"{found.id}: {status.state} at iteration {status.iteration or 0}"))
