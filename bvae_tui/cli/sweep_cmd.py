@@ -43,7 +43,12 @@ def _find(ref: str, runs_dir: str | None):
 
 def _executor_settings(values: dict[str, Any]):
     from bvae_tui.engine.errors import ConfigError
-    from bvae_tui.engine.runs.sweeps.spec import ExecutorSettings, SlurmSettings, parse_time
+    from bvae_tui.engine.runs.sweeps.spec import (
+        ExecutorSettings,
+        SlurmSettings,
+        parse_time,
+        slurm_args,
+    )
 
     gpus = values.pop("gpus")
     if gpus is not None:
@@ -60,6 +65,7 @@ def _executor_settings(values: dict[str, Any]):
         if not eq or not key.strip():
             raise ConfigError(f"--slurm-arg takes KEY=VALUE (an sbatch option); got {item!r}")
         args[key.strip().lstrip("-")] = value.strip()
+    args = slurm_args(args)  # checked here: each becomes an #SBATCH line of a shell script
     time_limit = values.pop("time")
     slurm = SlurmSettings(partition=values.pop("partition"),
                           time=parse_time(time_limit) if time_limit is not None else None,

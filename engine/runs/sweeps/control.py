@@ -24,7 +24,7 @@ from bvae_tui.engine.runs.sweeps.grid import MAX_MEMBERS
 from bvae_tui.engine.runs.sweeps.members import sweep_dir
 from bvae_tui.engine.runs.sweeps.records import SchedulerStatus, SweepRecord
 from bvae_tui.engine.runs.sweeps.slots import train_device
-from bvae_tui.engine.runs.sweeps.spec import SweepSpec
+from bvae_tui.engine.runs.sweeps.spec import SweepSpec, check_one_line
 from bvae_tui.engine.runs.sweeps.store import Sweep, create_sweep, delete_sweep
 
 
@@ -68,6 +68,8 @@ def plan(spec: SweepSpec, runs_dir: str | os.PathLike | None = None,
          data_dir: str | os.PathLike | None = None, yes: bool = False) -> Plan:
     """Check a spec completely (grid, every member's config, data, devices, executor)."""
     settings = spec.executor.check()
+    name = spec.name or default_name(spec)
+    check_one_line(name, "the sweep name")  # it names the member runs and the Slurm job
     check_grid(spec, yes)
     device = spec.fixed.get("device")
     notes: list[str] = []
@@ -96,7 +98,7 @@ def plan(spec: SweepSpec, runs_dir: str | os.PathLike | None = None,
         if key not in seen:
             seen.add(key)
             check_launch(cfg.replace(device="cpu"), data_dir)
-    return Plan(spec=spec, name=spec.name or default_name(spec), executor=settings.executor,
+    return Plan(spec=spec, name=name, executor=settings.executor,
                 members=members, devices=devices, per_device=per_device, notes=notes)
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bvae_tui.engine.errors import SweepError
+from bvae_tui.engine.errors import ConfigError, SweepError
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.runs.sweeps.members import (
     cancel,
@@ -24,8 +24,9 @@ from bvae_tui.engine.runs.sweeps.members import (
     unqueue,
     waiting,
 )
+from bvae_tui.engine.runs.sweeps.records import SWEEP_FILE
 from bvae_tui.engine.runs.sweeps.slurm_job import SlurmMember
-from bvae_tui.engine.runs.sweeps.spec import ExecutorSettings
+from bvae_tui.engine.runs.sweeps.spec import ExecutorSettings, check_one_line, slurm_key
 from bvae_tui.engine.runs.sweeps.store import Sweep
 
 MAX_REQUEUES = 20  # time-limit requeues per member (preemptions do not count)
@@ -82,6 +83,8 @@ def _filesystem_type(path: Path) -> str | None:
 
 
 def _parameters(sweep: Sweep) -> dict[str, Any]:
+    """submitit's parameters for the sweep's jobs, from sweep.json, checked again (a resume
+    submits from the file, which may have been edited since the spec was read)."""
     slurm = sweep.record().slurm
     params: dict[str, Any] = {
         "job_name": f"bvae-{sweep.name}"[:64], "time": slurm.get("time") or DEFAULT_TIME,
@@ -89,8 +92,20 @@ def _parameters(sweep: Sweep) -> dict[str, Any]:
     for key in ("partition", "gpus_per_node", "mem", "array_parallelism"):
         if slurm.get(key) is not None:
             params[key] = slurm[key]
-    if slurm.get("args"):
-        params["additional_parameters"] = dict(slurm["args"])
+    args = slurm.get("args") or {}
+    try:
+        if not isinstance(args, dict):
+            raise ConfigError(f"args must be a table of sbatch options; got {args!r}")
+        for key, value in args.items():
+            slurm_key(key)
+            check_one_line(str(value), f"Slurm option {key}'s value")
+        for key, value in params.items():
+            check_one_line(str(value), key)
+    except ConfigError as exc:
+        raise SweepError(f"sweep {sweep.id}: {SWEEP_FILE} asks Slurm for what it cannot: "
+                         f"{exc}; fix the file or create the sweep again") from None
+    if args:
+        params["additional_parameters"] = {str(k): str(v) for k, v in args.items()}
     return params
 
 

@@ -28,6 +28,12 @@ A spec comes from the command line (``bvae sweep --beta 1,4 --seed 1..3 ...``), 
     array_parallelism = 8
     args = { account = "my-project" }
 
+Every Slurm value ends up on a ``#SBATCH`` line of a shell script, so each is checked when the
+spec is read, before anything exists: option names are sbatch's long options (lowercase letters,
+digits, dashes; ``cpus_per_task`` is read as ``cpus-per-task``), and no value (nor the sweep's
+name, which becomes the job name) may hold a control character: a newline would end the line
+and start a shell command.
+
 Built-in specs live in ``specs/`` beside this module (``--spec builtin:NAME``).
 """
 
@@ -56,7 +62,39 @@ from bvae_tui.engine.runs.sweeps.grid import (
 
 EXECUTORS = ("local", "slurm")
 BUILTIN_PREFIX = "builtin:"
-_MEM = re.compile(r"^\d+(\.\d+)?[KMGT]?B?$", re.IGNORECASE)
+_MEM = re.compile(r"\d+(\.\d+)?[KMGT]?B?", re.IGNORECASE)  # fullmatch: "$" allows a "\n"
+_SLURM_KEY = re.compile(r"[a-z][a-z0-9-]*")
+# C0 (newline, carriage return, tab), DEL, C1 and the Unicode line separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_one_line(value: object, what: str) -> None:
+    """A ConfigError when ``value`` holds a control character (shown escaped, so the message
+    stays one line)."""
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ConfigError(f"{what} {value!r} has a control character (a newline, tab or "
+                          "escape); give it on one line of printable text")
+
+
+def slurm_key(key: str) -> str:
+    """An sbatch long option name (``cpus_per_task`` read as ``cpus-per-task``), or a
+    ConfigError naming it."""
+    name = key.replace("_", "-") if isinstance(key, str) else ""
+    if not _SLURM_KEY.fullmatch(name):
+        raise ConfigError(f"Slurm option {key!r} is not an sbatch option name; use its long "
+                          "name in lowercase letters, digits and dashes, e.g. account or "
+                          "cpus-per-task")
+    return name
+
+
+def slurm_args(pairs: Mapping[str, Any]) -> dict[str, str]:
+    """Extra sbatch options, checked: name -> value as text."""
+    out = {}
+    for key, value in pairs.items():
+        name = slurm_key(key)
+        check_one_line(str(value), f"Slurm option {name}'s value")
+        out[name] = str(value)
+    return out
 
 
 @dataclass
@@ -74,6 +112,18 @@ class SlurmSettings:
         changes = {f.name: getattr(other, f.name) for f in dataclasses.fields(self)
                    if f.name != "args" and getattr(other, f.name) is not None}
         return dataclasses.replace(self, **changes, args={**self.args, **other.args})
+
+    def check(self) -> None:
+        """A ConfigError for a value that cannot go on an ``#SBATCH`` line as it is."""
+        check_one_line(self.partition, "--partition")
+        if self.mem is not None and not (isinstance(self.mem, str)
+                                         and _MEM.fullmatch(self.mem)):
+            raise ConfigError(f"--mem {self.mem!r} is not a memory size; e.g. 16G or 16000M")
+        for key, value in self.args.items():
+            if slurm_key(key) != key:
+                raise ConfigError(f"Slurm option {key!r}: write it with dashes, "
+                                  f"{slurm_key(key)!r}")
+            check_one_line(value, f"Slurm option {key}'s value")
 
 
 @dataclass
@@ -109,8 +159,7 @@ class ExecutorSettings:
         if self.gpus is not None and any(g < 0 for g in self.gpus):
             raise ConfigError("--gpus takes GPU numbers as 'bvae gpus' lists them; "
                               f"got {self.gpus}")
-        if self.slurm.mem is not None and not _MEM.match(self.slurm.mem):
-            raise ConfigError(f"--mem {self.slurm.mem!r} is not a memory size; e.g. 16G or 16000M")
+        self.slurm.check()
         return self
 
 
@@ -246,15 +295,20 @@ def spec_from_dict(data: dict[str, Any]) -> SweepSpec:
         gpus_per_node=_typed(sl.get("gpus_per_node"), int, "gpus_per_node"),
         mem=_typed(sl.get("mem"), str, "mem"),
         array_parallelism=_typed(sl.get("array_parallelism"), int, "array_parallelism"),
-        args={str(k): str(v) for k, v in args.items()})
+        args=slurm_args(args))
     executor = ExecutorSettings(kind=_typed(ex.get("kind"), str, "kind"), gpus=gpus,
                                 per_gpu=_typed(ex.get("per_gpu"), int, "per_gpu"),
                                 slots=_typed(ex.get("slots"), int, "slots"), slurm=slurm)
     return SweepSpec(values=parse_field_values({**fixed, **swept}),
                      preset=_typed(top.get("preset"), str, "preset"),
-                     name=_typed(top.get("name"), str, "name"),
+                     name=_name(_typed(top.get("name"), str, "name")),
                      description=_typed(top.get("description"), str, "description"),
                      executor=executor.check())
+
+
+def _name(name: str | None) -> str | None:
+    check_one_line(name, "the sweep name")  # it names the runs and the Slurm job
+    return name
 
 
 def parse_time(value: Any) -> int:
@@ -265,6 +319,7 @@ def parse_time(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         minutes = value
     elif isinstance(value, str):
+        check_one_line(value, "--time")  # int() would let "30\n" through
         days_text, dash, rest = value.strip().partition("-")
         if not dash:
             days_text, rest = "0", days_text
