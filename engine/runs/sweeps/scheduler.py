@@ -12,33 +12,42 @@ Adopt, never duplicate: at start it keeps the members whose worker is still aliv
 start time), wherever they came from, and puts back in the queue the members whose worker died
 (they resume from their checkpoints). A member is taken from the queue only under the sweep's
 queue lock and only while no live worker stands behind it.
+
+Never wedged by a lock: the queue lock and the host's slot table are taken together or not at
+all (one is never waited for while the other is held), each try without blocking, so a process
+that holds the slot table (another sweep's scheduler, or anyone who can read the file) delays
+starts but never keeps `bvae sweep stop` from the queue, and a stop ends the wait.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
-from bvae_tui.engine.errors import RunError
+from bvae_tui.engine.errors import RunError, UserError
 from bvae_tui.engine.runs.devices import list_gpus
 from bvae_tui.engine.runs.launch import launch
 from bvae_tui.engine.runs.lock import RunLocked, lock_holder
 from bvae_tui.engine.runs.process import on_stop_signals, process_start_time
 from bvae_tui.engine.runs.records import Status
 from bvae_tui.engine.runs.store import Run
-from bvae_tui.engine.runs.sweeps.flock import try_lock
-from bvae_tui.engine.runs.sweeps.records import SlotEntry
+from bvae_tui.engine.runs.sweeps.flock import POLL_S as LOCK_POLL_S
+from bvae_tui.engine.runs.sweeps.flock import LockBusy, locked, try_lock
+from bvae_tui.engine.runs.sweeps.records import QUEUE_LOCK, SlotEntry
 from bvae_tui.engine.runs.sweeps.slots import Slots, SlotTable, memory_fits, train_device
 from bvae_tui.engine.runs.sweeps.store import Sweep
 
 POLL_S = 1.0
 REAP_WAIT_S = 2.0
+CLAIM_WAIT_S = 10.0  # one poll's wait for the queue and the slot table; the next poll retries
 
 
 def _exit_text(code: int | None) -> str:
@@ -74,13 +83,15 @@ class Scheduler:
         self._write(state="running", started=time.time(), error=None)
         self.sweep.log(f"scheduler pid {pid}: {len(self.sweep.members())} members, devices "
                        f"{', '.join(self.devices)}, {self.per_device} per device")
-        self.recover()
+        recovered = self.recover()
         state = "finished"
         while True:
-            if self.stop or self.sweep.scheduler().stop_requested:
+            if self._stopping():
                 state = "stopped"
                 break
-            if not self.step():
+            if not recovered:  # the locks were busy: adopt first, then start anything
+                recovered = self.recover()
+            elif not self.step():
                 break
             deadline = time.monotonic() + self.poll
             while time.monotonic() < deadline and not self.stop:
@@ -89,9 +100,12 @@ class Scheduler:
         self.sweep.log(f"scheduler {state}")
         return state
 
-    def recover(self) -> None:
-        """Adopt the members whose worker still runs; queue again those whose worker died."""
-        with self.sweep.queue_lock(), self.table.claim() as slots:
+    def recover(self) -> bool:
+        """Adopt the members whose worker still runs; queue again those whose worker died.
+        False when the locks stayed busy (or a stop came): nothing was done, try again."""
+        with self._claim() as slots:
+            if slots is None:
+                return False
             slots.prune()
             for run in self.sweep.members():
                 if not run.path.is_dir():
@@ -113,6 +127,7 @@ class Scheduler:
                                      phase=None, error=None)
                     self.sweep.log(f"queued {run.id} again (its worker pid {status.pid} is "
                                    "gone); it resumes from its checkpoint")
+        return True
 
     def step(self) -> bool:
         """One poll; False when no member is left queued or running."""
@@ -138,24 +153,24 @@ class Scheduler:
     def _start_some(self, pending: list[Run]) -> None:
         gpus = [d for d in self.devices if d.startswith("cuda:")]
         free = {f"cuda:{g.index}": g.memory_free for g in list_gpus()[0]} if gpus else {}
-        with self.sweep.queue_lock():
-            if self.sweep.scheduler().stop_requested:
+        with self._claim() as slots:
+            # Read again under the queue lock: a stop writes it before it empties the queue.
+            if slots is None or self.sweep.scheduler().stop_requested:
                 return
-            with self.table.claim() as slots:
-                slots.prune()
-                for run in pending:
-                    status = run.status()  # again, under the lock: it may have been stopped
-                    if status.state != "queued" or status.pid:
-                        continue
-                    used = {d: slots.used(d) for d in self.devices}
-                    device = slots.pick(self.devices, self.per_device,
-                                        memory_fits(self.devices, self.memory_peak, used, free))
-                    if device is None:
-                        self._say_once("full", "every slot is taken; members wait for one")
-                        return
-                    self._start(run, status, device, slots)
-                    if device in free and self.memory_peak:
-                        free[device] -= self.memory_peak
+            slots.prune()
+            for run in pending:
+                status = run.status()  # again, under the lock: it may have been stopped
+                if status.state != "queued" or status.pid:
+                    continue
+                used = {d: slots.used(d) for d in self.devices}
+                device = slots.pick(self.devices, self.per_device,
+                                    memory_fits(self.devices, self.memory_peak, used, free))
+                if device is None:
+                    self._say_once("full", "every slot is taken; members wait for one")
+                    return
+                self._start(run, status, device, slots)
+                if device in free and self.memory_peak:
+                    free[device] -= self.memory_peak
 
     def _start(self, run: Run, status: Status, device: str, slots: Slots) -> None:
         record = run.record()
@@ -205,6 +220,45 @@ class Scheduler:
             cores = os.cpu_count() or 1
         return {"OMP_NUM_THREADS": str(max(1, cores // self.per_device))}
 
+    # Locks -------------------------------------------------------------------------------------
+    def _stopping(self) -> bool:
+        return self.stop or self.sweep.scheduler().stop_requested
+
+    @contextlib.contextmanager
+    def _claim(self) -> Iterator[Slots | None]:
+        """The sweep's queue lock and the host's slot table, both held for the block; None
+        when they stayed busy for :data:`CLAIM_WAIT_S` or a stop came meanwhile (the block
+        then does nothing, and the next poll tries again)."""
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        while not self._stopping():
+            held = self._try_both()
+            if isinstance(held, tuple):
+                stack, slots = held
+                with stack:
+                    yield slots
+                return
+            if time.monotonic() > deadline:
+                self._say_once(f"busy {held.path}", f"members wait: {held.path} is held by "
+                               f"{held.holder}; they start once it is free")
+                break
+            time.sleep(LOCK_POLL_S)
+        yield None
+
+    def _try_both(self) -> tuple[contextlib.ExitStack, Slots] | LockBusy:
+        """Both locks at once, without waiting for either (the held locks, on an ExitStack
+        the caller closes, and the table), or the LockBusy of the one that was taken."""
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(locked(self.sweep.path / QUEUE_LOCK, timeout=0))
+            slots = stack.enter_context(self.table.claim(timeout=0))
+        except LockBusy as busy:
+            stack.close()
+            return busy
+        except BaseException:
+            stack.close()
+            raise
+        return stack, slots
+
     # Bookkeeping -------------------------------------------------------------------------------
     def _reap(self, dead: int | None = None) -> None:
         """Collect the exit status of finished workers (children of this process). ``dead``:
@@ -252,7 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=POLL_S, help="seconds between polls")
     args = parser.parse_args(argv)
     sweep = Sweep(args.sweep_dir.resolve())
-    lock = try_lock(sweep.lock_path)
+    try:
+        lock = try_lock(sweep.lock_path)
+    except UserError as exc:  # e.g. the lock file is a symbolic link: one line in the log
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     if lock is None:
         pid = sweep.scheduler().pid
         print(f"error: sweep {sweep.id} already has a scheduler (pid {pid}); this one exits",

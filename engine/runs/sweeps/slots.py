@@ -80,10 +80,12 @@ class SlotTable:
         self.lock_path = folder / f"{name}.lock"
 
     @contextlib.contextmanager
-    def claim(self) -> Iterator[Slots]:
-        """The entries, exclusively, for as long as the block runs; written back if changed."""
+    def claim(self, timeout: float | None = None) -> Iterator[Slots]:
+        """The entries, exclusively, for as long as the block runs; written back if changed.
+        ``timeout``: how long to wait for the table's lock (see :func:`.flock.locked`; a
+        :class:`~.flock.LockBusy` after it)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with locked(self.lock_path):
+        with locked(self.lock_path, timeout):
             data = read_json(self.path) or {}
             raw = data.get("slots")
             entries = [SlotEntry.from_dict(e) for e in raw] if isinstance(raw, list) else []

@@ -29,6 +29,9 @@ from bvae_tui.engine.runs.sweeps.members import sweep_dir
 from bvae_tui.engine.runs.sweeps.records import QUEUE_LOCK
 
 STOP_WAIT_S = 300.0  # Slurm kills the job after its own grace period anyway
+# The queue lock is held for milliseconds; on a cluster's shared filesystem a lock can be slow, so
+# a job waits longer than a command would before it fails with the holder's name.
+QUEUE_WAIT_S = 300.0
 
 
 class SlurmMember:
@@ -73,7 +76,8 @@ class SlurmMember:
     @staticmethod
     def _queue_lock(run: Run) -> Any:
         folder = sweep_dir(run)
-        return locked(folder / QUEUE_LOCK) if folder else contextlib.nullcontext()
+        return (locked(folder / QUEUE_LOCK, QUEUE_WAIT_S) if folder
+                else contextlib.nullcontext())
 
     def checkpoint(self) -> Any:
         """submitit's hook for a time limit or preemption: stop the worker (it checkpoints),
