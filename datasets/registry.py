@@ -17,18 +17,31 @@ from bvae_tui.datasets.errors import DataError
 IMAGE_SIZE = 64
 
 DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
+# raw.githubusercontent.com directly: github.com/.../raw/... answers with a redirect to this other
+# host, which downloads refuse (datasets.download follows same-host redirects only).
 DSPRITES_URL = (
-    "https://github.com/deepmind/dsprites-dataset/raw/master/" + DSPRITES_FILE
+    "https://raw.githubusercontent.com/google-deepmind/dsprites-dataset/master/" + DSPRITES_FILE
 )
-# git blob id of the file: sha1(b"blob %d\0" % size + content)
+# git blob id of the file: sha1(b"blob %d\0" % size + content); the repository's own id of it
 DSPRITES_GIT_BLOB = "d98996d3f8ee1550e06b9d4ed78d0beb478910d5"
 
 CELEBA_URL = "https://s3-us-west-1.amazonaws.com/udacity-dlnfd/datasets/celeba.zip"
+# md5 as torchvision's CelebA lists it for img_align_celeba.zip
 CELEBA_MD5 = "00d2c5bc6d35e252742224ab0c1e8fcb"
 CHAIRS_URL = "https://www.di.ens.fr/willow/research/seeing3Dchairs/data/rendered_chairs.tar"
+# md5 of rendered_chairs.tar: no digest from the authors was found. This one is from a public
+# repository's torchvision-style `Chairs(VisionDataset)` class (found by GitHub code search; the
+# index did not name the repository), whose constructor refuses to load unless the local file
+# matches it, so its author's copy did. A single source: if the real file fails this check,
+# suspect this digest first.
+CHAIRS_MD5 = "7941bff4d19665ed2dd8c82e88293e1b"
 SHAPES3D_FILE = "3dshapes.h5"
 SHAPES3D_URL = "https://storage.googleapis.com/3d-shapes/3dshapes.h5"
-SHAPES3D_SIZE = 267_573_662  # bytes; no published checksum, so the size is the integrity check
+SHAPES3D_SIZE = 267_573_662  # bytes
+# sha256 (and the size above) from tensorflow/datasets, tensorflow_datasets/url_checksums/
+# shapes3d.txt; nmichlo/disent (disent/dataset/data/_groundtruth__shapes3d.py) lists the same
+# file's full md5 as 099a2078d58cec4daad0702c55d06868.
+SHAPES3D_SHA256 = "0a0f6ed98baff276a50f3a081a7434d788da63cb135a98189b2a5b5769be1785"
 SHAPES3D_FACTORS = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
 
 DSPRITES_FACTORS = ("color", "shape", "scale", "orientation", "posX", "posY")

@@ -21,14 +21,22 @@ def _blob(data: bytes) -> str:
 
 
 class _Server:
-    """Serves ``files`` (path -> bytes). Options per path: ``cut`` (first N transfers stop half
-    way), ``no_range`` (ignore Range headers)."""
+    """Serves ``files`` (path -> bytes) with a strong ETag (a hash of the content), as real
+    servers do. Options per path: ``cut`` (first N transfers stop half way), ``no_range``
+    (ignore Range headers), ``validator``: "etag" (default), "weak-etag", "last-modified" or
+    "none" (what the responses carry, and what If-Range is compared with), ``redirect``
+    (path -> Location, answered 302). ``requests``: (path, Range) of each request;
+    ``headers``: all the request headers of each."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
         self.cut: dict[str, int] = {}
         self.no_range: set[str] = set()
+        self.validator: dict[str, str] = {}
+        self.redirect: dict[str, str] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.headers: list[dict[str, str]] = []
+        self._versions: dict[str, list[str]] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,10 +46,21 @@ class _Server:
             def do_GET(self):
                 rng = self.headers.get("Range")
                 server.requests.append((self.path, rng))
+                server.headers.append(dict(self.headers.items()))
+                if self.path in server.redirect:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirect[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 data = server.files.get(self.path)
                 if data is None:
                     self.send_error(404, "Not Found")
                     return
+                validator = server.validator_of(self.path)
+                if_range = self.headers.get("If-Range")
+                if if_range is not None and (if_range != validator or if_range.startswith("W/")):
+                    rng = None  # RFC 9110: changed (or only weakly known), send all of it
                 start = 0
                 if rng and self.path not in server.no_range:
                     start = int(rng.removeprefix("bytes=").split("-")[0])
@@ -55,6 +74,11 @@ class _Server:
                                      f"bytes {start}-{len(data) - 1}/{len(data)}")
                 else:
                     self.send_response(200)
+                kind = server.validator.get(self.path, "etag")
+                if kind in ("etag", "weak-etag"):
+                    self.send_header("ETag", validator)
+                elif kind == "last-modified":
+                    self.send_header("Last-Modified", validator)
                 body = data[start:]
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -72,6 +96,23 @@ class _Server:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
+
+    def validator_of(self, path: str) -> str | None:
+        """The ETag or Last-Modified value ``path`` is served with now (it changes with the
+        content), or None."""
+        kind = self.validator.get(path, "etag")
+        digest = hashlib.sha1(self.files.get(path, b"")).hexdigest()
+        if kind == "etag":
+            return f'"{digest[:16]}"'
+        if kind == "weak-etag":
+            return f'W/"{digest[:16]}"'
+        if kind == "last-modified":
+            # one date per version of the content, in the order they were served
+            seen = self._versions.setdefault(path, [])
+            if digest not in seen:
+                seen.append(digest)
+            return f"Mon, 01 Jan 2024 00:00:{seen.index(digest):02d} GMT"
+        return None
 
     def close(self):
         self.httpd.shutdown()
