@@ -9,20 +9,25 @@ half-written; downloads run against local HTTP servers on 127.0.0.1 (tests/test_
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from bvae_tui.datasets import download
+from bvae_tui.datasets import download, images
 from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.prepare import prepare
 from tests.conftest import ROOT
+from tests.test_datasets_files import _jpeg_bytes, _png
 from tests.test_download import PAYLOAD, _Server
 
 MiB = 1 << 20
@@ -49,6 +54,170 @@ def _stored_png(size: tuple[int, int]) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, (90, 90, 90)).save(buf, format="PNG", compress_level=0)
     return buf.getvalue()
+
+
+# --- item 6: zip bombs, ratio, bad CRC; tar: compressed refused, oversize members skipped ----
+
+_PREPARE_RSS = """
+import json, sys
+import bvae_tui.datasets.decode  # Pillow, imported before the baseline is taken
+from bvae_tui.datasets.prepare import prepare
+
+def peak_kib():
+    # VmHWM: this process image's own peak RSS (getrusage's ru_maxrss survives exec, so it
+    # would start at the parent pytest's peak and hide growth below it)
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+
+before = peak_kib()
+ds = prepare(sys.argv[1], sys.argv[2])
+print(json.dumps({"n": ds.n, "skipped": ds.meta["skipped"],
+                  "reasons": ds.meta.get("skipped_reasons"),
+                  "grew_mib": (peak_kib() - before) / 1024}))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc")
+def test_zip_bomb_entries_are_skipped_without_being_read(tmp_path):
+    # Two 200 MiB entries of zeros (about 200 KB each deflated) among three real faces.
+    root = tmp_path / "data"
+    root.mkdir()
+    zeros = bytes(MiB)
+    with zipfile.ZipFile(root / "celeba.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for i in range(3):
+            zf.writestr(f"img_align_celeba/{i:06d}.jpg", _jpeg_bytes())
+        for name in ("bomb1.jpg", "bomb2.jpg"):
+            with zf.open(f"img_align_celeba/{name}", "w", force_zip64=True) as fh:
+                for _ in range(200):
+                    fh.write(zeros)
+    assert (root / "celeba.zip").stat().st_size < 2 * MiB
+    out = _run_python(_PREPARE_RSS, "celeba", str(root))
+    assert out["grew_mib"] < 64, out  # an entry read whole takes 200 MiB at least
+    assert out["n"] == 3 and out["skipped"] == 2
+    assert out["reasons"] == {"too_big": 2}
+
+
+def test_entry_under_the_size_cap_but_deflated_1000_to_1_is_skipped(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    png = _stored_png((1500, 1500))  # 6.75 MB, a real image, < the 64 MiB cap
+    with zipfile.ZipFile(root / "celeba.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("img_align_celeba/000001.jpg", _jpeg_bytes())
+        zf.writestr("img_align_celeba/000002.jpg", _jpeg_bytes())
+        zf.writestr("img_align_celeba/000003.png", png)
+    assert zf.getinfo("img_align_celeba/000003.png").compress_size * 100 < len(png)
+    ds = prepare("celeba", root)
+    assert ds.n == 2 and ds.meta["skipped"] == 1
+    assert ds.meta["skipped_reasons"] == {"too_big": 1}
+
+
+def _zip_with_bad_crcs(path: Path, good: int, bad: int) -> None:
+    """A stored (uncompressed) zip of ``good + bad`` JPEGs; one byte flipped inside each of the
+    last ``bad`` entries' data, so that only their CRC check can notice."""
+    names = [f"img_align_celeba/{i:06d}.jpg" for i in range(good + bad)]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name in names:
+            zf.writestr(name, _jpeg_bytes())
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        for name in names[good:]:
+            info = zf.getinfo(name)
+            # local header: 30 bytes, then the name and the extra field (lengths at 26 and 28)
+            h = info.header_offset
+            start = h + 30 + int.from_bytes(raw[h + 26:h + 28], "little") \
+                + int.from_bytes(raw[h + 28:h + 30], "little")
+            raw[start + info.file_size // 2] ^= 0x55
+    path.write_bytes(bytes(raw))
+
+
+def test_one_bad_crc_in_celeba_zip_is_skipped_and_counted(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    _zip_with_bad_crcs(root / "celeba.zip", good=3, bad=1)
+    ds = prepare("celeba", root)
+    assert ds.n == 3 and ds.meta["skipped"] == 1
+    assert ds.meta["skipped_reasons"] == {"damaged": 1}
+
+
+def test_mostly_damaged_zip_fails_in_one_line(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    _zip_with_bad_crcs(root / "celeba.zip", good=1, bad=2)
+    with pytest.raises(DataError) as exc:
+        prepare("celeba", root)
+    msg = _one_line(exc)
+    assert "2 of 3" in msg and "damaged" in msg and "download it again" in msg
+    assert sorted(p.name for p in root.iterdir()) == ["celeba.zip"]  # no cache, no temp
+
+
+def _render_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGBA", (60, 60), (0, 0, 0, 0)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _tar_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_gzip_compressed_tar_is_refused_in_one_line(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    tar = _tar_bytes({"rendered_chairs/m1/renders/image_000.png": _render_png()})
+    (root / "rendered_chairs.tar").write_bytes(gzip.compress(tar))
+    with pytest.raises(DataError) as exc:
+        prepare("chairs", root)
+    msg = _one_line(exc)
+    assert "gzip" in msg and "rendered_chairs.tar" in msg and "gunzip" in msg
+    assert sorted(p.name for p in root.iterdir()) == ["rendered_chairs.tar"]
+
+
+def test_tar_member_over_the_size_cap_is_skipped_unread(tmp_path, monkeypatch):
+    monkeypatch.setattr(images, "MAX_ENTRY_BYTES", 1 * MiB, raising=False)
+    root = tmp_path / "data"
+    root.mkdir()
+    big = _stored_png((800, 800))  # a real render of 1.9 MB
+    (root / "rendered_chairs.tar").write_bytes(_tar_bytes({
+        "rendered_chairs/m1/renders/image_000.png": _render_png(),
+        "rendered_chairs/m1/renders/image_001.png": big,
+        "rendered_chairs/m2/renders/image_000.png": _render_png(),
+    }))
+    ds = prepare("chairs", root)
+    assert ds.n == 2 and ds.meta["skipped"] == 1
+    assert ds.meta["skipped_reasons"] == {"too_big": 1}
+
+
+# --- item 10: FIFOs in folders, crafted npz headers ----------------------------------------------
+
+_PREPARE_FOLDER = """
+import json, sys
+from bvae_tui.datasets.prepare import prepare
+ds = prepare("folder:" + sys.argv[1], sys.argv[2])
+print(json.dumps({"n": ds.n, "skipped": ds.meta["skipped"],
+                  "reasons": ds.meta.get("skipped_reasons")}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_in_a_folder_is_skipped_not_waited_on(tmp_path):
+    # Policy: a symlink to a regular file is read; FIFOs (and links to them), devices and
+    # sockets are never opened for reading. A subprocess: the old code blocks in open() forever.
+    src = tmp_path / "imgs"
+    _png(src / "a.png")
+    _png(tmp_path / "elsewhere" / "real.png")
+    (src / "b.png").symlink_to(tmp_path / "elsewhere" / "real.png")
+    os.mkfifo(src / "c.png")
+    os.mkfifo(tmp_path / "fifo")
+    (src / "d.png").symlink_to(tmp_path / "fifo")
+    out = _run_python(_PREPARE_FOLDER, str(src), str(tmp_path / "data"), timeout=60)
+    assert out["n"] == 2 and out["skipped"] == 2
+    assert out["reasons"] == {"not_a_file": 2}
 
 
 # --- item 9: digests, 416 on a stale .part, redirects, If-Range ----------------------------------
