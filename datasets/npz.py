@@ -7,6 +7,7 @@ stream the ``imgs.npy`` member so memory stays small.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import uuid
 import zipfile
@@ -38,14 +39,14 @@ class DspritesNpzReader:
             self._zf = zipfile.ZipFile(self.path)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise self._bad(f"not a valid zip: {exc}") from None
-        names = {n.removesuffix(".npy") for n in self._zf.namelist()}
+        names = {n.removesuffix(".npy") for n in self._zf.namelist() if n.endswith(".npy")}
         missing = [k for k in KEYS if k not in names]
         if missing:
             raise self._bad(f"missing key(s) {', '.join(missing)}")
-        with self._open("imgs") as fh:
-            shape, dtype = self._header(fh, "imgs")
+        shape, dtype, offset = self._member_header("imgs")
         if dtype != np.uint8 or len(shape) != 3 or shape[1:] != (64, 64):
             raise self._bad(f"imgs is {dtype} {shape}, expected uint8 (N, 64, 64)")
+        self._check_size("imgs", shape, dtype, offset)
         self.n = int(shape[0])
         return self
 
@@ -55,7 +56,11 @@ class DspritesNpzReader:
 
     def _open(self, key: str):
         assert self._zf is not None
-        return self._zf.open(f"{key}.npy")
+        try:
+            return self._zf.open(f"{key}.npy")
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+            # a damaged local header, an unsupported compression, an encrypted member
+            raise self._bad(f"{key}: {exc}") from None
 
     def _header(self, fh, key: str) -> tuple[tuple[int, ...], np.dtype]:
         try:
@@ -70,7 +75,25 @@ class DspritesNpzReader:
             raise self._bad(f"{key} is stored in Fortran order")
         return tuple(int(s) for s in shape), np.dtype(dtype)
 
-    def _load_small(self, key: str) -> np.ndarray:
+    def _member_header(self, key: str) -> tuple[tuple[int, ...], np.dtype, int]:
+        """(shape, dtype, data offset) of member ``key``, from its header alone."""
+        with self._open(key) as fh:
+            shape, dtype = self._header(fh, key)
+            return shape, dtype, fh.tell()
+
+    def _check_size(self, key: str, shape: tuple[int, ...], dtype: np.dtype, offset: int) -> None:
+        """The member must hold the bytes its header promises. A header costs nothing to craft:
+        what it claims is never allocated or read before its shape and this size pass."""
+        assert self._zf is not None
+        if self._zf.getinfo(f"{key}.npy").file_size < offset + math.prod(shape) * dtype.itemsize:
+            raise self._bad(f"{key} is truncated: its header says {dtype} {shape}")
+
+    def _load_small(self, key: str, shape: tuple[int, ...], kinds: str) -> np.ndarray:
+        """Load ``key`` once its header says ``shape`` and a dtype of one of ``kinds``."""
+        got, dtype, offset = self._member_header(key)
+        if got != shape or dtype.kind not in kinds or dtype.hasobject:
+            raise self._bad(f"{key} is {dtype} {got}, expected {shape}")
+        self._check_size(key, got, dtype, offset)
         try:
             with self._open(key) as fh:
                 return np.lib.format.read_array(fh, allow_pickle=False)
@@ -81,12 +104,9 @@ class DspritesNpzReader:
         """The factor tables must be the grid, in its order (else indices would mean nothing)."""
         if self.n != grid.n:
             raise self._bad(f"{self.n} images, expected {grid.n}")
-        classes = self._load_small("latents_classes")
-        values = self._load_small("latents_values")
         f = len(grid.sizes)
-        if classes.shape != (grid.n, f) or values.shape != (grid.n, f):
-            raise self._bad(f"factor tables of shape {classes.shape} / {values.shape}, "
-                            f"expected ({grid.n}, {f})")
+        classes = self._load_small("latents_classes", (grid.n, f), "iu")
+        values = self._load_small("latents_values", (grid.n, f), "fiu")
         if not np.array_equal(classes, grid.classes()):
             raise self._bad("latents_classes are not the dSprites grid in its order")
         if not np.allclose(values, grid.latent_values(), atol=1e-6):

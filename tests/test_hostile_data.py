@@ -20,12 +20,14 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from bvae_tui.datasets import download, images
+from bvae_tui.datasets import download, dsprites, images
 from bvae_tui.datasets.errors import DataError
-from bvae_tui.datasets.prepare import prepare
+from bvae_tui.datasets.prepare import open_dataset, prepare
+from bvae_tui.datasets.registry import DSPRITES_FILE
 from tests.conftest import ROOT
 from tests.test_datasets_files import _jpeg_bytes, _png
 from tests.test_download import PAYLOAD, _Server
@@ -218,6 +220,42 @@ def test_fifo_in_a_folder_is_skipped_not_waited_on(tmp_path):
     out = _run_python(_PREPARE_FOLDER, str(src), str(tmp_path / "data"), timeout=60)
     assert out["n"] == 2 and out["skipped"] == 2
     assert out["reasons"] == {"not_a_file": 2}
+
+
+def _crafted_npz(exported: Path, out: Path, key: str, shape: tuple[int, ...]) -> None:
+    """``exported`` (a valid npz) with member ``key`` replaced by a bare header claiming
+    ``shape``: a few hundred bytes that describe petabytes."""
+    dtype = np.int64 if key == "latents_classes" else np.float64
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+        "shape": shape})
+    with zipfile.ZipFile(exported) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = header.getvalue() + bytes(64) if info.filename == f"{key}.npy" \
+                else src.read(info)
+            dst.writestr(info.filename, data, zipfile.ZIP_DEFLATED)
+
+
+@pytest.mark.parametrize("key, shape", [
+    ("latents_classes", (4608, 10**12)),
+    ("latents_values", (4608, 10**12)),
+    ("latents_classes", (10**12, 6)),
+])
+def test_crafted_npz_header_is_one_line_before_any_allocation(tmp_path, mini_data_dir,
+                                                              monkeypatch, key, shape):
+    from bvae_tui.datasets.npz import export_npz
+
+    monkeypatch.setattr(dsprites, "full_grid", dsprites.mini_grid)  # the flow of the full one
+    exported = export_npz(open_dataset("dsprites-mini", mini_data_dir), tmp_path / "ok.npz")
+    root = tmp_path / "data"
+    root.mkdir()
+    _crafted_npz(exported, root / DSPRITES_FILE, key, shape)
+    with pytest.raises(DataError) as exc:  # before: MemoryError (37 PB asked for)
+        prepare("dsprites", root)
+    msg = _one_line(exc)
+    assert DSPRITES_FILE in msg and key in msg and "expected" in msg
+    assert sorted(p.name for p in root.iterdir()) == [DSPRITES_FILE]
 
 
 # --- item 9: digests, 416 on a stale .part, redirects, If-Range ----------------------------------
