@@ -274,7 +274,7 @@ def sweep_rm(
     from bvae_tui.engine.runs.sweeps import control
 
     found = _find(sweep, runs_dir)
-    what = "the sweep record" if keep_runs else f"its {len(found.record().members)} member runs"
+    what = "the sweep record" if keep_runs else f"its {len(found.deletable_members())} member runs"
     try:
         confirmed = yes or typer.confirm(f"delete sweep {found.id} and {what}?")
     except typer.Abort:
