@@ -48,6 +48,7 @@ def _register() -> None:
         compare_cmd,
         data_cmd,
         eval_cmd,
+        explore_cmd,
         export_cmd,
         gpus_cmd,
         runs_cmd,
