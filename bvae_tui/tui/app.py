@@ -15,14 +15,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.markup import escape as escape_markup
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from bvae_tui.datasets.registry import data_root
 from bvae_tui.engine.runs.store import Run, runs_root
 from bvae_tui.errors import UserError
+from bvae_tui.safe_text import plain
 from bvae_tui.tui.messages import ExportDone
 from bvae_tui.tui.screens.confirm import ConfirmScreen
 from bvae_tui.tui.screens.export import ExportOptions, ExportScreen
@@ -50,6 +54,16 @@ class BvaeApp(SweepActions, App):
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen(self.runs_root))
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every notification (screens' and widgets' too: they call this) as plain text.
+
+        What they say quotes run ids, paths and errors read from run files, which may hold
+        brackets or escape sequences: parsed as markup, a ``[/]`` would raise a MarkupError in
+        the middle of the app. So ``markup`` is ignored (Textual's widgets pass True)."""
+        super().notify(plain(message), title=plain(title), severity=severity, timeout=timeout,
+                       markup=False)
 
     # Screens ----------------------------------------------------------------------------------
     @property
@@ -175,9 +189,9 @@ class BvaeApp(SweepActions, App):
                 on_done()
             self._refresh_runs()
 
-        self.push_screen(ConfirmScreen(f"Delete run [b]{run.id}[/b] and all its files "
-                                       f"(checkpoints, previews, exports)?", yes="Delete"),
-                         confirmed)
+        question = Text.assemble("Delete run ", (plain(run.id), "bold"),
+                                 " and all its files (checkpoints, previews, exports)?")
+        self.push_screen(ConfirmScreen(question, yes="Delete"), confirmed)
 
     def export_run(self, run_path: Path) -> None:
         if self._deleted(run_path):
@@ -227,7 +241,8 @@ class BvaeApp(SweepActions, App):
                                 "paper's", screen.action_scores)
         target = self._palette_target(screen)
         if target is not None:
-            label = target.name
+            # The palette reads help as Textual markup; the run folder's name may hold brackets.
+            label = escape_markup(plain(target.name))
             yield SystemCommand("Open monitor", f"Watch {label} live",
                                 lambda: self.open_monitor(target))
             yield SystemCommand("Stop run", f"Stop {label} (checkpoint first)",

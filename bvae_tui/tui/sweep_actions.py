@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import work
 
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.errors import UserError
+from bvae_tui.safe_text import plain
 from bvae_tui.tui.messages import SweepLaunched
 from bvae_tui.tui.screens.confirm import ConfirmScreen
 
@@ -117,9 +119,10 @@ class SweepActions:
             if yes:
                 self._delete_sweep(sweep_path, on_done)
 
-        self.push_screen(ConfirmScreen(f"Delete sweep [b]{sweep.id}[/b] and its {members} "
-                                       "member runs (checkpoints, previews, exports)?",
-                                       yes="Delete"), confirmed)
+        question = Text.assemble("Delete sweep ", (plain(sweep.id), "bold"),
+                                 f" and its {members} member runs (checkpoints, previews, "
+                                 "exports)?")
+        self.push_screen(ConfirmScreen(question, yes="Delete"), confirmed)
 
     @work(thread=True, group="sweeps", exit_on_error=False)
     def _delete_sweep(self: Any, sweep_path: Path, on_done: Callable[[], None] | None) -> None:

@@ -15,6 +15,7 @@ from bvae_tui.engine.runs.records import RunSummary
 from bvae_tui.engine.runs.sweeps.records import SweepRecord
 from bvae_tui.engine.runs.sweeps.store import MEMBER_STATES, Sweep, list_sweeps, sweep_state
 from bvae_tui.engine.runs.sweeps.table import SweepGrid, score, sweep_grid
+from bvae_tui.safe_text import plain
 from bvae_tui.styles import state_style
 from bvae_tui.tui.run_data import RunRow, fmt_num
 
@@ -152,7 +153,7 @@ def cell_label(member: RunSummary | None, score_name: str) -> Text:
     pct = f"{100 * member.iteration // member.total}%" if member.total else ""
     word = {"finished": "done", "running": pct or "run", "queued": "queued"}.get(
         member.state, f"{member.state} {pct}".strip())
-    text = Text(word, style=state_style(member.state))
+    text = Text(plain(word), style=state_style(member.state))  # a state from a member's file
     value = score(member, score_name)
     if value is not None:
         text.append(f" {fmt_num(value)}", style="cyan")

@@ -44,6 +44,7 @@ from bvae_tui.engine.analysis.compare_table import (
 )
 from bvae_tui.engine.runs.files import stat_key
 from bvae_tui.engine.runs.store import Run
+from bvae_tui.safe_text import as_text, plain
 from bvae_tui.tui.messages import CompareChanged, PreviewsChanged, WatchError
 from bvae_tui.tui.widgets.compare_view import LatentGrid, Legend
 from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
@@ -186,7 +187,8 @@ class CompareScreen(Screen):
     def by_text(self) -> str:
         if not self.by:
             return "run"
-        return ", ".join(SYMBOLS.get(f, f) for f in self.by)
+        # A field of a newer version (or a hand-edited config.json) may be named anything.
+        return plain(", ".join(SYMBOLS.get(f, f) for f in self.by))
 
     def _update_header(self) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
@@ -203,7 +205,7 @@ class CompareScreen(Screen):
             if missing:
                 text.append(f"  {missing} without rows yet", style="yellow")
             datasets = sorted({str(r.config.get("dataset")) for r in self.data})
-            text.append(f"  {', '.join(datasets)}", style="dim")
+            text.append(f"  {plain(', '.join(datasets))}", style="dim")
         self.query_one("#cmp-header", Static).update(text)
 
     # Views ------------------------------------------------------------------------------------
@@ -265,13 +267,14 @@ class CompareScreen(Screen):
         table.add_column("n", key="n")  # runs, or scored/runs when some have no eval.json
         for metric in scores.metrics:
             arrow = ("↓" if self.sort_descending else "↑") if metric == self.sort_metric else ""
-            table.add_column(METRIC_LABELS.get(metric, metric) + arrow, key=metric)
+            # eval.json's keys name the columns: Text, or a DataTable would read them as markup
+            table.add_column(as_text(METRIC_LABELS.get(metric, metric) + arrow), key=metric)
         table.fixed_columns = 1
         for gi in sort_groups(scores, self.sort_metric, self.sort_descending):
             group = scores.groups[gi]
             runs = len(group.runs)
             scored = sum(r.evaluated for r in group.runs)
-            cells: list[Any] = [Text(group.label, style=colour(group.colour)),
+            cells: list[Any] = [as_text(group.label, colour(group.colour)),
                                 Text(f"{scored}/{runs}" if scored not in (0, runs) else str(runs),
                                      justify="right")]
             for metric in scores.metrics:
@@ -303,8 +306,8 @@ class CompareScreen(Screen):
         previous = None
         for group in self.groups:
             for run in group.runs:
-                label = Text(self.labels.get(run.id, run.name),
-                             style=f"bold {colour(group.colour)}")
+                label = as_text(self.labels.get(run.id, run.name),
+                                f"bold {colour(group.colour)}")
                 panel = panels.get(run.id)
                 if panel is None:
                     panel = Vertical(Static(label, classes="trav-label"),

@@ -9,11 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+
+from bvae_tui.safe_text import as_text, plain
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,9 @@ class ExportScreen(ModalScreen[ExportOptions | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(f"Export traversal GIF of [b]{self.run_id}[/b]", classes="title")
+            # The id is the run folder's name: Text, never markup.
+            yield Static(Text.assemble("Export traversal GIF of ", (plain(self.run_id), "bold")),
+                         classes="title")
             with Grid(classes="form-grid"):
                 yield Label("images")
                 yield Input(placeholder="default (dSprites: square, ellipse, heart)",
@@ -66,7 +71,7 @@ class ExportScreen(ModalScreen[ExportOptions | None]):
                 yield Label("steps")
                 yield Input("10", id="exp-steps", compact=True)
                 yield Label("output")
-                yield Input(placeholder=_left_ellipsis(f"{self.exports_dir}/…gif", 56),
+                yield Input(placeholder=_left_ellipsis(plain(f"{self.exports_dir}/…gif"), 56),
                             id="exp-output", compact=True)
             yield Static("", id="exp-error", classes="error")
             with Horizontal(classes="buttons"):
@@ -101,7 +106,7 @@ class ExportScreen(ModalScreen[ExportOptions | None]):
             except ValueError:
                 raise ValueError("steps: a whole number such as 10") from None
         except ValueError as exc:
-            error.update(str(exc))
+            error.update(as_text(exc))
             return
         output = self.query_one("#exp-output", Input).value.strip() or None
         # Range checks belong to the engine (bvae_tui.engine.analysis.export.check_options); ask it.
@@ -110,6 +115,6 @@ class ExportScreen(ModalScreen[ExportOptions | None]):
         try:
             check_options(limit, steps)
         except Exception as exc:  # noqa: BLE001 - a UserError: show its line
-            error.update(str(exc))
+            error.update(as_text(exc))
             return
         self.dismiss(ExportOptions(images, limit, steps, output))

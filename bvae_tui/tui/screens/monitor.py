@@ -20,6 +20,7 @@ from textual.worker import get_current_worker
 from bvae_tui.engine.runs.health import EstimateWarning, estimate_warnings
 from bvae_tui.engine.runs.records import Status
 from bvae_tui.engine.runs.store import Run
+from bvae_tui.safe_text import plain
 from bvae_tui.styles import state_style
 from bvae_tui.tui.messages import (
     LogChanged,
@@ -96,7 +97,7 @@ class MonitorScreen(Screen):
         self.run = Run(run_path)
         summary = self.run.summary()
         self.config: dict[str, Any] = summary.config
-        self.run_name = summary.name
+        self.run_name = plain(summary.name)  # shown in the header: one line of text
         self.planned = summary.total or 0  # until status.json says how many steps
         self.status = Status()  # no state until the watcher's first poll
         self.history = MetricsHistory()
@@ -237,7 +238,9 @@ class MonitorScreen(Screen):
         (2) latest loss and KL, speed, ETA, device; (3) eval scores, id, objective, dataset (or
         the error of a run that ended badly)."""
         st = self.status
-        state = "deleted" if self.gone else st.state or "…"
+        # Everything from the run's files (state, device, activity, config, error) goes through
+        # plain(): these Texts are never parsed as markup, but an ESC would reach the terminal.
+        state = "deleted" if self.gone else plain(st.state) or "…"
         total = st.total if st.total is not None else self.planned
         it = self.iteration
         last = self.history.last
@@ -267,7 +270,7 @@ class MonitorScreen(Screen):
             line2.append(f"  ⚠ {' · '.join(w.short for w in self.warnings)}",
                          style="bold yellow")
         if st.activity and not self.gone:
-            line2.append(f"  {st.activity}…", style="italic")  # e.g. loading data, evaluating
+            line2.append(f"  {plain(st.activity)}…", style="italic")  # e.g. loading data
         ips = last.img_per_s if last else None
         if ips is not None and math.isfinite(ips) and state == "running":
             line2.append(f"  {ips:,.0f} img/s", style="dim")
@@ -276,20 +279,20 @@ class MonitorScreen(Screen):
             line2.append("  ETA ", style="dim")
             line2.append(fmt_duration(eta), style="bold")
         if st.device:
-            line2.append(f"  {st.device}", style="dim")
+            line2.append(f"  {plain(st.device)}", style="dim")
 
         # Line 3: scores first (they are short), then where the run comes from.
         line3 = Text(no_wrap=True, overflow="ellipsis")
         scores = fmt_scores(self.scores)
         if scores:
             line3.append(f"{scores}  ", style="cyan")
-        line3.append(f"{objective_text(self.config) if self.config else '?'}  "
-                     f"{self.config.get('dataset', '?')}  {self.run.id}", style="dim")
+        line3.append(plain(f"{objective_text(self.config) if self.config else '?'}  "
+                           f"{self.config.get('dataset', '?')}  {self.run.id}"), style="dim")
         error = st.error
         if self.gone:
             line3 = Text("the run directory was deleted; esc goes back", style="bold red")
         elif error and state in ("failed", "lost", "stopped"):
-            line3 = Text(error, style=state_style(state), no_wrap=True,
+            line3 = Text(plain(error), style=state_style(state), no_wrap=True,
                          overflow="ellipsis")
         lines = [line1, line2, line3]
         for line in lines:  # cut here too: a wrapped line would push the next ones off

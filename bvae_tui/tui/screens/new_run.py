@@ -28,6 +28,7 @@ from bvae_tui.engine.config import PRESETS, FieldInfo, TrainConfig, schema
 from bvae_tui.engine.errors import ConfigError
 from bvae_tui.engine.runs.sweeps.grid import check_axes_apply, grid, member_count, member_given
 from bvae_tui.engine.runs.sweeps.spec import SweepSpec
+from bvae_tui.safe_text import plain
 from bvae_tui.tui.form_sweep import base_values, field_values, form_spec, sweep_command_line
 from bvae_tui.tui.widgets.choice_field import ChoiceField
 from bvae_tui.tui.widgets.device_picker import DevicePicker
@@ -158,7 +159,8 @@ class NewRunScreen(Screen):
         for info in self.fields:
             err = self.query_one(f"#err-{info.name}", Static)
             message = errors.get(info.name, "")
-            err.update(Text("✗ " + message, style="bold red") if message else "")
+            # A message may quote the value typed: plain() text, never markup.
+            err.update(Text("✗ " + plain(message), style="bold red") if message else "")
             err.display = bool(message)
             # A field no chosen objective uses is hidden, unless it needs fixing.
             used = any(info.applies({"objective": o}) for o in objectives)
@@ -166,11 +168,11 @@ class NewRunScreen(Screen):
         summary = self.query_one("#form-error", Static)
         if errors or general:
             n = len(errors)
-            summary.update(Text(general or f"{n} field{'s' if n > 1 else ''} to fix before "
-                                f"launch: {', '.join(errors)}", style="bold red"))
+            summary.update(Text(plain(general or f"{n} field{'s' if n > 1 else ''} to fix "
+                                      f"before launch: {', '.join(errors)}"), style="bold red"))
         else:
             summary.update("")
-        command = Text(self.command(), style="cyan")
+        command = Text(plain(self.command()), style="cyan")  # the name field's text in it
         if axes:
             count = member_count(axes, list(axes))
             command = Text.assemble((f"a sweep of {count} members ({' x '.join(axes)}); "

@@ -16,6 +16,7 @@ from textual.worker import get_current_worker
 
 from bvae_tui.engine.runs.files import FileCache
 from bvae_tui.engine.runs.records import STATES
+from bvae_tui.safe_text import plain
 from bvae_tui.styles import state_style
 from bvae_tui.tui.messages import RunsUpdated, WatchError
 from bvae_tui.tui.run_data import RunRow, RunsPoller, fmt_duration
@@ -224,7 +225,7 @@ class RunsScreen(Screen):
             counts[r.state] = counts.get(r.state, 0) + 1
         text = Text()
         text.append("bvae-tui", style="bold")
-        text.append(f"  runs in {self.root}", style="dim")
+        text.append(f"  runs in {plain(self.root)}", style="dim")
         if self.loaded and not self.rows:
             text.append("  — no runs yet: press n to start one", style="italic")
         for state in STATES:
@@ -247,39 +248,42 @@ class RunsScreen(Screen):
         row = self.selected_row()
         details = self.query_one("#runs-details", Static)
         sweep = self.selected_sweep()
+        # Ids, devices, scores and errors are read from files: plain() keeps them one line of
+        # text (Text is never parsed as markup; control characters would reach the terminal).
         if sweep is not None:
-            text = Text.assemble((sweep.id, "bold"), "  ", (sweep.state, state_style(sweep.state)),
-                                 (f"  {sweep.members} members ({sweep.axes}): "
-                                  f"{sweep.counts_text}", "dim"))
+            text = Text.assemble((plain(sweep.id), "bold"), "  ",
+                                 (plain(sweep.state), state_style(sweep.state)),
+                                 (plain(f"  {sweep.members} members ({sweep.axes}): "
+                                        f"{sweep.counts_text}"), "dim"))
             if sweep.error:
-                text.append("\n" + sweep.error, style=state_style(sweep.state))
+                text.append("\n" + plain(sweep.error), style=state_style(sweep.state))
             details.update(text)
             return
         if row is None:
             if self.rows and not self.query_one(RunsTable).row_count:
-                details.update(Text(f"no runs match the filters ({self._filters_text()}): "
-                                    "/ edits the text, f and g cycle state and dataset",
+                details.update(Text(plain(f"no runs match the filters ({self._filters_text()}): "
+                                          "/ edits the text, f and g cycle state and dataset"),
                                     style="yellow"))
                 return
             details.update(Text("no run selected" if self.rows else "", style="dim"))
             return
         text = Text()
-        text.append(row.id, style="bold")
+        text.append(plain(row.id), style="bold")
         text.append("  ")
-        text.append(row.state, style=state_style(row.state))
+        text.append(plain(row.state), style=state_style(row.state))
         if row.device:
-            text.append(f"  on {row.device}", style="dim")
+            text.append(f"  on {plain(row.device)}", style="dim")
         text.append(f"  {fmt_duration(row.duration)}", style="dim")
         if row.scores:  # beside the rest when it fits, else on a line of its own (no wrap)
             width = max(20, self.size.width - 2)
             text.append("  " if len(text) + 2 + len(row.scores) <= width else "\n")
-            text.append(row.scores, style="cyan")
+            text.append(plain(row.scores), style="cyan")
         if row.error:
             text.append("\n")
-            text.append(row.error, style=state_style(row.state))
+            text.append(plain(row.error), style=state_style(row.state))
         exported = getattr(self.app, "exports", {}).get(row.id)
         if exported:
-            text.append(f"\nexported: {exported}", style="green")
+            text.append(f"\nexported: {plain(exported)}", style="green")
         details.update(text)
 
     def _filters_text(self) -> str:

@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from bvae_tui.engine.runs.store import Run
+from bvae_tui.safe_text import as_text, plain
 
 
 def _score(value: float | None) -> Text:
@@ -33,9 +34,11 @@ NAME_WIDTH = 16
 DATASET_WIDTH = 13
 
 
-def _cut(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters, the last one an ellipsis when cut."""
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _cut(text: str, width: int) -> Text:
+    """``text`` as one line of Text (a DataTable reads a str as markup; run names are the
+    user's), cut to ``width`` characters, the last one an ellipsis when cut."""
+    text = plain(text)
+    return as_text(text if len(text) <= width else text[: width - 1] + "…")
 
 
 def _iters(value: int | None) -> str:
@@ -99,7 +102,7 @@ class ScoresScreen(ModalScreen[None]):
                           Text(f"{_iters(result.iteration)}{marks}", justify="right"),
                           *(_score(scores.get(key)) for key, _ in columns))
         for label, value in paper_betavae().items():
-            table.add_row(Text(_cut(label, NAME_WIDTH), style="italic"),
+            table.add_row(Text(_cut(label, NAME_WIDTH).plain, style="italic"),
                           Text("paper", style="dim italic"), "dSprites", "",
                           _score(value), *([""] * (len(columns) - 1)))
         note = (f"{scored} of {len(self.runs)} runs in view have scores"

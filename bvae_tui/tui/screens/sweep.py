@@ -19,6 +19,7 @@ from bvae_tui.engine.runs.records import RunSummary
 from bvae_tui.engine.runs.sweeps.store import Sweep
 from bvae_tui.engine.runs.sweeps.table import SCORES, default_score
 from bvae_tui.errors import UserError
+from bvae_tui.safe_text import as_text, plain
 from bvae_tui.styles import state_style
 from bvae_tui.tui.messages import RunGone, SweepUpdated, WatchError
 from bvae_tui.tui.sweep_data import SweepView, cell_label, read_sweep_view
@@ -73,7 +74,7 @@ class SweepScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#sweep-title", Static).update(Text(f"Sweep {self.sweep.id}", "bold"))
+        self.query_one("#sweep-title", Static).update(as_text(f"Sweep {self.sweep.id}", "bold"))
         self.query_one(DataTable).focus()
         self.watch_sweep()
 
@@ -121,23 +122,25 @@ class SweepScreen(Screen):
         if view is None:
             return
         grid = view.grid
-        title = Text.assemble(("Sweep ", "bold"), (view.name, "bold"), "  ",
-                              (view.state, state_style(view.state)),
-                              (f"  {view.where} · {view.counts_text} · cells: "
-                               f"{self.score_name}", "dim"))
+        # Names, devices, swept values and errors come from the sweep's files: plain() text
+        # (and Text, never a str, for the DataTable: it would read a str as markup).
+        title = Text.assemble(("Sweep ", "bold"), (plain(view.name), "bold"), "  ",
+                              (plain(view.state), state_style(view.state)),
+                              (plain(f"  {view.where} · {view.counts_text} · cells: "
+                                     f"{self.score_name}"), "dim"))
         if view.error:
-            title.append("\n" + view.error, style=state_style(view.state))
+            title.append("\n" + plain(view.error), style=state_style(view.state))
         self.query_one("#sweep-title", Static).update(title)
         table = self.query_one(DataTable)
         shape = (tuple(grid.row_axes), grid.col_axis, len(grid.rows), len(grid.cols))
         if shape != self._shape:
             self._shape = shape
             table.clear(columns=True)
-            table.add_column(" ".join(grid.row_axes) or "member", key="label")
+            table.add_column(as_text(" ".join(grid.row_axes) or "member"), key="label")
             for j in range(len(grid.cols)):
-                table.add_column(grid.col_label(j) or "state", key=f"c{j}")
+                table.add_column(as_text(grid.col_label(j) or "state"), key=f"c{j}")
             for i in range(len(grid.rows)):
-                table.add_row(Text(grid.row_label(i), style="bold"),
+                table.add_row(as_text(grid.row_label(i), "bold"),
                               *(self._cell(i, j) for j in range(len(grid.cols))), key=f"r{i}")
         else:
             for i in range(len(grid.rows)):
@@ -160,14 +163,14 @@ class SweepScreen(Screen):
             if m.state == "running" or (m.state == "queued" and m.id in placed):
                 device = placed.get(m.id) or m.device or "?"
                 what = f"{m.iteration}/{m.total}" if m.state == "running" else "starting"
-                text.append(f"{view.place(m.id)} on {device}  {what}\n",
+                text.append(plain(f"{view.place(m.id)} on {device}  {what}") + "\n",
                             style=state_style(m.state))
         waiting = [view.place(m.id) for m in members if m.state == "queued"
                    and m.id not in placed]
         if waiting:
             shown = ", ".join(waiting[:4]) + (f" (+{len(waiting) - 4})" if len(waiting) > 4
                                               else "")
-            text.append(f"waiting: {shown}", style=state_style("queued"))
+            text.append(plain(f"waiting: {shown}"), style=state_style("queued"))
         self.query_one("#sweep-queue", Static).update(text or Text("nothing running or "
                                                                    "waiting", style="dim"))
 
@@ -183,12 +186,13 @@ class SweepScreen(Screen):
         if member is None:
             details.update("")
             return
-        text = Text.assemble((member.id, "bold"), "  ", (member.state, state_style(member.state)),
+        text = Text.assemble((plain(member.id), "bold"), "  ",
+                             (plain(member.state), state_style(member.state)),
                              f"  {member.iteration}/{member.total}")
         if member.device:
-            text.append(f"  on {member.device}", style="dim")
+            text.append(f"  on {plain(member.device)}", style="dim")
         if member.note:
-            text.append(f"  {member.note}", style=state_style(member.state))
+            text.append(f"  {plain(member.note)}", style=state_style(member.state))
         details.update(text)
 
     def on_data_table_cell_highlighted(self, event: DataTable.CellHighlighted) -> None:

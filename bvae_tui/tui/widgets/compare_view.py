@@ -9,12 +9,16 @@ from textual.widget import Widget
 
 from bvae_tui.engine.analysis.compare import Group, colour
 from bvae_tui.engine.analysis.compare_runs import ACTIVE_KL, CompareRun
+from bvae_tui.safe_text import plain
 from bvae_tui.tui.widgets.kl_bars import nice_ceiling
 
 _LEVELS = " ▁▂▃▄▅▆▇█"
 
 
 def _cut(text: str, width: int) -> str:
+    """``text`` as one printable line (labels name config values and run names, read from
+    files), cut to ``width`` with an ellipsis."""
+    text = plain(text)
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
@@ -81,7 +85,7 @@ class LatentGrid(Widget):
         most = max((len(k) for k in latents), default=0)
         top = max((v for k in latents for v in k), default=0.0)
         scale = nice_ceiling(top)
-        label_w = min(18, max((len(label) for label, _, _ in self.rows), default=4) + 1)
+        label_w = min(18, max((len(plain(label)) for label, _, _ in self.rows), default=4) + 1)
         tail_w = 10  # " 10 active"
         cell = max(1, min(6, (width - label_w - tail_w) // max(1, most)))
         out = Text(no_wrap=True, overflow="crop")

@@ -17,6 +17,7 @@ from textual.widgets import Input, Label, Select
 
 from bvae_tui.engine.config import FieldInfo
 from bvae_tui.errors import UserError
+from bvae_tui.safe_text import plain
 
 FOLDER = "folder:"
 
@@ -32,10 +33,10 @@ def dataset_options(data_dir: Path) -> list[tuple[Text, str]]:
         try:
             st = dataset_status(name, data_dir)
         except (UserError, OSError) as exc:
-            label.append(f" ? {exc}", style="red")
+            label.append(f" ? {plain(exc)}", style="red")  # may quote a path
         else:
             if st.get("prepared"):
-                label.append(f" ✓ prepared ({st.get('source') or '?'})", style="green")
+                label.append(f" ✓ prepared ({plain(st.get('source')) or '?'})", style="green")
             else:
                 label.append(" not prepared yet", style="yellow")
         options.append((label, name))

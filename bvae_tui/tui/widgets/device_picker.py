@@ -18,6 +18,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from bvae_tui.engine.config import FieldInfo
+from bvae_tui.safe_text import as_text, plain
 from bvae_tui.tui.messages import DevicesUpdated
 from bvae_tui.tui.widgets.kl_bars import bar
 
@@ -34,7 +35,7 @@ def gpu_label(gpu: Any, width: int = 10) -> Text:
     colour = "green" if used < 0.5 else "yellow" if used < 0.85 else "red"
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"GPU {gpu.index} ", style="bold")
-    text.append(f"{str(gpu.name)[:22]:<22} ")
+    text.append(f"{plain(gpu.name)[:22]:<22} ")  # the driver's string: one line of text
     text.append("▕")
     text.append(bar(used, width), style=colour)
     text.append("▏")
@@ -114,7 +115,7 @@ class DevicePicker(Vertical):
             reason.display = False
         else:
             reason.display = True
-            reason.update(self.reason or "NVML reports no GPU")
+            reason.update(as_text(self.reason or "NVML reports no GPU"))  # an NVML error's text
         ids = [i for i, _ in options]
         if self.value not in ids:
             self.value = "auto" if "auto" in ids else "cpu"

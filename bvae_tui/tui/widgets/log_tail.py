@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 from textual.widgets import Log
 
-# Escape sequences: CSI (colours, cursor moves, ESC [2J clearing the screen), OSC (titles,
-# links), and the two-character ones. Whatever a program prints must not reach the terminal.
-_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]*[0-~])?")
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Whatever a program prints must not reach the terminal: the escape sequences and control
+# characters that every face keeps out (bvae_tui.safe_text). A log line drops them rather than
+# showing stand-ins: colour codes and progress bars are what logs are full of.
+from bvae_tui.safe_text import CONTROLS, ESCAPES
 
 
 def clean_line(line: str) -> str:
@@ -19,8 +17,8 @@ def clean_line(line: str) -> str:
     line = line.rstrip("\r\n")
     if "\r" in line:
         line = line.rsplit("\r", 1)[1]
-    line = _ESCAPES.sub("", line)
-    return _CONTROLS.sub("", line.expandtabs(8))
+    line = ESCAPES.sub("", line)
+    return CONTROLS.sub("", line.expandtabs(8))
 
 
 class LogTail(Log):

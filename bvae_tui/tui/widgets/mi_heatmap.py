@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from bvae_tui.engine.analysis.mi_matrix import MIMatrix, ramp_rgb, share_text
+from bvae_tui.safe_text import plain
 
 CELL = 5  # characters per factor column
 LABEL = 5  # the latent label column ("z12 ")
@@ -26,8 +27,9 @@ def cell_text(value: float) -> str:
 
 
 def short_names(factors: list[str]) -> list[str]:
-    """Column headers of at most CELL - 1 characters, unique (else f0, f1, ...)."""
-    names = [name[:CELL - 1] for name in factors]
+    """Column headers of at most CELL - 1 characters, unique (else f0, f1, ...). The names are
+    eval.json's: plain() keeps control characters out of the terminal."""
+    names = [plain(name)[:CELL - 1] for name in factors]
     return names if len(set(names)) == len(names) else [f"f{k}" for k in range(len(factors))]
 
 

@@ -1,11 +1,16 @@
 """The runs table: one row per run (and per sweep, which unfolds to its members), updated in
-place so the cursor stays put."""
+place so the cursor stays put.
+
+Every cell that shows something read from a run or sweep file is a Text made by
+:func:`~bvae_tui.safe_text.as_text`: a DataTable parses a str cell as markup, and a name, dataset
+or error may hold brackets or escape sequences."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
 
+from bvae_tui.safe_text import as_text, plain
 from bvae_tui.styles import state_style
 from bvae_tui.tui.run_data import RunRow, fmt_duration, fmt_num, fmt_time
 from bvae_tui.tui.sweep_data import SweepRow
@@ -27,7 +32,7 @@ SOURCE_SHORT = {"real": "real", "procedural": "proc", "files": "files"}
 
 
 def state_text(state: str) -> Text:
-    return Text(state, style=state_style(state))
+    return as_text(state, state_style(state))
 
 
 MARK = "● "  # before the name of a run marked for comparison
@@ -40,7 +45,7 @@ def key_of(row: Row) -> str:
 
 
 def name_cell(row: RunRow, marked: bool = False) -> Text:
-    name = Text(row.name[:28], style="bold" if row.state == "running" else "")
+    name = as_text(plain(row.name)[:28], "bold" if row.state == "running" else "")
     return Text.assemble((MARK, "bold magenta"), name) if marked else name
 
 
@@ -52,16 +57,16 @@ def cells(row: Row, flag: bool = False) -> list[Text | str]:
     source = SOURCE_SHORT.get(row.source, row.source)
     dataset = f"{row.dataset} ({source})" if source else row.dataset
     pct = f" {100 * row.iteration // row.total:>3d}%" if row.total else ""
-    note = row.error if len(row.error) <= 60 else row.error[:59] + "…"
+    note = _cut(plain(row.error), 60)
     return [
         name_cell(row, flag),
         state_text(row.state),
         Text(f"{row.progress}{pct}", justify="right"),
         Text(fmt_num(row.loss), justify="right"),
         Text(fmt_num(row.kl), justify="right"),
-        row.objective,
-        dataset,
-        row.scores or Text("-", style="dim"),
+        as_text(row.objective),
+        as_text(dataset),
+        as_text(row.scores) if row.scores else Text("-", style="dim"),
         fmt_time(row.started),
         fmt_duration(row.duration),
         Text(note, style=state_style(row.state) if note else ""),
@@ -72,21 +77,25 @@ def sweep_cells(row: SweepRow, expanded: bool) -> list[Text | str]:
     """A sweep's line: its name with a fold mark, its state, members done, the grid's axes."""
     mark = "▾" if expanded else "▸"
     pct = f" {100 * row.iteration // row.total:>3d}%" if row.total else ""
-    note = row.error or row.counts_text
+    note = _cut(plain(row.error or row.counts_text), 60)
     return [
-        Text(f"{mark} {row.name}"[:28], style="bold"),
+        as_text(f"{mark} {plain(row.name)}"[:28], "bold"),
         state_text(row.state),
         Text(f"{row.finished}/{row.members}{pct}", justify="right"),
         Text("-", style="dim", justify="right"),
         Text("-", style="dim", justify="right"),
-        Text(f"sweep {row.axes}"),
-        row.dataset,
+        as_text(f"sweep {row.axes}"),
+        as_text(row.dataset),
         Text("-", style="dim"),
         fmt_time(row.started),
         fmt_duration(row.duration),
-        Text(note if len(note) <= 60 else note[:59] + "…",
-             style=state_style(row.state) if row.error else "dim"),
+        Text(note, style=state_style(row.state) if row.error else "dim"),
     ]
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the last one an ellipsis when cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class RunsTable(DataTable):
