@@ -137,7 +137,7 @@ def test_auto_is_measured_once_and_cached_per_cpu_model(monkeypatch, cache, meas
     assert first.gain == {"H": 1.45, "B": 1.38}
     assert "1.45x (arch H), 1.38x (arch B)" in first.reason and str(cache) in first.reason
     assert precision.resolve("auto", "cpu") == first and measured["calls"] == 1  # reused
-    entry = read_json(cache)["cpu: Intel Xeon A"]
+    entry = read_json(cache)["cpu: Intel Xeon A (amx_bf16)"]
     assert entry["torch"] == torch.__version__ and entry["device"] == "Intel Xeon A"
 
     cpu(monkeypatch, "Intel Xeon B", "amx_bf16")  # another CPU model: measured again
@@ -145,10 +145,10 @@ def test_auto_is_measured_once_and_cached_per_cpu_model(monkeypatch, cache, meas
     second = precision.resolve("auto", "cpu")
     assert second.used == "off" and measured["calls"] == 2
     assert "only 1.04x (arch H), 1.20x (arch B)" in second.reason
-    assert set(read_json(cache)) == {"cpu: Intel Xeon A", "cpu: Intel Xeon B"}
+    assert set(read_json(cache)) == {"cpu: Intel Xeon A (amx_bf16)", "cpu: Intel Xeon B (amx_bf16)"}
 
     data = read_json(cache)  # another torch version: measured again
-    data["cpu: Intel Xeon B"]["torch"] = "1.0.0"
+    data["cpu: Intel Xeon B (amx_bf16)"]["torch"] = "1.0.0"
     cache.write_text(json.dumps(data))
     measured["gain"], measured["gap"] = {"H": 1.5, "B": 1.5}, 0.2  # fast, but far off fp32
     third = precision.resolve("auto", "cpu")
@@ -158,6 +158,22 @@ def test_auto_is_measured_once_and_cached_per_cpu_model(monkeypatch, cache, meas
     cache.write_text("{not json")  # a damaged cache is measured again, not an error
     cpu(monkeypatch, "Intel Xeon A", "amx_bf16")
     assert precision.resolve("auto", "cpu").used == "off" and measured["calls"] == 4
+
+
+def test_a_decision_made_without_bf16_is_not_reused_on_the_same_model_with_it(
+        monkeypatch, cache, measured):
+    """Two virtual CPUs that both call themselves "AMD EPYC": AVX2 only, then avx512_bf16."""
+    cpu(monkeypatch, "AMD EPYC")
+    assert precision.resolve("auto", "cpu").used == "off" and measured["calls"] == 0
+    data = read_json(cache) or {}
+    data[precision.cache_key("cpu")] = {"used": "off", "reason": "measured on AVX2", "gain": {},
+                                        "torch": torch.__version__}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(data))  # as a cache copied from the AVX2 machine would be
+    cpu(monkeypatch, "AMD EPYC", "avx512f", "avx512_bf16")
+    decided = precision.resolve("auto", "cpu")
+    assert measured["calls"] == 1 and decided.used == "bf16"  # measured anew, not reused
+    assert set(read_json(cache)) >= {"cpu: AMD EPYC (no bf16)", "cpu: AMD EPYC (avx512_bf16)"}
 
 
 def test_auto_without_bf16_hardware_is_float32_without_measuring(monkeypatch, cache, measured):

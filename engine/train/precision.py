@@ -203,7 +203,18 @@ def cache_path() -> Path:
 
 
 def cache_key(device: str) -> str:
-    return f"{'cuda' if is_cuda(device) else 'cpu'}: {device_name(device)}"
+    """What the cached decision belongs to: the device's model *and* what decides bf16 on it.
+
+    Two virtual CPUs may both call themselves "AMD EPYC", one with AVX2 only and one with
+    avx512_bf16; a decision measured on one must not be reused on the other. So the key holds
+    the CPU's bf16 flag (or says it has none), and a GPU's compute capability.
+    """
+    if is_cuda(device):
+        import torch
+
+        major, minor = torch.cuda.get_device_capability(torch.device(device))
+        return f"cuda: {device_name(device)} (sm {major}.{minor})"
+    return f"cpu: {device_name(device)} ({cpu_bf16_flag() or 'no bf16'})"
 
 
 def cached_decision(device: str) -> dict[str, Any]:
