@@ -17,6 +17,7 @@ from bvae_tui.cli.common import DataDirOpt, JsonOpt, RunsDirOpt, console, print_
 from bvae_tui.cli.main import app
 from bvae_tui.cli.options import config_field_names, with_config_options
 from bvae_tui.cli.sweep_view import print_grid, print_sweeps, sweep_json
+from bvae_tui.safe_text import as_text, plain
 
 SWEEP_PANEL = "Sweep"
 LOCAL_PANEL = "Local executor"
@@ -98,11 +99,11 @@ def sweep_command(ctx: typer.Context, **values: Any) -> None:
         return
     for note in plan.notes:
         if note.startswith("warning:"):
-            typer.echo(note, err=True)
+            typer.echo(plain(note), err=True)
     where = next((n for n in plan.notes if not n.startswith("warning:")), plan.executor)
-    typer.echo(f"sweep {sweep.id}: {plan.count} members ({' x '.join(spec.axes)}) "
-               f"{where if plan.executor == 'local' else 'on Slurm'}")
-    typer.echo(f"follow it with: bvae sweep show {sweep.id}   (or bvae-tui)")
+    typer.echo(plain(f"sweep {sweep.id}: {plan.count} members ({' x '.join(spec.axes)}) "
+                     f"{where if plan.executor == 'local' else 'on Slurm'}"))
+    typer.echo(plain(f"follow it with: bvae sweep show {sweep.id}   (or bvae-tui)"))
 
 
 _SWEEP_EXTRA = [
@@ -234,7 +235,7 @@ def _done(as_json: bool, sweep: Any, line: str, **fields: Any) -> None:
     if as_json:
         print_json({**sweep.summary().as_json(), **fields})
     else:
-        typer.echo(line)
+        typer.echo(plain(line))  # names the sweep and its members
 
 
 @sweep_app.command("resume")
@@ -276,7 +277,7 @@ def sweep_rm(
     found = _find(sweep, runs_dir)
     what = "the sweep record" if keep_runs else f"its {len(found.deletable_members())} member runs"
     try:
-        confirmed = yes or typer.confirm(f"delete sweep {found.id} and {what}?")
+        confirmed = yes or typer.confirm(plain(f"delete sweep {found.id} and {what}?"))
     except typer.Abort:
         typer.echo("")
         raise SweepError(f"no answer to the confirmation; pass --yes to delete {found.id}") \
@@ -288,7 +289,7 @@ def sweep_rm(
     if json:
         print_json({"id": found.id, "deleted": True, "runs_deleted": removed})
         return
-    typer.echo(f"deleted {found.id}" + (f" and {removed} member runs" if removed else ""))
+    typer.echo(plain(f"deleted {found.id}" + (f" and {removed} member runs" if removed else "")))
 
 
 @sweep_app.command("specs")
@@ -317,5 +318,6 @@ def sweep_specs(
         return
     out = console()
     for row in rows:
-        out.print(f"[bold]builtin:{row['name']}[/]  {row['members']} members "
-                  f"({' x '.join(row['axes'])})  {row['description']}")
+        out.print(as_text(f"builtin:{row['name']}", "bold"),
+                  as_text(f" {row['members']} members ({' x '.join(row['axes'])})  "
+                          f"{row['description']}"))
