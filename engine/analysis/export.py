@@ -25,7 +25,7 @@ from bvae_tui.datasets.prepare import open_dataset
 from bvae_tui.engine.analysis import render
 from bvae_tui.engine.errors import ConfigError, RunError
 from bvae_tui.engine.runs.devices import resolve_device
-from bvae_tui.engine.runs.guard import real_subdir
+from bvae_tui.engine.runs.guard import is_link, real_subdir
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.train.checkpoint import load_model
 from bvae_tui.errors import UserError, brief
@@ -85,7 +85,9 @@ def output_path(run: Run, output: str | os.PathLike | None, default_name: str) -
     the run's exports/ folder. The folder is created; an unusable path is a one-line error."""
     suffix = Path(default_name).suffix
     if output is None:  # the run's own folder: never through a link planted in its place
-        path = real_subdir(run.exports_dir) / default_name
+        if is_link(run.exports_dir):
+            real_subdir(run.exports_dir)  # says it is a link, in one line
+        path = run.exports_dir / default_name
     else:
         path = Path(output).expanduser()
         if path.is_dir() or str(output).endswith(("/", os.sep)):
