@@ -251,3 +251,29 @@ async def test_without_the_dataset_it_explores_prior_codes(runs_dir, tmp_path, m
         await wait_for(pilot, lambda: not np.array_equal(screen.base, ex.Explorer.prior_code(
             screen.explorer, 0)), 10, "another prior code")
         await _settled(pilot, screen)
+
+
+async def test_x_opens_explore_from_the_runs_table_and_the_monitor(run, env_data):
+    from bvae_tui.tui.screens.monitor import MonitorScreen
+    from bvae_tui.tui.screens.runs import RunsScreen
+
+    app = BvaeApp(run.path.parent, env_data)
+    async with app.run_test(size=(80, 24)) as pilot:
+        runs = await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen)
+                              and app.screen.loaded and app.screen, 10, "the runs table")
+        await pilot.pause(0.3)
+        assert "x Explore" in screen_lines(app)[-1]  # in the footer at 80 columns
+        await pilot.press("x")
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, ExploreScreen)
+                                and app.screen, 10, "explore from the runs")
+        assert screen.run.path == run.path
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is runs, 5, "back to the runs")
+        app.open_monitor(run.path)
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
+        await pilot.pause(0.3)
+        assert "| `x` | explore" in app.screen.HELP  # its footer is full at 80 columns
+        await pilot.press("x")
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, ExploreScreen)
+                                and app.screen, 10, "explore from the monitor")
+        await wait_for(pilot, lambda: screen.view is not None, 30, "the first decode")

@@ -29,6 +29,7 @@ from bvae_tui.errors import UserError
 from bvae_tui.safe_text import plain
 from bvae_tui.tui.messages import ExportDone
 from bvae_tui.tui.screens.confirm import ConfirmScreen
+from bvae_tui.tui.screens.explore import ExploreScreen
 from bvae_tui.tui.screens.export import ExportOptions, ExportScreen
 from bvae_tui.tui.screens.help import HelpScreen
 from bvae_tui.tui.screens.monitor import MonitorScreen
@@ -87,6 +88,12 @@ class BvaeApp(SweepActions, App):
         if self.runs_screen is not None:
             self.runs_screen.select_run(run_path.name)  # back from the monitor: on this run
         self.push_screen(MonitorScreen(run_path))
+
+    def open_explore(self, run_path: Path) -> None:
+        """The Explore screen on a run (any state: it reads the checkpoint, never the lock)."""
+        if self._deleted(run_path):
+            return
+        self.push_screen(ExploreScreen(run_path, self.data_root))
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
@@ -251,6 +258,8 @@ class BvaeApp(SweepActions, App):
                                 lambda: self.resume_run(target))
             yield SystemCommand("Export traversal GIF", f"Export a GIF of {label}",
                                 lambda: self.export_run(target))
+            yield SystemCommand("Explore model", f"Move the latents of {label} by hand",
+                                lambda: self.open_explore(target))
             yield SystemCommand("Delete run", f"Delete {label} (asks first)",
                                 lambda: self.delete_run(target))
 

@@ -70,6 +70,7 @@ factor; `bvae export mi RUN` saves it as a PNG).
 | `s` | stop the run (it checkpoints, then reads *stopped*) |
 | `r` | resume it from its last checkpoint |
 | `e` | export a traversal GIF |
+| `x` | explore the model by hand (the latest checkpoint, read while it trains; `R` there reloads) |
 | `p` | switch the preview between traversal and reconstruction |
 | `z` | preview size: fit the width, 1/4, 1/2, full (scroll sideways) |
 | `PgDn` / `PgUp` | scroll down to the preview and the log, and back |
@@ -84,6 +85,7 @@ class MonitorScreen(Screen):
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("e", "export", "Export"),
+        Binding("x", "explore", "Explore", show=False),  # in ?: the footer is full at 80
         # p and z are named in the preview's title: the footer keeps to 80 columns.
         Binding("p", "toggle_preview", "Preview", show=False),
         Binding("z", "zoom", "Zoom", show=False),
@@ -324,6 +326,9 @@ class MonitorScreen(Screen):
 
     def action_export(self) -> None:
         self.app.export_run(self.run.path)
+
+    def action_explore(self) -> None:
+        self.app.open_explore(self.run.path)
 
     def action_scroll_body(self, direction: int) -> None:
         body = self.query_one("#mon-body", VerticalScroll)

@@ -39,6 +39,7 @@ Every run under the runs dir, refreshed every second; runs started from the CLI 
 | `s` | stop the selected run (it writes a checkpoint first) |
 | `r` | resume a stopped, failed or lost run from its last checkpoint |
 | `e` | export a traversal GIF |
+| `x` | explore the run's model by hand: move latents, step factors (any run with a checkpoint) |
 | `d` | delete the run (asks first) |
 | `space` | mark or unmark the run for comparison (● before its name); on a sweep: (un)fold it |
 | `m` | mark every run in view (again: unmark them) |
@@ -81,6 +82,7 @@ class RunsScreen(Screen):
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
         Binding("e", "export", "Export"),
+        Binding("x", "explore", "Explore"),
         Binding("d", "delete", "Delete", show=False),  # the footer keeps to 80 columns
         Binding("space", "mark_or_fold", "Mark", show=False),
         Binding("m", "mark_view", "Mark all", show=False),
@@ -432,6 +434,10 @@ class RunsScreen(Screen):
     def action_export(self) -> None:
         if row := self._selected_or_warn():
             self.app.export_run(Path(row.path))
+
+    def action_explore(self) -> None:
+        if row := self._selected_or_warn():
+            self.app.open_explore(Path(row.path))
 
     def action_delete(self) -> None:
         if sweep := self.selected_sweep():
