@@ -35,6 +35,15 @@ def _checkpoint(run, cfg, channels: int = 1, arch: str = "H", seed: int = 0,
                      "arch": arch, "channels": channels, "z_dim": Z, "config": cfg.to_dict()})
 
 
+@pytest.fixture(autouse=True)
+def _threads_back():
+    """The explorer sets the process to one torch thread (its own processes train nothing):
+    the rest of the suite gets its threads back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def run(runs_dir, env_data):
     """A dsprites-mini run holding an untrained checkpoint in the trainer's format."""
@@ -305,3 +314,14 @@ def test_cli_dataset_without_factors(runs_dir, tmp_path, monkeypatch):
            "--respond")
     ok = bvae("explore", run.id, "--image", "2", "--set", "z0=1")
     assert ok.exit_code == 0, ok.output
+
+
+def test_the_explorer_decodes_on_one_cpu_thread(run, env_data):
+    """Two threads on a busy 2-core machine made a 12-code decode take 100+ ms instead of ~7
+    (benchmarks/RESULTS.md, "Explore screen"): the explorer uses one, unless told otherwise."""
+    torch.set_num_threads(2)
+    ex.open_explorer(run, data_dir=env_data)
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(2)
+    ex.open_explorer(run, data_dir=env_data, cpu_threads=0)
+    assert torch.get_num_threads() == 2

@@ -26,6 +26,15 @@ from tests.test_explore import Z, _checkpoint
 from tests.tui_helpers import screen_lines, wait_for
 
 
+@pytest.fixture(autouse=True)
+def _threads_back():
+    """The explorer sets the process to one torch thread (its own processes train nothing):
+    the rest of the suite gets its threads back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def run(runs_dir, env_data):
     from bvae_tui.engine.config import make_config

@@ -46,6 +46,7 @@ STEPS = 10  # values of the traversal row
 SMALL_STEP = 0.25  # what one arrow key moves a latent (shift: LARGE_STEP)
 LARGE_STEP = 1.0
 KL_SAMPLE = 256  # images the KL ordering is measured on (seeded: the same order every time)
+CPU_THREADS = 1  # intra-op threads for the explorer's tiny batches (see open_explorer)
 MAX_CHECKPOINT_BYTES = 4 * 2**30  # a z_dim-10 model is megabytes; more is not a checkpoint
 # Class names where the dataset's factor has well-known ones (REFERENCE.md: dSprites shapes).
 CLASS_NAMES: dict[str, tuple[str, ...]] = {"shape": ("square", "ellipse", "heart")}
@@ -483,10 +484,18 @@ def _kl_order(kl: Sequence[float] | None, z_dim: int) -> list[int]:
 
 
 def open_explorer(run: Run, device: str = "cpu", data_dir: str | os.PathLike | None = None,
-                  limit: float = LIMIT, need_data: bool = True) -> Explorer:
+                  limit: float = LIMIT, need_data: bool = True,
+                  cpu_threads: int | None = None) -> Explorer:
     """The run's latest readable checkpoint (or the one before it) on ``device``, with the
     run's dataset. ``need_data`` False: a dataset that is not prepared here leaves the explorer
-    with prior codes only (the screen), instead of a one-line error (the CLI)."""
+    with prior codes only (the screen), instead of a one-line error (the CLI).
+
+    On the CPU the process is set to ``cpu_threads`` intra-op threads (None: :data:`CPU_THREADS`;
+    0: left as it is).
+    The explorer's batches are a dozen codes: one thread decodes them in about 10 ms, while two
+    threads on a 2-core machine busy with other work took over 100 ms a decode (OpenMP threads
+    waiting for a core; benchmarks/RESULTS.md, "Explore screen"). The TUI and `bvae explore`
+    run in their own processes, which train nothing, so the setting is theirs to make."""
     from bvae_tui.engine.train.checkpoint import model_from_state
 
     if not (isinstance(limit, (int, float)) and math.isfinite(limit) and 0 < limit <= 20):
@@ -495,6 +504,11 @@ def open_explorer(run: Run, device: str = "cpu", data_dir: str | os.PathLike | N
         from bvae_tui.engine.runs.devices import resolve_device
 
         device = resolve_device(device)
+    threads = CPU_THREADS if cpu_threads is None else cpu_threads
+    if device == "cpu" and threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
     cfg = run.config
     loaded = read_checkpoint(run)
     model = model_from_state(loaded.state, cfg).to(device).eval()
