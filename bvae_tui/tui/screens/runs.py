@@ -81,7 +81,7 @@ class RunsScreen(Screen):
         Binding("enter", "open_monitor", "Monitor", show=True),
         Binding("s", "stop", "Stop"),
         Binding("r", "resume", "Resume"),
-        Binding("e", "export", "Export"),
+        Binding("e", "export", "Export", show=False),  # in ? and the palette: x took its place
         Binding("x", "explore", "Explore"),
         Binding("d", "delete", "Delete", show=False),  # the footer keeps to 80 columns
         Binding("space", "mark_or_fold", "Mark", show=False),
