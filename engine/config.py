@@ -31,6 +31,12 @@ TOGGLES = ("auto", "on", "off")
 # (benchmarks/RESULTS.md, "Checkpoint cost"): 0.15% of two minutes.
 CHECKPOINT_MINUTES = 2.0
 
+# Iterations between probe metrics (engine/train/probes.py) when --probe-every is not given, on a
+# dataset with ground-truth factors. One probe (3,072 images encoded, MI and MIG) cost about 1% of
+# the training time between two of them on a loaded 2-core CPU (benchmarks/RESULTS.md, "Probe
+# cost"); fine enough to see a factor move into a latent over a 100,000-iteration run.
+PROBE_EVERY = 2000
+
 GROUP_DATA = "Data"
 GROUP_OBJECTIVE = "Objective"
 GROUP_MODEL = "Model"
@@ -61,6 +67,24 @@ def check_dataset_source(name: str) -> None:
     problem = folder_missing_error(get_spec(name))
     if problem is not None:
         raise problem
+
+
+def _has_factors(dataset: str) -> bool | None:
+    """Whether ``dataset`` has ground-truth factors; None for a name that is not a dataset (its
+    own check reports that)."""
+    from bvae_tui.datasets.registry import get_spec
+
+    try:
+        return get_spec(dataset).has_factors
+    except UserError:
+        return None
+
+
+def factor_datasets() -> list[str]:
+    """The datasets that have ground-truth factors (what probes and metrics need)."""
+    from bvae_tui.datasets.registry import dataset_names, get_spec
+
+    return [name for name in dataset_names() if get_spec(name).has_factors]
 
 
 @dataclass
@@ -127,6 +151,11 @@ class TrainConfig:
                                    GROUP_RUN, min=0.0)
     preview_every: int = _f(1000, "iterations between traversal previews (0: never)", GROUP_RUN,
                             min=0)
+    probe_every: int | None = _f(None, "iterations between probe metrics (MI of each latent "
+                                 "with each factor, MIG) in probes.jsonl; empty: "
+                                 f"{PROBE_EVERY} (at least --log-every) on datasets with "
+                                 "ground-truth factors, off on the others; 0: never",
+                                 GROUP_RUN, min=0)
     eval_at_end: bool = _f(False, "score disentanglement metrics when training ends",
                            GROUP_RUN)
     # Speed (fast paths; results stay equal within floating-point tolerance)
@@ -158,7 +187,22 @@ class TrainConfig:
             raise field_info("batch_size").error(
                 f"must be at least {least} for objective {self.objective} ({why}); "
                 f"got {self.batch_size}")
+        self._check_probes()
         return self
+
+    def _check_probes(self) -> None:
+        """An explicit probe interval needs factors to probe, and rows to fall between: one
+        below the log interval would probe more often than the loss is even recorded."""
+        every = self.probe_every
+        if not every:
+            return
+        info = field_info("probe_every")
+        if _has_factors(self.dataset) is False:
+            which = ", ".join(factor_datasets())
+            raise info.error(f"needs a dataset with ground-truth factors ({which}); dataset "
+                             f"{self.dataset!r} has none: leave it out or give 0")
+        if every < self.log_every:
+            raise info.error(f"must be at least --log-every ({self.log_every}); got {every}")
 
     def check_given(self, given: Mapping[str, Any]) -> None:
         """Refuse explicitly given values of fields this config's objective does not use (the
@@ -180,6 +224,14 @@ class TrainConfig:
         if self.arch != "auto":
             return self.arch
         return "B" if self.objective == "B" else "H"
+
+    @property
+    def probe_interval(self) -> int:
+        """Iterations between probes (0: none): ``probe_every``, else :data:`PROBE_EVERY` (at
+        least ``log_every``) where the dataset has ground-truth factors."""
+        if self.probe_every is not None:
+            return self.probe_every
+        return max(PROBE_EVERY, self.log_every) if _has_factors(self.dataset) else 0
 
     @property
     def dip_lambda_d(self) -> float:

@@ -1,8 +1,9 @@
 """The run directory's contract: what each file is called and what its JSON holds.
 
-Four typed records (:mod:`bvae_tui.engine.runs.typed_json`), each with ONE reader
+Five typed records (:mod:`bvae_tui.engine.runs.typed_json`), each with ONE reader
 (``from_dict``) and ONE writer (``to_dict``): :class:`RunRecord` (config.json), :class:`Status`
-(status.json), :class:`MetricsRow` (a line of metrics.jsonl) and :class:`EvalResult`
+(status.json), :class:`MetricsRow` (a line of metrics.jsonl), :class:`ProbeRow` (a line of
+probes.jsonl) and :class:`EvalResult`
 (eval.json). The reader never raises: a missing key
 reads as its default (files of older versions), a value of the wrong type (or a list or map
 holding one) reads as missing (a hand-edited or damaged file), and unknown keys are kept in
@@ -35,6 +36,7 @@ ACTIVE_STATES = ("queued", "running")  # states that need a live worker behind t
 CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.jsonl"
+PROBES_FILE = "probes.jsonl"
 LOG_FILE = "worker.log"
 EVAL_FILE = "eval.json"
 CHECKPOINTS_DIR = "checkpoints"
@@ -50,6 +52,8 @@ RUN_FILES = (
     (CONFIG_FILE, "launcher, worker", "what the run is: [config.json](#configjson)"),
     (STATUS_FILE, "launcher, worker", "where the run is: [status.json](#statusjson)"),
     (METRICS_FILE, "worker", "one row per log interval: [metrics rows](#metricsjsonl)"),
+    (PROBES_FILE, "worker", "one row per probe interval (`--probe-every`): "
+     "[probe rows](#probesjsonl)"),
     (LOG_FILE, "worker", "stdout and stderr of a detached worker: a line per metrics row, "
      "warnings (among them an objective's estimates gone bad), the reason it ended"),
     (f"{CHECKPOINTS_DIR}/{LAST_CHECKPOINT}", "worker",
@@ -172,6 +176,39 @@ class MetricsRow(Record):
 
     def to_line(self) -> str:
         """The row as a line of metrics.jsonl."""
+        return json.dumps(self.to_dict(), allow_nan=False) + "\n"
+
+
+@dataclass(kw_only=True)
+class ProbeRow(Record):
+    """One JSON object per line, appended by the worker every `probe_every` steps on a dataset
+    with ground-truth factors: the current encoder's means of a fixed sample of images, scored
+    as `bvae eval`'s MIG scores them (so `bvae eval --metrics mig` on a checkpoint of the same
+    step, with MIG's `num_train` at `sample_size` and seed `sample_seed`, reads the same points
+    and gives the same matrix). Readers ignore a torn last line; a resume first drops the rows
+    written after its checkpoint."""
+
+    iter: int | None = _doc("training step the probe was taken at")
+    time: float | None = _doc("when it was written")
+    mig: float | None = _doc("MIG of the sample")
+    factors: list[str] | None = _doc("ground-truth factor names, in order")
+    mi: list[list[float]] | None = _doc("mutual information of each latent (rows) with each "
+                                        "factor (columns, as in `factors`) divided by the "
+                                        "factor's entropy: the share of the factor the latent "
+                                        "carries, latents in `num_bins` histogram bins")
+    factor_entropy: list[float] | None = _doc("entropy of each factor on the sample, nats")
+    best_latent: list[int] | None = _doc("per factor, the latent that carries most of it")
+    gaps: list[float] | None = _doc("per factor, MIG's gap: the best latent's share minus the "
+                                    "second best's")
+    sample_seed: int | None = _doc("seed the sample was drawn with (as MIG draws its points)")
+    sample_size: int | None = _doc("images in the sample")
+    sample_sha1: str | None = _doc("SHA-1 of the sample's dataset indices (int64), to check "
+                                   "a redrawn sample against")
+    num_bins: int | None = _doc("histogram bins per latent")
+    seconds: float | None = _doc("wall time of the probe")
+
+    def to_line(self) -> str:
+        """The row as a line of probes.jsonl."""
         return json.dumps(self.to_dict(), allow_nan=False) + "\n"
 
 
@@ -321,7 +358,8 @@ def markdown() -> str:
         "Times are Unix times in seconds.",
     ]
     for title, cls in (("config.json", RunRecord), ("status.json", Status),
-                       ("metrics.jsonl", MetricsRow), ("eval.json", EvalResult)):
+                       ("metrics.jsonl", MetricsRow), ("probes.jsonl", ProbeRow),
+                       ("eval.json", EvalResult)):
         out += ["", f"## {title}", "", _paragraph(cls), "", *_table(cls)]
     out += ["", "## bvae runs --json", "",
             "A list with one object per run, oldest first, with these keys (scripts may rely on "

@@ -25,7 +25,7 @@ from bvae_tui.engine.runs.records import (
     PREVIOUS_CHECKPOINT,
     STATUS_FILE,
 )
-from bvae_tui.engine.runs.store import TRUNCATE_TEMP, Run
+from bvae_tui.engine.runs.store import PROBES_TEMP, TRUNCATE_TEMP, Run
 
 # What the trainer writes, by folder: with the run's lock held, their temp files are debris.
 TRAINER_FILES = {
@@ -83,7 +83,7 @@ def usable_checkpoint(run: Run) -> UsableCheckpoint:
 
 
 def _is_debris(folder: str, name: str, mtime: float, now: float) -> bool:
-    if folder == "" and name == TRUNCATE_TEMP:
+    if folder == "" and name in (TRUNCATE_TEMP, PROBES_TEMP):
         return True
     if folder == CHECKPOINTS_DIR and name.startswith(KEEP_LINK_PREFIX):
         return True

@@ -62,10 +62,12 @@ from bvae_tui.engine.runs.records import (
     PREVIEW_FILES,
     PREVIEWS_DIR,
     PREVIOUS_CHECKPOINT,
+    PROBES_FILE,
     STATES,
     STATUS_FILE,
     EvalResult,
     MetricsRow,
+    ProbeRow,
     RunRecord,
     RunSummary,
     Status,
@@ -74,6 +76,7 @@ from bvae_tui.engine.runs.refs import match_ref
 
 T = TypeVar("T")
 TRUNCATE_TEMP = f".{METRICS_FILE}.tmp"  # metrics.jsonl being rewritten by a resume
+PROBES_TEMP = f".{PROBES_FILE}.tmp"  # probes.jsonl being rewritten by a resume
 QUEUED_GRACE_S = 60.0  # a new run without a worker pid yet is 'queued', not 'lost', this long
 # A worker on another machine without a heartbeat for this long is 'lost' (loading data and the
 # evaluation at the end write none, so this is generous).
@@ -125,6 +128,10 @@ class Run:
     @property
     def metrics_path(self) -> Path:
         return self.path / METRICS_FILE
+
+    @property
+    def probes_path(self) -> Path:
+        return self.path / PROBES_FILE
 
     @property
     def log_path(self) -> Path:
@@ -261,18 +268,20 @@ class Run:
         The file is replaced atomically; readers (:class:`MetricsTail`) see the new inode and
         read it again from the start.
         """
-        if not self.metrics_path.exists():
-            return
-        keep = [r for r in self.metrics() if (r.iter or 0) <= iteration]
-        tmp = self.metrics_path.with_name(TRUNCATE_TEMP)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)  # left by an interrupted resume (or planted: a link is not followed)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
-        with os.fdopen(fd, "w") as fh:
-            fh.writelines(r.to_line() for r in keep)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.metrics_path)
+        if self.metrics_path.exists():
+            _rewrite_lines(self.metrics_path, TRUNCATE_TEMP,
+                           [r.to_line() for r in self.metrics() if (r.iter or 0) <= iteration])
+
+    def probes(self) -> list[ProbeRow]:
+        """Every complete row of probes.jsonl (a torn last line is ignored)."""
+        return ProbesTail(self.probes_path).read_new()
+
+    def truncate_probes(self, iteration: int) -> None:
+        """Drop probe rows after ``iteration``, as :meth:`truncate_metrics` does metrics rows:
+        a resumed run probes those steps again."""
+        if self.probes_path.exists():
+            _rewrite_lines(self.probes_path, PROBES_TEMP,
+                           [r.to_line() for r in self.probes() if (r.iter or 0) <= iteration])
 
     def eval_results(self) -> EvalResult | None:
         return read_eval(self.eval_path)
@@ -339,6 +348,30 @@ class MetricsTail:
 
     def read_new(self) -> list[MetricsRow]:
         return [MetricsRow.from_dict(row) for row in self._lines.read_new()]
+
+
+class ProbesTail:
+    """Reads the rows appended to a probes.jsonl since the last call (as :class:`MetricsTail`)."""
+
+    def __init__(self, path: Path):
+        self._lines = JsonLinesTail(path)
+
+    def read_new(self) -> list[ProbeRow]:
+        return [ProbeRow.from_dict(row) for row in self._lines.read_new()]
+
+
+def _rewrite_lines(path: Path, temp_name: str, lines: list[str]) -> None:
+    """Replace the JSON-lines file ``path`` with ``lines``, atomically, through a temp file of
+    its folder (never through a link planted under the temp file's name)."""
+    tmp = path.with_name(temp_name)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # left by an interrupted resume (or planted: a link is not followed)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+    with os.fdopen(fd, "w") as fh:
+        fh.writelines(lines)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def versions() -> dict[str, str]:

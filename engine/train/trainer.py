@@ -218,6 +218,7 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
         _record_changes(run, iteration, saved_cfg, cfg)
     step = TrainStep(net, optimizer, cfg.replace(amp=used.used), device, dist, objective)
     run.truncate_metrics(iteration)  # a fresh start, or rows past the checkpoint, go
+    run.truncate_probes(iteration)  # likewise: a resumed run probes those steps again
 
     # -- bookkeeping ---------------------------------------------------------------------------
     z = cfg.z_dim
@@ -312,6 +313,28 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
                 raise
             _warn(f"previews failed at iteration {iteration}: {type(exc).__name__}: {exc}")
 
+    probe_every = cfg.probe_interval
+    prober = None  # the probes' fixed sample, drawn at the first probe
+    probe_failed = False
+
+    def probe() -> None:
+        nonlocal prober, probe_failed
+        if probe_failed:
+            return
+        try:
+            from bvae_tui.engine.train.probes import Prober  # not needed before the first probe
+
+            prober = prober or Prober(dataset, device)
+            row = prober.probe(model, iteration)
+            with open_append(run.probes_path, text=True) as fh:
+                fh.write(row.to_line())
+        except Exception as exc:  # a probe is never worth a training run
+            if _is_oom(exc):
+                raise
+            probe_failed = True  # logged once: every later probe would fail the same way
+            _warn(f"probe failed at iteration {iteration}, no more probes until the run is "
+                  f"resumed: {type(exc).__name__}: {brief(exc, 200)}")
+
     # -- the loop ------------------------------------------------------------------------------
     run.write_status(state="running", iteration=iteration, phase="training",
                      heartbeat=time.time())
@@ -359,6 +382,10 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
                 t0 = time.time()
                 previews()
                 overhead += time.time() - t0
+            if probe_every and iteration % probe_every == 0:
+                t0 = time.time()
+                probe()
+                overhead += time.time() - t0
             now = time.time()
             if now - last_progress >= PROGRESS_S:
                 last_progress = now
@@ -384,6 +411,8 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
         return final
     if cfg.preview_every and iteration % cfg.preview_every != 0:
         previews()
+    if probe_every and iteration % probe_every != 0:
+        probe()  # the finished model's, wherever the interval ends
     if cfg.eval_at_end:
         run.write_status(iteration=iteration, heartbeat=time.time(), phase="evaluating")
         # imported here: the metrics and baselines are not needed before the first step
