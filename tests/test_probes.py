@@ -162,3 +162,44 @@ def test_worker_stopped_and_resumed_continues_its_probes_without_duplicates(env,
     assert run.status().state == "finished"
     assert [r.iter for r in run.probes()] == [20, 40, 60, 80, 100]
     assert "probe failed" not in run.log_path.read_text()
+
+
+def _probe(iteration: int, shares: list[list[float]]) -> ProbeRow:
+    return ProbeRow(iter=iteration, factors=["shape", "scale", "posX"], mi=shares)
+
+
+def test_emergence_is_the_first_probe_above_half_per_factor():
+    from bvae_tui.engine.analysis.emergence import Emergence, emergence
+
+    rows = [
+        _probe(300, [[0.9, 0.1, 0.0], [0.0, 0.7, 0.1]]),
+        _probe(100, [[0.1, 0.0, 0.0], [0.0, 0.2, 0.6]]),
+        ProbeRow(iter=150, factors=["shape", "scale", "posX"], mi=[[0.9, 0.9]]),  # damaged
+        _probe(200, [[0.2, 0.0, 0.5], [0.0, 0.55, 0.4]]),  # exactly 0.5 is not "more than half"
+    ]
+    assert emergence(rows) == [Emergence("shape", 300, 0, 0.9),
+                               Emergence("scale", 200, 1, 0.55),
+                               Emergence("posX", 100, 1, 0.6)]
+    assert emergence(rows[1:2])[0] == Emergence("shape", None, None, None)
+
+
+def test_runs_show_emergence_text_json_and_without_probes(runs_dir, mini_data_dir):
+    run = _run(runs_dir, mini_data_dir)
+    result = invoke("runs", "show", run.id, "--emergence")
+    assert_one_line_error(result, "has no probes (probes.jsonl) yet")
+    assert "--probe-every" in result.output
+    rows = [_probe(100, [[0.1, 0.0, 0.0], [0.0, 0.2, 0.6]]),
+            _probe(200, [[0.2, 0.0, 0.4], [0.0, 0.55, 0.4]])]
+    run.probes_path.write_text("".join(r.to_line() for r in rows) + '{"iter": 3')
+    result = invoke("runs", "show", run.id, "--emergence")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "posX   iteration 100: latent 1 carries 0.60",
+        "scale  iteration 200: latent 1 carries 0.55",
+        "shape  not yet (no latent above half of it)"]
+    result = invoke("runs", "show", run.id, "--emergence", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["threshold"] == 0.5 and data["run"] == run.id
+    assert data["factors"][1] == {"factor": "scale", "iteration": 200, "latent": 1,
+                                  "share": 0.55}

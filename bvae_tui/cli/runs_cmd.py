@@ -73,10 +73,15 @@ def _state(state: str):
     return as_text(state, state_style(state))
 
 
+EmergenceOpt = Annotated[bool, typer.Option(
+    "--emergence", help="per factor, the first probe at which one latent carried more than "
+    "half of it (MI / entropy > 0.5), and which latent (needs probes: --probe-every)")]
+
+
 @runs_app.command("show")
 def runs_show(
     run: RunArg,
-    runs_dir: RunsDirOpt = None, json: JsonOpt = False,
+    runs_dir: RunsDirOpt = None, json: JsonOpt = False, emergence: EmergenceOpt = False,
 ) -> None:
     """Show one run: config, status, latest metrics and evaluation scores."""
     from rich.text import Text
@@ -84,6 +89,9 @@ def runs_show(
     from bvae_tui.engine.runs.records import RunRecord
 
     found = find_run(run, runs_dir)
+    if emergence:
+        _show_emergence(found, json)
+        return
     summary = found.summary()
     # A damaged config.json is shown as such (the summary says why); the rest still shows.
     record = RunRecord() if summary.config_error else found.record()
@@ -162,3 +170,21 @@ def runs_rm(
         raise typer.Exit(code=1)
     delete_run(found)
     typer.echo(plain(f"deleted {found.id}"))
+
+
+def _show_emergence(run, json: bool) -> None:
+    """`bvae runs show RUN --emergence`: one line per factor, in the order they emerged."""
+    from bvae_tui.engine.analysis.emergence import THRESHOLD, run_emergence
+
+    found = run_emergence(run)
+    if json:
+        print_json({"run": run.id, "threshold": THRESHOLD,
+                    "factors": [e.to_dict() for e in found]})
+        return
+    out = console()
+    ordered = sorted(found, key=lambda e: (e.iteration is None, e.iteration or 0))
+    width = max(len(e.factor) for e in found)
+    for e in ordered:
+        when = ("not yet (no latent above half of it)" if e.iteration is None else
+                f"iteration {e.iteration}: latent {e.latent} carries {e.share:.2f}")
+        out.print(as_text(f"{e.factor:<{width}}  {when}"))
