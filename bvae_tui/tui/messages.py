@@ -81,6 +81,12 @@ class ScoresChanged(_Latest):
         self.mi = mi  # the evaluation's MIMatrix, or None
 
 
+class ProbesChanged(_Latest):
+    def __init__(self, source: str, rows: list[Any]) -> None:
+        super().__init__(source)
+        self.rows = rows  # every ProbeRow so far, by iteration
+
+
 class WatchError(_Latest):
     """Reading the run directory failed (shown once per distinct message)."""
 

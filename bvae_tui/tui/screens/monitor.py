@@ -18,14 +18,15 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from bvae_tui.engine.runs.health import EstimateWarning, estimate_warnings
-from bvae_tui.engine.runs.records import Status
-from bvae_tui.engine.runs.store import Run
+from bvae_tui.engine.runs.records import ProbeRow, Status
+from bvae_tui.engine.runs.store import ProbesTail, Run
 from bvae_tui.safe_text import plain
 from bvae_tui.styles import state_style
 from bvae_tui.tui.messages import (
     LogChanged,
     MetricsChanged,
     PreviewChanged,
+    ProbesChanged,
     RunGone,
     ScoresChanged,
     StatusChanged,
@@ -45,7 +46,7 @@ from bvae_tui.tui.run_data import (
 from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
 from bvae_tui.tui.widgets.kl_bars import KLBars, bar
 from bvae_tui.tui.widgets.log_tail import LogTail
-from bvae_tui.tui.widgets.mi_heatmap import MIHeatmap
+from bvae_tui.tui.widgets.mi_heatmap import MIHeatmap, probe_matrix
 from bvae_tui.tui.widgets.preview_image import preview_image
 
 WATCH_SECONDS = 0.2  # a new metrics row shows up within about this (target: under a second)
@@ -63,7 +64,10 @@ latest values, and a warning when an estimate has gone bad for a while (a TC est
 zero, a discriminator stuck at chance or always right): the same warnings as worker.log.
 Once the run is evaluated (`bvae eval RUN`, or `--eval-at-end`), a heat map under the KL bars
 shows how much of each factor each latent carries (MI / H: 1 means the latent alone tells the
-factor; `bvae export mi RUN` saves it as a PNG).
+factor; `bvae export mi RUN` saves it as a PNG). A run with probes (`--probe-every`, on by
+default on datasets with factors) shows its latest probe there instead, live as it trains, with
+the probe's iteration above it; `[` and `]` step back and forward through the probes (forward
+past the last one follows the live probe again).
 
 | key | action |
 |---|---|
@@ -71,6 +75,7 @@ factor; `bvae export mi RUN` saves it as a PNG).
 | `r` | resume it from its last checkpoint |
 | `e` | export a traversal GIF |
 | `x` | explore the model by hand (the latest checkpoint, read while it trains; `R` there reloads) |
+| `[` / `]` | the heat map's probe before / after the one shown |
 | `p` | switch the preview between traversal and reconstruction |
 | `z` | preview size: fit the width, 1/4, 1/2, full (scroll sideways) |
 | `PgDn` / `PgUp` | scroll down to the preview and the log, and back |
@@ -89,6 +94,8 @@ class MonitorScreen(Screen):
         # p and z are named in the preview's title: the footer keeps to 80 columns.
         Binding("p", "toggle_preview", "Preview", show=False),
         Binding("z", "zoom", "Zoom", show=False),
+        Binding("left_square_bracket", "probe(-1)", "Earlier probe", show=False),
+        Binding("right_square_bracket", "probe(1)", "Later probe", show=False),
         # On a short terminal the preview and the log are below the fold.
         Binding("pagedown", "scroll_body(1)", "Log", key_display="PgDn", priority=True),
         Binding("pageup", "scroll_body(-1)", "Up", show=False, priority=True),
@@ -110,6 +117,9 @@ class MonitorScreen(Screen):
         self.terms = objective_terms(self.config)  # the objective's own metrics fields
         self.warnings: list[EstimateWarning] = []
         self.updates = 0  # metrics repaints, for tests and the benchmark
+        self.probes: list[ProbeRow] = []  # probes.jsonl's rows, by iteration
+        self.probe_pos: int | None = None  # the probe the heat map shows; None: the latest
+        self.eval_mi: Any = None  # eval.json's matrix, shown while the run has no probes
 
     def compose(self) -> ComposeResult:
         yield Static(id="mon-header", classes="topbar")
@@ -145,11 +155,13 @@ class MonitorScreen(Screen):
     def watch_run(self) -> None:
         worker = get_current_worker()
         watcher = RunWatcher(self.run)
+        probes = _ProbeWatch(self.run)
         source = self.run.id
         last_error = ""
         while not worker.is_cancelled:
             try:
                 ev = watcher.poll()
+                probe_rows = probes.poll()
             except Exception as exc:  # noqa: BLE001 - show it (once), keep watching
                 if str(exc) != last_error:
                     last_error = str(exc)
@@ -167,6 +179,8 @@ class MonitorScreen(Screen):
                 self.post_message(ScoresChanged(source, ev.scores, ev.mi))
             if ev.log is not None:
                 self.post_message(LogChanged(source, ev.log))
+            if probe_rows is not None:
+                self.post_message(ProbesChanged(source, probe_rows))
             if ev.preview is not None:
                 self.post_message(PreviewChanged(source, _read_previews(ev.preview)))
             time.sleep(WATCH_SECONDS)
@@ -207,8 +221,27 @@ class MonitorScreen(Screen):
 
     def on_scores_changed(self, message: ScoresChanged) -> None:
         self.scores = message.scores
-        self.query_one(MIHeatmap).set_matrix(message.mi)
+        self.eval_mi = message.mi
+        self._update_heatmap()
         self._update_header()
+
+    def on_probes_changed(self, message: ProbesChanged) -> None:
+        self.probes = message.rows
+        if self.probe_pos is not None:
+            self.probe_pos = min(self.probe_pos, len(self.probes) - 1) if self.probes else None
+        self._update_heatmap()
+
+    def _update_heatmap(self) -> None:
+        """The probe chosen with [ and ] (else the latest), or eval's matrix without probes."""
+        heat = self.query_one(MIHeatmap)
+        if not self.probes:
+            heat.set_matrix(self.eval_mi)
+            return
+        pos = len(self.probes) - 1 if self.probe_pos is None else self.probe_pos
+        row = self.probes[pos]
+        where = "latest" if self.probe_pos is None else f"{pos + 1}/{len(self.probes)}"
+        mig = f" MIG {row.mig:.2f}" if row.mig is not None else ""
+        heat.set_matrix(probe_matrix(row), f"probe @ {row.iter} ({where}){mig}  [ ]")
 
     def on_log_changed(self, message: LogChanged) -> None:
         self.query_one(LogTail).set_lines(message.lines)
@@ -342,9 +375,35 @@ class MonitorScreen(Screen):
         image.set_zoom(_next_zoom(image.zoom))
         self._update_preview()
 
+    def action_probe(self, step: int) -> None:
+        """Step the heat map through the probes; forward past the last follows the live one."""
+        if not self.probes:
+            return
+        last = len(self.probes) - 1
+        pos = (last if self.probe_pos is None else self.probe_pos) + step
+        self.probe_pos = None if pos >= last else max(0, pos)
+        self._update_heatmap()
+
     def action_toggle_preview(self) -> None:
         self.preview_kind = "recon" if self.preview_kind == "traversal" else "traversal"
         self._update_preview()
+
+
+class _ProbeWatch:
+    """probes.jsonl's rows for the watcher thread: the whole list, by iteration, when it
+    changed (a resume rewrites the file; its rows replace those of the same iteration)."""
+
+    def __init__(self, run: Run) -> None:
+        self._tail = ProbesTail(run.probes_path)
+        self._rows: dict[int, ProbeRow] = {}
+
+    def poll(self) -> list[ProbeRow] | None:
+        new = [r for r in self._tail.read_new() if r.iter is not None]
+        if not new:
+            return None
+        for row in new:
+            self._rows[int(row.iter or 0)] = row
+        return [self._rows[k] for k in sorted(self._rows)]
 
 
 ZOOMS: tuple[float | None, ...] = (None, 0.25, 0.5, 1.0)

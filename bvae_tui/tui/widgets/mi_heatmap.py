@@ -4,7 +4,8 @@ One row per latent (z0, z1, ... under a header naming the factors), one column p
 cell is the share of the factor's entropy the latent carries (MI / H, in [0, 1]) as a colour
 from dark to bright with its two digits, so the latent that carries a factor stands out in its
 column. The monitor shows it under the KL bars, whose rows are the same latents. Read from
-eval.json (``bvae eval`` or ``--eval-at-end``).
+the run's probes while it trains (probes.jsonl, every ``--probe-every`` steps, under a caption
+naming the probe's iteration), else from eval.json (``bvae eval`` or ``--eval-at-end``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from bvae_tui.engine.analysis.mi_matrix import MIMatrix, ramp_rgb, share_text
+from bvae_tui.engine.runs.records import ProbeRow
 from bvae_tui.safe_text import plain
 
 CELL = 5  # characters per factor column
@@ -33,6 +35,18 @@ def short_names(factors: list[str]) -> list[str]:
     return names if len(set(names)) == len(names) else [f"f{k}" for k in range(len(factors))]
 
 
+def probe_matrix(row: ProbeRow) -> MIMatrix | None:
+    """A probe row's matrix (it holds shares: MI / H) in nats, as an evaluation's; None for a
+    damaged row, which :meth:`MIMatrix.from_result` refuses."""
+    entropy = row.factor_entropy or []
+    shares = row.mi or []
+    if not entropy or any(len(r) != len(entropy) for r in shares):
+        return None
+    nats = [[v * h for v, h in zip(r, entropy, strict=True)] for r in shares]
+    return MIMatrix.from_result({"mi": nats, "factor_entropy": entropy,
+                                 "factors": row.factors})
+
+
 class MIHeatmap(Widget):
     """Heat map of MI(latent; factor) / H(factor) from the run's eval.json."""
 
@@ -43,25 +57,29 @@ class MIHeatmap(Widget):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.matrix: MIMatrix | None = None
-        self.display = False  # until an evaluation brings a matrix
+        self.caption = ""  # which matrix: a probe's iteration and place (none for eval's)
+        self.display = False  # until a probe or an evaluation brings a matrix
 
-    def set_matrix(self, matrix: MIMatrix | None) -> None:
+    def set_matrix(self, matrix: MIMatrix | None, caption: str = "") -> None:
         self.matrix = matrix
+        self.caption = plain(caption) if matrix is not None else ""
         self.display = matrix is not None
         self.refresh(layout=True)
 
     def get_content_width(self, container, viewport) -> int:  # noqa: ANN001
         factors = len(self.matrix.factors) if self.matrix else 0
-        return LABEL + CELL * factors
+        return max(LABEL + CELL * factors, len(self.caption))
 
     def get_content_height(self, container, viewport, width: int) -> int:  # noqa: ANN001
-        return 1 + (self.matrix.latents if self.matrix else 1)
+        return 1 + (self.matrix.latents if self.matrix else 1) + (1 if self.caption else 0)
 
     def render(self) -> Text:
         out = Text(no_wrap=True, overflow="crop")
         if self.matrix is None:
             out.append("no information matrix: bvae eval RUN", style="dim italic")
             return out
+        if self.caption:
+            out.append(self.caption + "\n", style="dim")
         out.append("MI/H".ljust(LABEL), style="bold")
         for name in short_names(self.matrix.factors):
             out.append(name.center(CELL), style="bold")
