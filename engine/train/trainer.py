@@ -411,8 +411,6 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
         return final
     if cfg.preview_every and iteration % cfg.preview_every != 0:
         previews()
-    if probe_every and iteration % probe_every != 0:
-        probe()  # the finished model's, wherever the interval ends
     if cfg.eval_at_end:
         run.write_status(iteration=iteration, heartbeat=time.time(), phase="evaluating")
         # imported here: the metrics and baselines are not needed before the first step
