@@ -32,8 +32,8 @@ TOGGLES = ("auto", "on", "off")
 CHECKPOINT_MINUTES = 2.0
 
 # Iterations between probe metrics (engine/train/probes.py) when --probe-every is not given, on a
-# dataset with ground-truth factors. One probe (3,072 images encoded, MI and MIG) cost about 1% of
-# the training time between two of them on a loaded 2-core CPU (benchmarks/RESULTS.md, "Probe
+# dataset with ground-truth factors. One probe (3,072 images encoded, MI and MIG) cost about 0.2%
+# of the training time between two of them on a loaded 2-core CPU (benchmarks/RESULTS.md, "Probe
 # cost"); fine enough to see a factor move into a latent over a 100,000-iteration run.
 PROBE_EVERY = 2000
 

@@ -31,7 +31,7 @@ from bvae_tui.engine.runs.records import ProbeRow
 PROBE_SEED = 0  # bvae eval's default metric seed: the probe's points are the first of MIG's
 # A multiple of the 16 points MIG draws at a time, so these are exactly the first PROBE_POINTS of
 # eval's 10,000 MIG points at the same seed. Enough for 20 bins x 40 orientations to be filled
-# on average; about 1% of training time at the default interval (benchmarks/RESULTS.md).
+# on average; about 0.2% of CPU training time at the default interval (benchmarks/RESULTS.md).
 PROBE_POINTS = 3072
 PROBE_BINS = 20
 
