@@ -152,7 +152,7 @@ class TrainConfig:
     preview_every: int = _f(1000, "iterations between traversal previews (0: never)", GROUP_RUN,
                             min=0)
     probe_every: int | None = _f(None, "iterations between probe metrics (MI of each latent "
-                                 "with each factor, MIG) in probes.jsonl; empty: "
+                                 "with each factor, MIG) in probes.jsonl; by default "
                                  f"{PROBE_EVERY} (at least --log-every) on datasets with "
                                  "ground-truth factors, off on the others; 0: never",
                                  GROUP_RUN, min=0)

@@ -5,10 +5,12 @@ index (a seeded ``torch.Generator`` walks through shuffled epochs) and converts 
 device. Per-step statistics stay on the device in a small buffer, so a GPU step never waits for
 the host; every ``log_every`` steps one transfer turns them into a ``metrics.jsonl`` row averaged
 over the interval, with the objective's own terms; warnings about its estimates go to stderr
-(worker.log). Checkpoints hold everything needed to continue exactly: model, optimiser, the
-objective's state (FactorVAE's discriminator and its optimiser), iteration, the torch / CUDA /
-NumPy / Python RNG states and the batch sampler's state, so a run stopped and resumed on the CPU
-reproduces the uninterrupted run.
+(worker.log). Every ``probe_interval`` steps a probe (engine/train/probes.py) appends the
+current encoder's MI matrix and MIG on a fixed sample to ``probes.jsonl``; a probe that fails
+is reported once and training goes on. Checkpoints hold everything needed to continue exactly:
+model, optimiser, the objective's state (FactorVAE's discriminator and its optimiser),
+iteration, the torch / CUDA / NumPy / Python RNG states and the batch sampler's state, so a run
+stopped and resumed on the CPU reproduces the uninterrupted run.
 
 Outcomes end up in ``status.json``: ``finished``, ``stopped`` (``should_stop`` said so; a
 checkpoint is written first) or ``failed`` with a one-line reason (missing data, non-finite loss
@@ -328,9 +330,9 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
             row = prober.probe(model, iteration)
             with open_append(run.probes_path, text=True) as fh:
                 fh.write(row.to_line())
-        except Exception as exc:  # a probe is never worth a training run
-            if _is_oom(exc):
-                raise
+        except Exception as exc:  # a probe is never worth a training run, even out of memory
+            if _is_oom(exc) and torch.cuda.is_available():
+                torch.cuda.empty_cache()  # its large encode batches: give the memory back
             probe_failed = True  # logged once: every later probe would fail the same way
             _warn(f"probe failed at iteration {iteration}, no more probes until the run is "
                   f"resumed: {type(exc).__name__}: {brief(exc, 200)}")
