@@ -5,6 +5,7 @@ from __future__ import annotations
 from bvae_tui.engine.runs.records import ProbeRow
 from bvae_tui.tui.app import BvaeApp
 from bvae_tui.tui.screens.monitor import MonitorScreen
+from bvae_tui.tui.widgets.curve_plot import CurvePlot
 from bvae_tui.tui.widgets.mi_heatmap import MIHeatmap
 from tests.tui_helpers import make_run, wait_for
 
@@ -46,6 +47,8 @@ async def test_heat_map_follows_new_probes_and_steps_through_them(runs_dir, tmp_
         assert lines[0].startswith("probe @ 300")
         assert lines[1].split() == ["MI/H", "shap", "scal", "posX"]
         assert lines[2].split()[:2] == ["z0", ".80"]
+        curve = mon.query_one("#plot-mig", CurvePlot)
+        assert curve.display and curve._xs.tolist() == [100, 200, 300]
 
         await pilot.press("left_square_bracket")
         assert shown(heat) == 0.5 and heat.caption.startswith("probe @ 200 (2/3)")

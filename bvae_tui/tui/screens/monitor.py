@@ -66,8 +66,8 @@ Once the run is evaluated (`bvae eval RUN`, or `--eval-at-end`), a heat map unde
 shows how much of each factor each latent carries (MI / H: 1 means the latent alone tells the
 factor; `bvae export mi RUN` saves it as a PNG). A run with probes (`--probe-every`, on by
 default on datasets with factors) shows its latest probe there instead, live as it trains, with
-the probe's iteration above it; `[` and `]` step back and forward through the probes (forward
-past the last one follows the live probe again).
+the probe's iteration above it, and a MIG curve under the loss curves; `[` and `]` step back
+and forward through the probes (forward past the last one follows the live probe again).
 
 | key | action |
 |---|---|
@@ -131,6 +131,7 @@ class MonitorScreen(Screen):
                     yield CurvePlot("KL", id="plot-kl")
                     yield CurvePlot(" · ".join(TERM_LABELS[t] for t in self.terms),
                                     id="plot-terms")
+                    yield CurvePlot("MIG (probes)", id="plot-mig")
                 with Vertical(id="mon-side"):
                     yield KLBars(id="mon-latents")
                     yield MIHeatmap(id="mon-mi")
@@ -145,6 +146,7 @@ class MonitorScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#plot-terms").display = bool(self.terms)
+        self.query_one("#plot-mig").display = False  # until the first probe
         self.query_one("#mon-warnings").display = False
         self._update_header()
         self._update_preview()
@@ -227,6 +229,10 @@ class MonitorScreen(Screen):
 
     def on_probes_changed(self, message: ProbesChanged) -> None:
         self.probes = message.rows
+        mig = [(r.iter, r.mig) for r in self.probes if r.mig is not None]
+        plot = self.query_one("#plot-mig", CurvePlot)
+        plot.display = bool(mig)
+        plot.set_data([i for i, _ in mig], [Series("MIG", [m for _, m in mig], "cyan")])
         if self.probe_pos is not None:
             self.probe_pos = min(self.probe_pos, len(self.probes) - 1) if self.probes else None
         self._update_heatmap()
