@@ -41,7 +41,7 @@ case "${1:-status}" in
       case $state in
         none) "$BVAE" train --preset "$preset" --iterations "$ITERATIONS" --name "$name" \
                 --checkpoint-minutes 2 --detach $DEVICE_ARGS ;;
-        stopped|lost|failed) "$BVAE" resume "$id" ;;
+        stopped|lost|failed) "$BVAE" resume "$id" --detach ;;
         *) echo "$name: $state ($id)" ;;
       esac
     done ;;
