@@ -43,6 +43,10 @@ CsvOpt = Annotated[str | None, typer.Option(
 PlotOpt = Annotated[str | None, typer.Option(
     "--plot", help="write a figure to FILE (.png, .svg or .pdf; needs matplotlib: "
     "pip install 'bvae-tui\\[plot]')", show_default=False, metavar="FILE", rich_help_panel=_OUT)]
+ProbeOpt = Annotated[str | None, typer.Option(
+    "--probe", help="probed score of --plot's probe panel (runs trained with --probe-every): "
+    "mig, or a factor name for the share of it its best latent carries (default: mig)",
+    show_default=False, metavar="NAME", rich_help_panel=_OUT)]
 
 
 def load_with_rows(runs: list) -> list:
@@ -75,6 +79,7 @@ def compare(
     json: JsonOpt = False,
     csv: CsvOpt = None,
     plot: PlotOpt = None,
+    probe: ProbeOpt = None,
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Compare runs: each metric per group (mean ± std over its runs, n), the best group marked.
@@ -89,10 +94,16 @@ def compare(
     fields = resolve_by(by, data)
     metrics = choose_metrics(metric, data)
     csv_path = _check_csv(csv) if csv else None
+    if probe is not None and not plot:
+        from bvae_tui.engine.errors import ConfigError
+
+        raise ConfigError("--probe picks the probe panel of --plot; add --plot FILE, e.g. "
+                          f"--plot compare.png --probe {probe}")
     if plot:
-        from bvae_tui.engine.analysis.compare_plot import check_plot_path
+        from bvae_tui.engine.analysis.compare_plot import check_plot_path, choose_probe
 
         check_plot_path(plot)
+        choose_probe(probe, data)
     groups = group_runs(data, fields)
     table = score_table(groups, metrics)
     if csv_path is not None:
@@ -100,7 +111,7 @@ def compare(
     if plot:
         from bvae_tui.engine.analysis.compare_plot import write_plot
 
-        path = write_plot(data, groups, metrics, plot)
+        path = write_plot(data, groups, metrics, plot, probe)
         typer.echo(plain(f"wrote {path}"), err=json)
     labels = run_labels(data)
     if json:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bvae_tui.engine.analysis.compare_runs import CompareRun
+from bvae_tui.engine.analysis.compare_runs import PROBE_MIG, CompareRun
 from bvae_tui.engine.config import GROUP_RUN, GROUP_SPEED, FieldInfo, schema
 from bvae_tui.engine.errors import ConfigError
 
@@ -213,42 +213,58 @@ class Band:
     n: np.ndarray
 
 
-def _grid(runs: Sequence[CompareRun], max_points: int) -> np.ndarray:
-    if not runs:
+def _grid(axes: Sequence[np.ndarray], max_points: int) -> np.ndarray:
+    """The iterations of a band: the runs' own when they agree (the seeds of one setting), else
+    their union; at most ``max_points`` of them."""
+    if not axes:
         return np.zeros(0)
-    first = runs[0].iters
-    if all(np.array_equal(r.iters, first) for r in runs[1:]):  # the seeds of one setting
+    first = axes[0]
+    if all(np.array_equal(xs, first) for xs in axes[1:]):
         xs = first
     else:
-        xs = np.unique(np.concatenate([r.iters for r in runs]))
+        xs = np.unique(np.concatenate(list(axes)))
     if xs.size > max_points:
         xs = xs[np.linspace(0, xs.size - 1, max_points).round().astype(np.int64)]
     return xs
 
 
 def group_band(group: Group, name: str, max_points: int = 1000) -> Band:
-    """Curve ``name`` of the group's runs, each interpolated onto the union of their iterations
-    (at most ``max_points``), then mean / min / max across runs at each point."""
-    runs = [r for r in group.runs if r.rows and name in r.curves]
-    xs = _grid(runs, max_points)
-    stack = np.full((len(runs), xs.size), np.nan)
-    for i, run in enumerate(runs):
-        ys = run.curves[name]
+    """Curve ``name`` (a metrics curve, or a probe curve such as ``mig``) of the group's runs,
+    each interpolated onto the union of their iterations (at most ``max_points``), then mean /
+    min / max across runs at each point. Runs without the curve (e.g. without probes) are left
+    out, so ``n`` counts only the runs that have it, and a group of none gets an empty band."""
+    series = [s for s in (r.series(name) for r in group.runs) if s[0].size]
+    xs = _grid([s[0] for s in series], max_points)
+    stack = np.full((len(series), xs.size), np.nan)
+    for i, (run_xs, ys) in enumerate(series):
         ok = np.isfinite(ys)
         if ok.sum() == 0:
             continue
-        rx, ry = run.iters[ok], ys[ok]
+        rx, ry = run_xs[ok], ys[ok]
         inside = (xs >= rx[0]) & (xs <= rx[-1])
         stack[i, inside] = np.interp(xs[inside], rx, ry)
     n = np.isfinite(stack).sum(axis=0)
     total = np.nansum(stack, axis=0)
     mean = np.divide(total, n, out=np.full(xs.size, np.nan), where=n > 0)
     with np.errstate(invalid="ignore"):
-        lo = np.fmin.reduce(stack, axis=0) if len(runs) else np.zeros(0)  # fmin skips nan
-        hi = np.fmax.reduce(stack, axis=0) if len(runs) else np.zeros(0)
+        lo = np.fmin.reduce(stack, axis=0) if len(series) else np.zeros(0)  # fmin skips nan
+        hi = np.fmax.reduce(stack, axis=0) if len(series) else np.zeros(0)
     return Band(xs=xs, mean=mean, lo=lo, hi=hi, n=n)
 
 
 def has_curve(runs: Iterable[CompareRun], name: str) -> bool:
     """Whether any run logged a finite value of ``name`` (C only exists under objective B)."""
     return any(r.final(name) is not None for r in runs)
+
+
+def probe_scores(runs: Iterable[CompareRun]) -> list[str]:
+    """The probe curves any of ``runs`` has: ``mig`` first, then each factor's ``mi/<factor>``
+    in the order the probes name them."""
+    names = dict.fromkeys(n for r in runs for n in r.probe_curves
+                          if np.isfinite(r.probe_curves[n]).any())
+    return sorted(names, key=lambda n: n != PROBE_MIG)
+
+
+def without_probes(groups: Iterable[Group]) -> list[Group]:
+    """The groups none of whose runs has a probe (shown as such, never as zeros)."""
+    return [g for g in groups if not any(r.probed for r in g.runs)]

@@ -2,8 +2,10 @@
 
 Top row: each metric against the grouping field, one small point per run (seed) and the group
 mean with its std as an error bar; bottom row: the training curves of each group (mean line,
-min-max band over its runs). Colours follow the groups, in the order the TUI uses (Tableau 10,
-matplotlib's default cycle).
+min-max band over its runs) and, when any run has probes (`--probe-every`), a probed score over
+iterations (MIG, or one factor's best share) the same way, naming the groups without probes
+rather than drawing them as zeros. Colours follow the groups, in the order the TUI uses
+(Tableau 10, matplotlib's default cycle).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from bvae_tui.engine.analysis.compare import (
     colour,
     group_band,
     has_curve,
+    probe_scores,
+    without_probes,
 )
-from bvae_tui.engine.analysis.compare_runs import CompareRun
+from bvae_tui.engine.analysis.compare_runs import PROBE_MIG, CompareRun, probe_label
 from bvae_tui.engine.analysis.compare_table import METRIC_LABELS, TRAINING_METRICS, score_table
 from bvae_tui.engine.analysis.export import writable_folder
 from bvae_tui.engine.analysis.export_data import require
 from bvae_tui.engine.atomic import atomic_path
-from bvae_tui.engine.errors import RunError
+from bvae_tui.engine.errors import ConfigError, RunError
 
 FORMATS = (".png", ".svg", ".pdf")
 MAX_METRIC_PANELS = 4
@@ -96,7 +100,31 @@ def _tick(group: Group, numeric: bool) -> str:
     return group.label
 
 
-def _curve_panel(ax: Any, groups: Sequence[Group], name: str, title: str) -> None:
+def probe_title(name: str) -> str:
+    """The title of the probe panel (a factor's name is probes.jsonl's: a '$' stays a dollar,
+    never the start of matplotlib's math text)."""
+    return f"{probe_label(name)} (probes)".replace("$", r"\$")
+
+
+def choose_probe(requested: str | None, runs: Sequence[CompareRun]) -> str | None:
+    """The probe curve to draw: ``requested`` (``mig`` or a factor name) checked against the
+    runs' probes, else MIG when any run has probes; None when none has."""
+    available = probe_scores(runs)
+    if requested is None:
+        return (PROBE_MIG if PROBE_MIG in available else available[0]) if available else None
+    name = requested.strip()
+    key = name.lower() if name.lower() == PROBE_MIG else f"mi/{name}"
+    if key in available:
+        return key
+    if not available:
+        raise ConfigError(f"--probe {name}: none of these runs has probes (probes.jsonl); "
+                          "train with --probe-every N on a dataset with factors")
+    have = ", ".join(n.removeprefix("mi/") for n in available)
+    raise ConfigError(f"--probe: no run has a probed '{name}'; these runs have: {have}")
+
+
+def _curve_panel(ax: Any, groups: Sequence[Group], name: str, title: str,
+                 linear: bool = False) -> None:
     spans = []
     for group in groups:
         band = group_band(group, name)
@@ -111,24 +139,36 @@ def _curve_panel(ax: Any, groups: Sequence[Group], name: str, title: str) -> Non
         finite = band.mean[np.isfinite(band.mean)]
         spans += [float(finite.min()), float(finite.max())]
     # Losses fall fastest at the start: on a log axis the rest of the run stays readable.
-    if spans and min(spans) > 0 and max(spans) / min(spans) > (5 if name in ("loss", "recon")
-                                                              else 30):
+    if not linear and spans and min(spans) > 0 and max(spans) / min(spans) > (
+            5 if name in ("loss", "recon") else 30):
         ax.set_yscale("log")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("iteration")
     ax.grid(alpha=0.3)
 
 
-def write_plot(runs: Sequence[CompareRun], groups: Sequence[Group], metrics: Sequence[str],
-               output: str | os.PathLike) -> Path:
-    """Draw the comparison of ``groups`` and write it to ``output`` (.png, .svg or .pdf)."""
-    path = check_plot_path(output)
+def _note_without_probes(ax: Any, groups: Sequence[Group]) -> None:
+    """Name the groups without probes inside the probe panel (they have no line there)."""
+    missing = without_probes(groups)
+    if missing:
+        names = ", ".join(g.label for g in missing[:4]) + (", ..." if len(missing) > 4 else "")
+        ax.text(0.02, 0.98, f"no probes: {names}", transform=ax.transAxes, fontsize=7,
+                va="top", color="0.35")
+
+
+def build_figure(runs: Sequence[CompareRun], groups: Sequence[Group], metrics: Sequence[str],
+                 probe: str | None = None) -> Any:
+    """The comparison's matplotlib Figure; ``probe`` picks the probed score of the probe panel
+    (see :func:`choose_probe`; MIG by default, no panel when no run has probes)."""
     from matplotlib.figure import Figure
 
     shown = list(metrics)[:MAX_METRIC_PANELS]
     curves = [("loss", "loss"), ("recon", "reconstruction (nats)"), ("kl", "KL (nats)")]
     if has_curve(runs, "c"):
         curves.append(("c", "capacity C (nats)"))
+    probe_name = choose_probe(probe, runs)
+    if probe_name is not None:
+        curves.append((probe_name, probe_title(probe_name)))
     cols = max(len(shown), len(curves))
     fig = Figure(figsize=(3.4 * cols, 6.4), layout="constrained")
     grid = fig.add_gridspec(2, cols)
@@ -136,13 +176,26 @@ def write_plot(runs: Sequence[CompareRun], groups: Sequence[Group], metrics: Seq
         _metric_panel(fig.add_subplot(grid[0, i]), groups, metric)
     axes = [fig.add_subplot(grid[1, i]) for i in range(len(curves))]
     for ax, (name, title) in zip(axes, curves, strict=True):
-        _curve_panel(ax, groups, name, title)
+        probed = name == probe_name
+        _curve_panel(ax, groups, name, title, linear=probed)
+        if probed:
+            ax.set_ylim(bottom=0.0)  # shares and MIG live in [0, 1]
+            _note_without_probes(ax, groups)
     if axes:
-        axes[-1].legend(fontsize=7, loc="best")
+        # On a training curve, which every group has (groups without probes miss the probe's).
+        axes[-2 if probe_name is not None else -1].legend(fontsize=7, loc="best")
     datasets = sorted({str(r.config.get("dataset")) for r in runs})
     by = ", ".join(SYMBOLS.get(f, f) for f in groups[0].fields) if groups and groups[
         0].fields else "run"
     fig.suptitle(f"{len(runs)} runs on {', '.join(datasets)}, grouped by {by}", fontsize=11)
+    return fig
+
+
+def write_plot(runs: Sequence[CompareRun], groups: Sequence[Group], metrics: Sequence[str],
+               output: str | os.PathLike, probe: str | None = None) -> Path:
+    """Draw the comparison of ``groups`` and write it to ``output`` (.png, .svg or .pdf)."""
+    path = check_plot_path(output)
+    fig = build_figure(runs, groups, metrics, probe)
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110, format=path.suffix.lower().lstrip("."))
