@@ -1,0 +1,106 @@
+"""The TUI at 80x24 and 100x32: nothing that tells runs apart is cut. Each test reads the
+rendered screen (what a user at that size sees), not the widgets' data."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import bvae_tui.engine.runs.devices
+from bvae_tui.engine.runs.sweeps import control, local
+from bvae_tui.tui.app import BvaeApp
+from bvae_tui.tui.naming import differing_first, fit, fit_all
+from bvae_tui.tui.widgets.runs_table import RunsTable, choose_columns
+from tests.sweep_helpers import tiny_spec
+from tests.test_tui_new_run import _no_nvml
+from tests.tui_helpers import make_run, screen_lines, wait_for
+
+SIZES = [(80, 24), (100, 32)]
+LONG = "long beta=1 seed=1 iters="  # two runs whose names differ only at the end
+
+
+@pytest.fixture
+def schedulers(monkeypatch) -> list[str]:
+    started: list[str] = []
+    monkeypatch.setattr(local, "start_scheduler",
+                        lambda sweep, poll=None: started.append(sweep.id) or 0)
+    monkeypatch.setattr(bvae_tui.engine.runs.devices, "_nvml", _no_nvml)
+    return started
+
+
+def _scene(runs_dir, data_dir):
+    """A 2x2 sweep (one member stopped at 915 of 3000) and two scored runs with long names."""
+    sweep, _ = control.create(tiny_spec(3000, 10, beta="1,4", seed="1,2", device="cpu"),
+                              runs_dir, data_dir)
+    done, _, _, stopped = sweep.members()
+    done.write_status(state="finished", iteration=3000, total=3000, started=time.time() - 60)
+    stopped.write_status(state="stopped", iteration=915, total=3000, error="stopped by hand")
+    runs = [make_run(runs_dir, data_dir, f"{LONG}{n}", "finished", beta=1.0, iterations=n)
+            for n in (1000, 2000)]
+    for run in runs:
+        run.eval_path.write_text(json.dumps({"scores": {
+            "betavae": 0.8, "factorvae": 0.7, "mig": 0.2, "dci": 0.3, "sap": 0.05,
+            "modularity": 0.9, "explicitness": 0.85}}))
+    return sweep, runs
+
+
+def _text(app) -> str:
+    return "\n".join(screen_lines(app))
+
+
+# Naming helpers --------------------------------------------------------------------------------
+def test_fit_keeps_the_part_that_differs():
+    names = [f"{LONG}1000", f"{LONG}2000", "short"]
+    for width in (12, 16, 20):
+        cut = fit_all(names, width)
+        assert all(len(c) <= width for c in cut)
+        assert "1000" in cut[0] and "2000" in cut[1] and cut[2] == "short"
+    assert fit_all(names, 40) == names  # what fits is left whole
+    assert fit("abcdefghij", 5) == "abcd…"  # nothing to tell it from: the end goes
+    assert fit(f"{LONG}1000", 18, [f"{LONG}2000"]) == "long be…iters=1000"
+
+
+def test_differing_parts_come_first():
+    labels = ["obj=H β=1 lr=0.0001 iters=1000", "obj=H β=1 lr=0.0001 iters=2000"]
+    assert differing_first(labels) == ["iters=1000 obj=H β=1 lr=0.0001",
+                                       "iters=2000 obj=H β=1 lr=0.0001"]
+    assert differing_first(["β=4"]) == ["β=4"]
+
+
+def test_columns_yield_by_priority():
+    natural = {"name": 30, "state": 8, "iter": 14, "loss": 5, "kl": 4, "objective": 18,
+               "dataset": 20, "scores": 30, "started": 5, "duration": 8, "note": 30}
+    shown, name_w = choose_columns(78, natural)
+    assert shown == ["name", "state", "iter", "objective"] and name_w == 30
+    shown, name_w = choose_columns(50, natural)
+    assert shown == ["name", "state", "iter"] and name_w >= 16
+    shown, _ = choose_columns(300, natural)
+    assert len(shown) == 11
+
+
+# Runs table ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", SIZES)
+async def test_runs_table_with_an_unfolded_sweep_fits(runs_dir, env_data, schedulers, size):
+    sweep, runs = _scene(runs_dir, env_data)
+    app = BvaeApp(runs_dir, env_data)
+    async with app.run_test(size=size) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.sweeps and len(screen.rows) == 6, 20, "the runs")
+        table = screen.query_one(RunsTable)
+        table.select(f"sweep:{sweep.id}")
+        await pilot.press("space")
+        await wait_for(pilot, lambda: "beta=4 seed=2" in _text(app), 10, "the members")
+        await pilot.pause(0.3)
+        text = _text(app)
+        lines = text.splitlines()
+        for n in (1000, 2000):  # the runs' names tell them apart
+            assert any(f"{n}  " in line and "finished" in line for line in lines), text
+        assert "sweep: beta x seed" in text  # the objective column whole, not cut
+        assert "1/4 done" in text  # members done out of members
+        assert "915/3000" in text  # how far the stopped member got
+        header = next(line for line in lines if " name " in line)
+        for word in ("state", "iteration", "objective"):
+            assert f" {word} " in header + " ", header  # whole column titles
+        assert "…" not in header
