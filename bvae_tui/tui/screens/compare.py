@@ -1,7 +1,8 @@
 """Compare screen: the marked runs side by side, live.
 
 Four views: overlaid curves (a line per group: its mean, and a dim band from min to max over the
-group's runs), each run's KL per latent, a score table (mean ± std and n per group, the best
+group's runs; with the probed score of runs trained with probes, MIG or a factor's best share,
+``p`` cycles it), each run's KL per latent, a score table (mean ± std and n per group, the best
 marked, sortable) and the runs' latest traversals next to each other. Runs are named by what
 differs between them (``β=4 seed=2``), grouped by a config field (``g`` cycles), and followed
 live by a watcher thread that reads only new rows; all the numbers come from
@@ -31,10 +32,12 @@ from bvae_tui.engine.analysis.compare import (
     group_band,
     group_runs,
     has_curve,
+    probe_scores,
     resolve_by,
     run_labels,
+    without_probes,
 )
-from bvae_tui.engine.analysis.compare_runs import CompareRun, RunsFollower
+from bvae_tui.engine.analysis.compare_runs import CompareRun, RunsFollower, probe_label
 from bvae_tui.engine.analysis.compare_table import (
     METRIC_LABELS,
     TRAINING_METRICS,
@@ -65,14 +68,18 @@ named by the config fields that differ between the runs, e.g. `β=4 seed=2`.
 |---|---|
 | `1` `2` `3` `4` | curves · KL per latent · scores · traversals |
 | `g` | group by the next config field that differs (or no grouping: a line per run) |
+| `p` | the probed score drawn under the curves: MIG, then each factor's best share |
 | `o` / `O` | sort the score table by the next metric / reverse it (or click a header) |
 | `z` | traversal size: three, two or one across |
 | `esc` | back to the runs |
 
 **Curves**: a line per group (the mean over its runs), with a dim band from the lowest to the
-highest run. **Latents**: the last KL of every latent of each run, largest first, on one
-scale: how many latents each setting keeps active. **Scores**: mean ± std over each group's
-runs and n; `*` marks the best mean; runs without eval.json are counted (`bvae eval RUN`).
+highest run; runs trained with probes (`--probe-every`) add a plot of a probed score over
+iterations (MIG, or the share of one factor its best latent carries), and the groups without
+probes are named above it rather than drawn. **Latents**: the last KL of every latent of
+each run, largest first, on one scale: how many latents each setting keeps active.
+**Scores**: mean ± std over each group's runs and n; `*` marks the best mean; runs without
+eval.json are counted (`bvae eval RUN`).
 **Traversals**: each run's latest preview, latents in KL order.
 """
 
@@ -82,6 +89,7 @@ class CompareScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Runs"),
         Binding("g", "cycle_group", "Group"),
+        Binding("p", "cycle_probe", "Probe", show=False),  # named in the probe plot's title
         Binding("o", "cycle_sort", "Sort"),
         Binding("O", "reverse_sort", "Reverse", show=False),
         Binding("z", "zoom", "Zoom", show=False),
@@ -103,6 +111,8 @@ class CompareScreen(Screen):
         self.sort_descending = True
         self.previews: dict[str, Any] = {}
         self.panel_width = PANEL_WIDTHS[0]
+        self.probe: str | None = None  # the probed score plotted (mig, mi/<factor>)
+        self.probe_names: list[str] = []  # what the runs' probes hold
         self._dirty: set[str] = set(VIEWS)
         self.redraws = 0  # for tests and the benchmark
 
@@ -113,6 +123,7 @@ class CompareScreen(Screen):
                 with Vertical(id="cmp-curves"):
                     for name, title in PLOTS:
                         yield CurvePlot(title, id=f"cmp-plot-{name}", values=False)
+                    yield CurvePlot("probes", id="cmp-plot-probe", values=False)
                 yield Legend(id="cmp-legend")
             with TabPane("2 Latents", id="latents"), VerticalScroll():
                 yield LatentGrid(id="cmp-latents")
@@ -125,6 +136,7 @@ class CompareScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one("#cmp-plot-c").display = False
+        self.query_one("#cmp-plot-probe").display = False  # until a run has probes
         for name in ("loss", "recon"):  # their fast early fall would flatten the rest
             self.query_one(f"#cmp-plot-{name}", CurvePlot).log_ratio = 5.0
         self._update_header()
@@ -238,14 +250,34 @@ class CompareScreen(Screen):
                 if not show_c:
                     continue
             plot.set_data([], [self._series(group, name) for group in self.groups])
+        self._draw_probe()
         title = f"by {self.by_text}" if self.by else "runs"
         self.query_one(Legend).set_groups(self.groups, title)
+
+    def _draw_probe(self) -> None:
+        """The chosen probed score per group; groups without probes are named in the title,
+        never drawn (a missing probe is not a MIG of zero)."""
+        self.probe_names = probe_scores(self.data)
+        plot = self.query_one("#cmp-plot-probe", CurvePlot)
+        plot.display = bool(self.probe_names)
+        if not self.probe_names:
+            return
+        if self.probe not in self.probe_names:
+            self.probe = self.probe_names[0]
+        missing = without_probes(self.groups)
+        title = f"{probe_label(self.probe)} (probes) p"
+        if missing:
+            title += "  no probes: " + ", ".join(g.label for g in missing)
+        plot.title = plain(title)  # factor names are probes.jsonl's, labels config.json's
+        unprobed = {id(g) for g in missing}  # by identity: groups hold arrays
+        plot.set_data([], [self._series(group, self.probe) for group in self.groups
+                           if id(group) not in unprobed])
 
     def _series(self, group: Group, name: str) -> Series:
         color = colour(group.colour)
         if len(group.runs) == 1:
-            run = group.runs[0]
-            return Series(group.label, run.curves.get(name, []), color, xs=run.iters)
+            xs, ys = group.runs[0].series(name)
+            return Series(group.label, ys, color, xs=xs)
         band = group_band(group, name, max_points=500)
         return Series(group.label, band.mean, color, xs=band.xs, lo=band.lo, hi=band.hi)
 
@@ -350,6 +382,17 @@ class CompareScreen(Screen):
         self.by_chosen = True
         self.set_data(self.data)
         self.notify(f"grouped by {self.by_text}", timeout=2)
+
+    def action_cycle_probe(self) -> None:
+        """Plot the next probed score (MIG, then each factor's best share)."""
+        if not self.probe_names:
+            self.notify("no run here has probes yet: train with --probe-every N on a dataset "
+                        "with factors", timeout=3)
+            return
+        index = self.probe_names.index(self.probe) if self.probe in self.probe_names else -1
+        self.probe = self.probe_names[(index + 1) % len(self.probe_names)]
+        self.action_view("curves")
+        self._draw_probe()
 
     def action_cycle_sort(self) -> None:
         metrics = self.metrics
