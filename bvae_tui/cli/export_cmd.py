@@ -20,7 +20,8 @@ from bvae_tui.safe_text import plain
 
 export_app = typer.Typer(
     help="Export latent traversals (GIF, PNG grid) and reconstructions from a run's checkpoint, "
-    "its evaluation's information heat map; metrics as CSV or TensorBoard event files.",
+    "its evaluation's information heat map; metrics and probes as CSV or TensorBoard event "
+    "files.",
     no_args_is_help=True,
 )
 app.add_typer(export_app, name="export", rich_help_panel="Results")
@@ -175,7 +176,9 @@ def csv(
     runs_dir: RunsDirOpt = None,
 ) -> None:
     """Every metrics row of the runs as CSV: one line per row, the config fields that differ
-    between the runs (a sweep's swept values) as columns, one column per latent."""
+    between the runs (a sweep's swept values) as columns, one column per latent; with probes
+    (--probe-every), MIG and each factor's best latent and its share (probe_* columns) on the
+    line of each probe's iteration."""
     from bvae_tui.engine.analysis.export_data import export_csv
 
     typer.echo(plain(export_csv(_runs(runs, runs_dir, sweep), output)))
@@ -189,8 +192,9 @@ def tensorboard(
     sweep: SweepOpt = None,
     runs_dir: RunsDirOpt = None,
 ) -> None:
-    """TensorBoard event files: training scalars, KL per latent, the latest previews, the config
-    as hparams and the eval scores. View with 'tensorboard --logdir DIR' (or 'wandb sync DIR').
+    """TensorBoard event files: training scalars, KL per latent, the probes (probe/mig,
+    probe/mi/FACTOR, probe/best_latent/FACTOR), the latest previews, the config as hparams and
+    the eval scores. View with 'tensorboard --logdir DIR' (or 'wandb sync DIR').
     Needs tensorboard: pip install 'bvae-tui\\[tensorboard]'."""
     from bvae_tui.engine.analysis.export_data import export_tensorboard
 

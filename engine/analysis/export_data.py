@@ -1,12 +1,17 @@
 """Runs' numbers for other tools: a CSV of every metrics row, and TensorBoard event files.
 
 CSV: one line per metrics row of every run, with the config fields that differ between the runs
-(a sweep's swept values) as columns, and one column per latent for the per-latent lists.
+(a sweep's swept values) as columns, and one column per latent for the per-latent lists. Where
+runs have probes (probes.jsonl, `--probe-every`), ``probe_mig`` and per factor
+``probe_latent_<factor>`` (its best latent) and ``probe_mi_<factor>`` (the share of the factor,
+MI / H, that latent carries) are filled on the line of the probe's iteration (a line of its own
+when no metrics row was logged at that step); they stay empty elsewhere.
 
 TensorBoard: one folder per run (named by run id) under the output folder, written with the
 ``tensorboard`` package's own event writer (an optional extra): the training scalars, the KL of
-each latent, the latest traversal and reconstruction previews as images, the config as hparams
-and the eval scores, so ``tensorboard --logdir DIR`` (and ``wandb sync DIR``) show the runs.
+each latent, the probes (``probe/mig``, ``probe/mi/<factor>``, ``probe/best_latent/<factor>``),
+the latest traversal and reconstruction previews as images, the config as hparams and the eval
+scores, so ``tensorboard --logdir DIR`` (and ``wandb sync DIR``) show the runs.
 
 Both write to a temporary place beside the output and move it into place at the end, so an
 error never leaves half a file or half a folder behind.
@@ -30,7 +35,7 @@ from bvae_tui.engine.analysis.compare_runs import CompareRun, full_config
 from bvae_tui.engine.analysis.export import writable_folder
 from bvae_tui.engine.atomic import atomic_path, share_like_open
 from bvae_tui.engine.errors import ConfigError, RunError
-from bvae_tui.engine.runs.records import MetricsRow
+from bvae_tui.engine.runs.records import MetricsRow, ProbeRow
 from bvae_tui.engine.runs.store import Run
 
 # Per-latent lists of a metrics row and the column prefix of each latent's value.
@@ -68,6 +73,42 @@ def _rows_of(runs: Sequence[Run]) -> list[list[MetricsRow]]:
     return rows
 
 
+def best_latents(row: ProbeRow) -> dict[str, tuple[int, float]]:
+    """Per factor of a probe row, (its best latent, the share of the factor that latent
+    carries); a factor whose column is damaged (wrong width, non-finite) is left out."""
+    factors = row.factors or []
+    mi = row.mi or []
+    if not mi or any(len(r) != len(factors) for r in mi):
+        return {}
+    out = {}
+    for k, factor in enumerate(factors):
+        column = [r[k] for r in mi]
+        if all(math.isfinite(v) for v in column):
+            best = max(range(len(column)), key=column.__getitem__)
+            out[factor] = (best, float(column[best]))
+    return out
+
+
+def _probe_columns(probes: Sequence[Sequence[ProbeRow]]) -> tuple[list[str], list[str]]:
+    """(header, factor names) of the probe columns; none when no run has a probe."""
+    if not any(probes):
+        return [], []
+    factors = list(dict.fromkeys(f for rows in probes for r in rows for f in r.factors or []))
+    return ["probe_mig", *(f"probe_{kind}_{f}" for f in factors
+                           for kind in ("latent", "mi"))], factors
+
+
+def _probe_cells(row: ProbeRow | None, factors: list[str]) -> list[Any]:
+    if row is None:
+        return [""] * (1 + 2 * len(factors))
+    best = best_latents(row)
+    cells = [_cell(row.mig)]
+    for factor in factors:
+        latent, share = best.get(factor, ("", None))
+        cells += [latent, _cell(share)]
+    return cells
+
+
 def _cell(value: Any) -> Any:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "" if value is None else repr(value)
@@ -82,33 +123,54 @@ def export_csv(runs: Sequence[Run], output: str | os.PathLike) -> Path:
     if path.is_dir():
         raise RunError(f"output {path} is a folder; give a file name, e.g. -o {path}/rows.csv")
     rows = _rows_of(runs)
+    probes = [_probes_of(run) for run in runs]
     configs = _configs(runs)
     swept = differing_fields(configs)
     widths = {name: max((len(getattr(r, name) or []) for rs in rows for r in rs), default=0)
               for name in _LATENT_COLUMNS}
     scalars = [n for n in _ROW_FIELDS if n not in _LATENT_COLUMNS]
+    probe_header, factors = _probe_columns(probes)
     header = ["run", "name", *swept, *scalars,
               *(f"{prefix}_z{i}" for name, prefix in _LATENT_COLUMNS.items()
-                for i in range(widths[name]))]
+                for i in range(widths[name])), *probe_header]
+    blank_metrics = [""] * (len(scalars) + sum(widths.values()))
+    at_iter = scalars.index("iter")
     writable_folder(path, path.parent)
     try:
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(header)
-            for cfg, run_rows in zip(configs, rows, strict=True):
+            for cfg, run_rows, run_probes in zip(configs, rows, probes, strict=True):
                 fixed = [cfg.id, cfg.name, *(_cell(cfg.config.get(f)) for f in swept)]
+                by_iter = {int(r.iter or 0): r for r in run_probes}
+                lines: list[tuple[int, list[Any]]] = []
                 for row in run_rows:
                     latents = []
                     for name in _LATENT_COLUMNS:
                         values = list(getattr(row, name) or [])
                         latents += [_cell(v) for v in values] + [""] * (widths[name]
                                                                         - len(values))
-                    writer.writerow([*fixed, *(_cell(getattr(row, n)) for n in scalars),
-                                     *latents])
+                    it = int(row.iter or 0)
+                    probe = by_iter.pop(it, None) if probe_header else None
+                    lines.append((it, [*(_cell(getattr(row, n)) for n in scalars), *latents,
+                                       *(_probe_cells(probe, factors) if probe_header else [])]))
+                for it, probe in by_iter.items():  # a probe at a step no row was logged at
+                    metrics = list(blank_metrics)
+                    metrics[at_iter] = it
+                    lines.append((it, [*metrics, *_probe_cells(probe, factors)]))
+                for _, cells in sorted(lines, key=lambda line: line[0]):
+                    writer.writerow([*fixed, *cells])
     except OSError as exc:
         raise RunError(f"cannot write {path} ({exc.strerror or exc}); "
                        "choose another output with -o") from None
     return path
+
+
+def _probes_of(run: Run) -> list[ProbeRow]:
+    """A run's probe rows by iteration (the last of an iteration wins; a torn line is not a
+    row)."""
+    by_iter = {int(r.iter): r for r in run.probes() if r.iter is not None}
+    return [by_iter[i] for i in sorted(by_iter)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,6 +258,12 @@ def _write_run(run: Run, folder: Path, rows: list[MetricsRow]) -> None:
             for i, v in enumerate(row.kl_per_latent or []):
                 values[f"kl_per_latent/z{i}"] = v
             events.scalars(values, row.iter, row.time)
+        for probe in _probes_of(run):
+            scalars: dict[str, float | None] = {"probe/mig": probe.mig}
+            for factor, (latent, share) in best_latents(probe).items():
+                scalars[f"probe/mi/{factor}"] = share
+                scalars[f"probe/best_latent/{factor}"] = float(latent)
+            events.scalars(scalars, int(probe.iter or 0), probe.time)
         last_iter = rows[-1].iter if rows else 0
         for kind, png in run.preview_paths().items():
             if png.exists():
