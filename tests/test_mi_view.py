@@ -86,9 +86,9 @@ async def test_scores_modal_shows_every_metric(runs_dir, tmp_path):
         await wait_for(pilot, lambda: isinstance(app.screen, ScoresScreen), 5, "scores")
         table = app.screen.query_one(DataTable)
         header = [str(c.label) for c in table.columns.values()]
-        assert header[4:] == ["BV", "FV", "MIG", "DCI", "SAP", "Mod", "Expl", "UDR"]
+        assert header[2:] == ["BV", "FV", "MIG", "DCI", "SAP", "Mod", "Expl", "UDR"]
         row = [str(c) for c in table.get_row_at(0)]
-        assert row[4:] == ["0.810", "0.700", "0.200", "0.310", "0.050", "0.800", "0.770",
+        assert row[2:] == ["0.810", "0.700", "0.200", "0.310", "0.050", "0.800", "0.770",
                            "0.400"]
 
 

@@ -104,3 +104,29 @@ async def test_runs_table_with_an_unfolded_sweep_fits(runs_dir, env_data, schedu
         for word in ("state", "iteration", "objective"):
             assert f" {word} " in header + " ", header  # whole column titles
         assert "…" not in header
+
+
+# Scores (p) ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", SIZES)
+async def test_scores_screen_names_and_every_metric_fit(runs_dir, env_data, schedulers, size):
+    from textual.widgets import DataTable
+
+    from bvae_tui.tui.screens.scores import ScoresScreen
+
+    _scene(runs_dir, env_data)
+    app = BvaeApp(runs_dir, env_data)
+    async with app.run_test(size=size) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: len(screen.rows) == 6, 20, "the runs")
+        await pilot.press("p")
+        modal = await wait_for(pilot, lambda: isinstance(app.screen, ScoresScreen)
+                               and app.screen, 10, "the scores")
+        await pilot.pause(0.3)
+        text = _text(app)
+        rows = [line for line in text.splitlines() if "0.800" in line]
+        assert len(rows) == 2  # the two runs, told apart by what differs in their names
+        assert any("1000" in r for r in rows) and any("2000" in r for r in rows), text
+        header = next(line for line in text.splitlines() if " run " in line)
+        for label in ("BV", "FV", "MIG", "DCI", "SAP", "Mod", "Expl"):
+            assert f" {label} " in header + " ", header  # every metric, no scrolling
+        assert modal.query_one(DataTable).has_focus  # arrows scroll it

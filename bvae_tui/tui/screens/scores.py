@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Static
 
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.safe_text import as_text, plain
+from bvae_tui.tui.naming import fit_all
 
 
 def _score(value: float | None) -> Text:
@@ -26,19 +27,11 @@ def _score(value: float | None) -> Text:
     return Text("-", style="dim", justify="right")
 
 
-# eval.json's scores in column order; with all of them the table scrolls sideways (the run
-# column stays).
+# eval.json's scores in column order; the run column stays when the table scrolls sideways.
 SCORE_COLUMNS = (("betavae", "BV"), ("factorvae", "FV"), ("mig", "MIG"), ("dci", "DCI"),
                  ("sap", "SAP"), ("modularity", "Mod"), ("explicitness", "Expl"), ("udr", "UDR"))
-NAME_WIDTH = 16
-DATASET_WIDTH = 13
-
-
-def _cut(text: str, width: int) -> Text:
-    """``text`` as one line of Text (a DataTable reads a str as markup; run names are the
-    user's), cut to ``width`` characters, the last one an ellipsis when cut."""
-    text = plain(text)
-    return as_text(text if len(text) <= width else text[: width - 1] + "…")
+NAME_MIN = 14  # the run column gets what the scores leave, never less than this
+SCORE_WIDTH = 7  # "0.800" and the cell padding
 
 
 def _iters(value: int | None) -> str:
@@ -71,14 +64,15 @@ class ScoresScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog scores"):
-            yield Static("Disentanglement scores  [dim]BV: BetaVAE, FV: FactorVAE · "
-                         "esc closes[/dim]", classes="title")
+            yield Static("Disentanglement scores", classes="title")
             yield DataTable(id="scores-table", cursor_type="row", zebra_stripes=True)
             yield Static(id="scores-note", classes="hint")
 
     def on_mount(self) -> None:
-        # Sized for 80 columns: short headers, names cut with an ellipsis, the paper's numbers
-        # in the BV column of their own rows, and the label column fixed when scrolling sideways.
+        # Sized for 80 columns: the run and its scores first (the run column fixed when
+        # scrolling sideways), names cut keeping what tells them apart, objective and dataset
+        # after the scores (in the title instead when every run shares them), and the paper's
+        # numbers in the BV column of their own rows.
         table = self.query_one(DataTable)
         results = [(name, objective, dataset, Run(path).eval_results())
                    for name, path, objective, dataset in self.runs]
@@ -86,25 +80,45 @@ class ScoresScreen(ModalScreen[None]):
         # The columns of the metrics some run in view has (BetaVAE always: the paper's rows).
         columns = [(key, label) for key, label in SCORE_COLUMNS if key == "betavae"
                    or any(key in r.scores for *_, r in results)]
-        table.add_columns("run", "objective", "dataset", "iter",
-                          *(label for _, label in columns))
+        objectives = {plain(o) for _, o, _, _ in results}
+        datasets = {plain(d) for _, _, d, _ in results}
+        extra = [label for label, values in (("objective", objectives), ("dataset", datasets))
+                 if len(values) > 1]
+        papers = list(paper_betavae().items())
+        # The dialog's border and the table's scrollbar take 4 columns.
+        inner = min(self.app.size.width, 90) - 4
+        name_w = max(NAME_MIN, inner - 8 - SCORE_WIDTH * len(columns) - 2)
+        names = fit_all([n for n, *_ in results] + [label for label, _ in papers], name_w)
+        table.add_column("run", width=max(map(len, names), default=3))
+        table.add_columns("iter", *(label for _, label in columns), *extra)
         table.fixed_columns = 1
         scored = 0
         fast_any = exact_any = False
-        for name, objective, dataset, result in results:
+        for (_, objective, dataset, result), name in zip(results, names, strict=False):
             scores = result.scores
             scored += 1
             fast_any = fast_any or bool(result.fast)
             exact_any = exact_any or bool(result.exact)
             marks = ("*" if result.fast else "") + ("†" if result.exact else "")
-            table.add_row(_cut(name, NAME_WIDTH), _cut(objective, 10),
-                          _cut(dataset, DATASET_WIDTH),
-                          Text(f"{_iters(result.iteration)}{marks}", justify="right"),
-                          *(_score(scores.get(key)) for key, _ in columns))
-        for label, value in paper_betavae().items():
-            table.add_row(Text(_cut(label, NAME_WIDTH).plain, style="italic"),
-                          Text("paper", style="dim italic"), "dSprites", "",
-                          _score(value), *([""] * (len(columns) - 1)))
+            shown = {"objective": objective, "dataset": dataset}
+            table.add_row(as_text(name), Text(f"{_iters(result.iteration)}{marks}",
+                                              justify="right"),
+                          *(_score(scores.get(key)) for key, _ in columns),
+                          *(as_text(shown[label]) for label in extra))
+        for (_, value), name in zip(papers, names[len(results):], strict=True):
+            shown = {"objective": "paper", "dataset": "dSprites"}
+            table.add_row(Text(name, style="italic"), Text("paper", style="dim italic"),
+                          _score(value),
+                          *([""] * (len(columns) - 1)),
+                          *(Text(shown[label], style="dim italic") for label in extra))
+        shared = [plain(next(iter(values))) for label, values in
+                  (("objective", objectives), ("dataset", datasets))
+                  if len(values) == 1 and label not in extra]
+        title = self.query_one(".title", Static)
+        title.update(Text.assemble(("Disentanglement scores", "bold"),
+                                   (f"  {' · '.join(shared)}" if shared else "", "cyan"),
+                                   ("  BV: BetaVAE, FV: FactorVAE · esc closes", "dim")))
+        table.focus()  # arrows scroll it, up and down and sideways
         note = (f"{scored} of {len(self.runs)} runs in view have scores"
                 if scored else "no run in view has scores yet: 'bvae eval RUN' writes them")
         if fast_any:
