@@ -11,6 +11,7 @@ live by a watcher thread that reads only new rows; all the numbers come from
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,7 @@ class CompareScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#cmp-plot-c").display = False
         self.query_one("#cmp-plot-probe").display = False  # until a run has probes
+        self.query_one("#cmp-plot-probe", CurvePlot).log_ratio = math.inf  # scores in [0, 1]
         for name in ("loss", "recon"):  # their fast early fall would flatten the rest
             self.query_one(f"#cmp-plot-{name}", CurvePlot).log_ratio = 5.0
         self._update_header()

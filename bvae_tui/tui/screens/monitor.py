@@ -17,6 +17,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
+from bvae_tui.engine.analysis.c_schedule import marks as c_marks
+from bvae_tui.engine.analysis.c_schedule import schedule as c_schedule
 from bvae_tui.engine.runs.health import EstimateWarning, estimate_warnings
 from bvae_tui.engine.runs.records import ProbeRow, Status
 from bvae_tui.engine.runs.store import ProbesTail, Run
@@ -51,6 +53,8 @@ from bvae_tui.tui.widgets.preview_image import preview_image
 
 WATCH_SECONDS = 0.2  # a new metrics row shows up within about this (target: under a second)
 TERM_COLORS = ("yellow", "red", "blue")
+PLOTS = ("plot-loss", "plot-recon", "plot-kl", "plot-terms", "plot-mig")  # one iteration axis
+MARK_WIDTH = 5  # columns per C mark on the axis ("C25" and room around it)
 
 HELP = """
 # Monitor
@@ -68,6 +72,10 @@ factor; `bvae export mi RUN` saves it as a PNG). A run with probes (`--probe-eve
 default on datasets with factors) shows its latest probe there instead, live as it trains, with
 the probe's iteration above it, and a MIG curve under the loss curves; `[` and `]` step back
 and forward through the probes (forward past the last one follows the live probe again).
+The curves and the MIG curve share one iteration axis. For objective B the capacity schedule
+is marked on it: a dotted column and a label (`C5`, `C10`, ...) where C passes whole values
+(every 1, 2, 5, 10 ... nats, as many as fit), and the heat map's caption names the C of the
+probe shown, so a factor moving into a latent can be read against the C it happened at.
 
 | key | action |
 |---|---|
@@ -120,6 +128,7 @@ class MonitorScreen(Screen):
         self.probes: list[ProbeRow] = []  # probes.jsonl's rows, by iteration
         self.probe_pos: int | None = None  # the probe the heat map shows; None: the latest
         self.eval_mi: Any = None  # eval.json's matrix, shown while the run has no probes
+        self.c_plan = c_schedule(self.config)  # objective B's capacity schedule, else None
 
     def compose(self) -> ComposeResult:
         yield Static(id="mon-header", classes="topbar")
@@ -147,6 +156,7 @@ class MonitorScreen(Screen):
     def on_mount(self) -> None:
         self.query_one("#plot-terms").display = bool(self.terms)
         self.query_one("#plot-mig").display = False  # until the first probe
+        self.query_one("#plot-mig", CurvePlot).log_ratio = math.inf  # MIG lives in [0, 1]
         self.query_one("#mon-warnings").display = False
         self._update_header()
         self._update_preview()
@@ -207,7 +217,24 @@ class MonitorScreen(Screen):
         if h.last is not None:
             self.query_one(KLBars).set_latents(h.last.kl_per_latent, h.last.mu_mean,
                                                h.last.var_mean)
+        self._update_axes()
         self._update_header()
+
+    def _update_axes(self) -> None:
+        """One iteration span for the curves and the MIG curve (probes and metrics rows come
+        at different steps), and for objective B the marks where C passes whole values."""
+        ends = [x for xs in (self.history.iters, [r.iter for r in self.probes])
+                for x in (xs[:1] + xs[-1:]) if x is not None]
+        if not ends:
+            return
+        span = (float(min(ends)), float(max(ends)))
+        marks: list[tuple[float, str]] = []
+        if self.c_plan is not None:
+            width = self.query_one("#plot-loss", CurvePlot).size.width or 60
+            slots = max(0, (width - 8) // MARK_WIDTH)
+            marks = [(x, f"C{c:g}") for x, c in c_marks(self.c_plan, *span, slots)]
+        for plot_id in PLOTS:
+            self.query_one(f"#{plot_id}", CurvePlot).set_axis(span, marks)
 
     def _update_terms(self, h: MetricsHistory) -> None:
         """The objective's own terms (curves, latest values in the title) and the warnings
@@ -235,6 +262,7 @@ class MonitorScreen(Screen):
         plot.set_data([i for i, _ in mig], [Series("MIG", [m for _, m in mig], "cyan")])
         if self.probe_pos is not None:
             self.probe_pos = min(self.probe_pos, len(self.probes) - 1) if self.probes else None
+        self._update_axes()
         self._update_heatmap()
 
     def _update_heatmap(self) -> None:
@@ -247,7 +275,10 @@ class MonitorScreen(Screen):
         row = self.probes[pos]
         where = "latest" if self.probe_pos is None else f"{pos + 1}/{len(self.probes)}"
         mig = f" MIG {row.mig:.2f}" if row.mig is not None else ""
-        heat.set_matrix(probe_matrix(row), f"probe @ {row.iter} ({where}){mig}  [ ]")
+        c = ""
+        if self.c_plan is not None and row.iter is not None:  # the C this probe was taken at
+            c = f" C {round(self.c_plan.at(row.iter), 2):g}"
+        heat.set_matrix(probe_matrix(row), f"probe @ {row.iter} ({where}){c}{mig}  [ ]")
 
     def on_log_changed(self, message: LogChanged) -> None:
         self.query_one(LogTail).set_lines(message.lines)
@@ -273,6 +304,7 @@ class MonitorScreen(Screen):
 
     def on_resize(self, event: Any) -> None:
         self._update_header()
+        self.call_after_refresh(self._update_axes)  # as many C marks as the new width holds
 
     def _update_header(self) -> None:
         """Three lines that never wrap, sized for 80 columns: (1) state, name, progress;

@@ -5,7 +5,9 @@ spends no space on axes frames, scales to thousands of points by drawing a min/m
 dot column (numpy, no Python loop over points) and picks a log scale for losses that fall by
 orders of magnitude reads better there. A series may bring its own x values (runs compared side
 by side log at different iterations) and a band (min-max over a group's runs), drawn dim
-beneath the lines.
+beneath the lines. Plots that share an iteration axis (the monitor's curves and its MIG curve)
+can be given the same x span, and marks on it (objective B's C passing whole values): a dim
+dotted column through the plot and the mark's label on the x axis line.
 """
 
 from __future__ import annotations
@@ -64,16 +66,28 @@ class CurvePlot(Widget):
         self.log_ratio = 30.0  # a log axis when the values span more than this factor
         self._xs: np.ndarray = np.zeros(0)
         self._series: list[Series] = []
+        self.x_span: tuple[float, float] | None = None  # None: the data's own
+        self.marks: list[tuple[float, str]] = []  # (x, label) on the x axis
+        self.mark_style = "yellow"
 
     def set_data(self, xs: Sequence[float], series: list[Series]) -> None:
         self._xs = np.asarray(xs, dtype=np.float64)
         self._series = series
         self.refresh()
 
+    def set_axis(self, span: tuple[float, float] | None,
+                 marks: Sequence[tuple[float, str]] = ()) -> None:
+        """Share an x span with other plots (None: the data's own) and mark x values on it."""
+        self.x_span = span
+        self.marks = list(marks)
+        self.refresh()
+
     def _x_of(self, s: Series) -> np.ndarray:
         return self._xs if s.xs is None else np.asarray(s.xs, dtype=np.float64)
 
     def _x_range(self) -> tuple[float, float] | None:
+        if self.x_span is not None and any(self._x_of(s).size for s in self._series):
+            return self.x_span
         ends = [(float(x[0]), float(x[-1])) for x in map(self._x_of, self._series) if x.size]
         if not ends:
             return None
@@ -114,9 +128,36 @@ class CurvePlot(Widget):
         if span is None:
             return text
         lo, hi = f"{span[0]:.0f}", f"{span[1]:.0f}"
-        gap = max(1, cols - len(lo) - len(hi))
-        text.append(lo + " " * gap + hi, style="dim")
+        line = list(lo + " " * max(1, cols - len(lo) - len(hi)) + hi)
+        taken = [False] * len(line)
+        for i in (*range(len(lo)), *range(len(line) - len(hi), len(line))):
+            taken[i] = True
+        placed = []
+        for col, label in self.mark_columns(cols):
+            # A label starts at its mark's column; it is left out where it would touch another.
+            a, b = col, col + len(label)
+            if b > len(line) or any(taken[max(0, a - 1):min(len(line), b + 1)]):
+                continue
+            line[a:b] = label
+            taken[a:b] = [True] * len(label)
+            placed.append((a, b))
+        text.append("".join(line), style="dim")
+        for a, b in placed:
+            text.stylize(self.mark_style, _LABEL_W + a, _LABEL_W + b)
         return text
+
+    def mark_columns(self, cols: int) -> list[tuple[int, str]]:
+        """The plot column of each mark inside the x span, with its label."""
+        span = self._x_range()
+        if span is None or not self.marks:
+            return []
+        x0, x1 = span
+        xspan = (x1 - x0) or 1.0
+        out = []
+        for x, label in self.marks:
+            if x0 <= x <= x1:
+                out.append((int(round((x - x0) / xspan * (cols * 2 - 1))) // 2, label))
+        return out
 
     def _scale(self) -> tuple[float, float, bool] | None:
         values = [np.asarray(v, dtype=np.float64) for s in self._series
@@ -181,9 +222,14 @@ class CurvePlot(Widget):
             if drawn is not None:
                 paint(si, _line_columns(*drawn), line=True)
         styles = [s.color for s in self._series] + [f"{s.color} dim" for s in self._series]
+        styles.append(f"{self.mark_style} dim")
         # A style per cell: the series' colour, dim where only a band is; -1 where empty.
         keys = np.where(dots == 0, -1, color_at + np.where(line_at, 0, len(self._series)))
         chars = np.where(dots == 0, 0x20, 0x2800 + dots).astype(np.uint32)
+        for col, _ in self.mark_columns(cols):  # a dotted column where nothing else is drawn
+            empty = dots[:, col] == 0
+            chars[empty, col] = ord("┊")
+            keys[empty, col] = len(styles) - 1
         lines = []
         for r in range(rows):
             if r == 0:

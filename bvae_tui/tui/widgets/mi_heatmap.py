@@ -10,6 +10,8 @@ naming the probe's iteration), else from eval.json (``bvae eval`` or ``--eval-at
 
 from __future__ import annotations
 
+import textwrap
+
 from rich.color import Color
 from rich.style import Style
 from rich.text import Text
@@ -21,6 +23,7 @@ from bvae_tui.safe_text import plain
 
 CELL = 5  # characters per factor column
 LABEL = 5  # the latent label column ("z12 ")
+CAPTION_WIDTH = 38  # the monitor's side column less padding: a longer caption wraps
 
 
 def cell_text(value: float) -> str:
@@ -66,20 +69,25 @@ class MIHeatmap(Widget):
         self.display = matrix is not None
         self.refresh(layout=True)
 
+    @property
+    def caption_lines(self) -> list[str]:
+        """The caption, wrapped at word boundaries to the side column's width."""
+        return textwrap.wrap(self.caption, CAPTION_WIDTH) if self.caption else []
+
     def get_content_width(self, container, viewport) -> int:  # noqa: ANN001
         factors = len(self.matrix.factors) if self.matrix else 0
-        return max(LABEL + CELL * factors, len(self.caption))
+        return max(LABEL + CELL * factors, *(len(line) for line in self.caption_lines), 0)
 
     def get_content_height(self, container, viewport, width: int) -> int:  # noqa: ANN001
-        return 1 + (self.matrix.latents if self.matrix else 1) + (1 if self.caption else 0)
+        return 1 + (self.matrix.latents if self.matrix else 1) + len(self.caption_lines)
 
     def render(self) -> Text:
         out = Text(no_wrap=True, overflow="crop")
         if self.matrix is None:
             out.append("no information matrix: bvae eval RUN", style="dim italic")
             return out
-        if self.caption:
-            out.append(self.caption + "\n", style="dim")
+        for line in self.caption_lines:
+            out.append(line + "\n", style="dim")
         out.append("MI/H".ljust(LABEL), style="bold")
         for name in short_names(self.matrix.factors):
             out.append(name.center(CELL), style="bold")
