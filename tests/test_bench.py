@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 
 import pytest
 
-from bvae_tui.engine.bench import report
+from bvae_tui.engine.bench import flops, report
 from bvae_tui.engine.train import precision
 from tests.conftest import ROOT, bvae_command
 
@@ -52,6 +53,59 @@ def test_quick_bench_emits_the_documented_keys(quick_record):
     assert by_key["peak_rss"]["fast"] > 20e6
     assert by_key["first_step"]["unit"] == "s"
     assert record["targets"] == []  # the dSprites targets only apply to the full benchmark
+
+
+def test_quick_bench_records_the_limit(quick_record):
+    """Every training figure has its FLOPs, GFLOP/s and fraction of the measured peak."""
+    record = quick_record
+    assert record["cpu"]["model"] == precision.cpu_model()
+    assert (precision.cpu_bf16_flag() in record["cpu"]["flags"]) == \
+        bool(precision.cpu_bf16_flag())
+    amps = ("off", "bf16") if precision.cpu_bf16_flag() else ("off",)
+    peaks = {p["key"]: p for p in record["peaks"]}
+    assert set(peaks) == {f"gemm.{a}" for a in amps} | {f"conv.{arch}.{a}" for arch in "HB"
+                                                       for a in amps}
+    for p in record["peaks"]:
+        assert set(p) == set(report.PEAK_KEYS) and p["gflops"] > 0, p
+        # the median of the rounds (kept rounded to 0.01 GFLOP/s)
+        assert p["gflops"] == pytest.approx(statistics.median(p["rounds"]), abs=0.01)
+    counted = {"H": flops.count_step_flops("H", batch=8), "B": flops.count_step_flops("B", batch=8)}
+    for fig in record["figures"]:
+        if not fig["key"].startswith("train."):
+            assert all(fig[k] is None for k in report.LIMIT_KEYS), fig
+            continue
+        arch, amp = fig["key"].split(".")[1], fig["amp"]
+        assert fig["flops_per_image"] == counted[arch]
+        assert fig["gflops"] == pytest.approx(fig["flops_per_image"] * fig["fast"] / 1e9)
+        assert fig["peak_gflops"] > 0 and fig["conv_peak_gflops"] == \
+            peaks[f"conv.{arch}.{amp}"]["gflops"]
+        assert fig["of_peak"] == pytest.approx(fig["gflops"] / fig["peak_gflops"])
+        assert fig["of_conv_peak"] == pytest.approx(fig["gflops"] / fig["conv_peak_gflops"])
+    # the dtype's GEMM peak is the median of the rounds measured beside all its figures
+    for amp in amps:
+        beside = [f["peak_gflops"] for f in record["figures"]
+                  if f["key"].startswith("train.") and f["amp"] == amp]
+        assert min(beside) <= peaks[f"gemm.{amp}"]["gflops"] <= max(beside)
+
+
+def test_bench_table_shows_the_fraction_of_peak(quick_record, monkeypatch):
+    """The text table of a real record: the "of peak" column and the peaks measured."""
+    from typer.testing import CliRunner
+
+    from bvae_tui.cli.main import app
+    from bvae_tui.engine.bench import suite
+
+    monkeypatch.setattr(suite, "run_bench", lambda *a, **k: quick_record)
+    monkeypatch.setenv("COLUMNS", "160")
+    res = CliRunner().invoke(app, ["bench", "--quick", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "of peak" in res.output and "GFLOP/s" in res.output
+    fig = next(f for f in quick_record["figures"] if f["key"] == "train.H.b8")
+    row = next(line for line in res.output.splitlines() if "arch H, batch 8 " in line)
+    assert report.format_fraction(fig["of_peak"]) in row
+    gemm = quick_record["peaks"][0]
+    assert f"peak: {gemm['what']}: {report.format_gflops(gemm['gflops'])} GFLOP/s" in res.output
+    assert "FLOPs per image of a training step" in res.output
 
 
 def test_targets_follow_the_figures():

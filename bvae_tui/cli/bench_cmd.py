@@ -25,10 +25,18 @@ def bench(
     json_out: JsonOpt = False,
 ) -> None:
     """Measure training, data and eval speed, time to first step and peak memory, each beside
-    the textbook PyTorch loop (DataLoader over a float32 TensorDataset) run in the same call."""
+    the textbook PyTorch loop (DataLoader over a float32 TensorDataset) run in the same call;
+    and each training figure's GFLOP/s as a fraction of this machine's GEMM peak, measured in
+    the same call."""
     import sys
 
-    from bvae_tui.engine.bench.report import format_gain, format_value
+    from bvae_tui.engine.bench.report import (
+        format_fraction,
+        format_gain,
+        format_gflops,
+        format_target,
+        format_value,
+    )
     from bvae_tui.engine.bench.suite import run_bench
     from bvae_tui.engine.runs.devices import resolve_device
 
@@ -57,10 +65,21 @@ def bench(
     table.add_column("bvae", justify="right")
     table.add_column("textbook loop", justify="right")
     table.add_column("gain", justify="right")
+    table.add_column("GFLOP/s", justify="right")
+    table.add_column("of peak", justify="right")
     for fig in record["figures"]:
         table.add_row(fig["what"], format_value(fig["fast"], fig["unit"]),
-                      format_value(fig["baseline"], fig["unit"]), format_gain(fig["gain"]))
+                      format_value(fig["baseline"], fig["unit"]), format_gain(fig["gain"]),
+                      format_gflops(fig.get("gflops")), format_fraction(fig.get("of_peak")))
     out.print(table)
+    # "of peak" is of the GEMM peak of the figure's dtype; the peaks, measured in this call:
+    for p in record.get("peaks", []):
+        out.print(as_text(f"peak: {p['what']}: {format_gflops(p['gflops'])} GFLOP/s"))
+    flops = {f["key"].split(".")[1]: f["flops_per_image"] for f in record["figures"]
+             if f.get("flops_per_image")}
+    if flops:
+        out.print(as_text("FLOPs per image of a training step (forward, backward, Adam): "
+                          + ", ".join(f"arch {a} {v / 1e6:.1f} M" for a, v in flops.items())))
     notes = sorted({fig["note"] for fig in record["figures"] if fig["note"]})
     for note in notes:
         out.print(as_text(f"note: {note}"))
@@ -73,8 +92,6 @@ def bench(
 
         out.print(as_text(f"precision on this device: {describe(record['amp_auto'])}"))
     for target in record["targets"]:
-        value = target["value"]
-        shown = (format_gain(value) if target["key"].startswith("train")
-                 else format_value(value, "bytes" if target["key"] == "peak_rss" else "s"))
+        shown = format_target(target)
         mark = "[green]ok[/green]" if target["ok"] else "[red]missed[/red]"
         out.print(f"target {target['what']} {target['target']}: {shown} {mark}")

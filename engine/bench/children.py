@@ -56,11 +56,16 @@ class Child:
             raise RuntimeError(f"benchmark child ({self.side}) failed: {tail}")
         return json.loads(line)
 
-    def ask(self, op: str, **kwargs: Any) -> float:
+    def request(self, op: str, **kwargs: Any) -> Any:
+        """The child's answer to ``op`` (a JSON value)."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps({"op": op, **kwargs}) + "\n")
         self.proc.stdin.flush()
-        return float(self._read()["value"])
+        return self._read()["value"]
+
+    def ask(self, op: str, **kwargs: Any) -> float:
+        """A measurement: the child's answer to ``op`` as a number."""
+        return float(self.request(op, **kwargs))
 
     def close(self) -> None:
         if self.proc.poll() is None:

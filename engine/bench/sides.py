@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from bvae_tui.datasets.prepare import open_dataset
 from bvae_tui.datasets.tensors import DeviceImages
 from bvae_tui.engine.analysis.encode import encode_table
+from bvae_tui.engine.bench import flops
 from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.train import fastpath, precision
 from bvae_tui.engine.train.adam import make_optimizer
@@ -104,6 +105,25 @@ class FastSide(_Side):
                 stats.mean(0).tolist()  # one transfer per log interval
 
         return self._timed(one, batch, seconds, warmup)
+
+    def flops(self, arch: str, batch: int) -> float:
+        """FLOPs per image of the training step that :meth:`train` times (cached per machine)."""
+        return flops.step_flops_per_image(arch, self.cfg.objective, self.ds.channels,
+                                          self.cfg.z_dim, batch, self.n)
+
+    def peak(self, kind: str, amp: str, seconds: float, n: int = 2048, arch: str = "H",
+             batch: int = 256) -> float:
+        """GFLOP/s of a square ``n`` GEMM (``kind`` "gemm") or of ``arch``'s largest
+        convolution at ``batch`` ("conv"), in this process (its threads and allocator)."""
+        if kind == "gemm":
+            return flops.gemm_peak(self.device, amp, n, seconds)
+        conv = flops.largest_conv(arch, self.ds.channels, self.cfg.z_dim)
+        return flops.conv_peak(self.device, conv, amp, batch, seconds)
+
+    def conv_shape(self, arch: str) -> dict[str, object]:
+        """What :meth:`peak` replays for ``kind`` "conv": ``arch``'s largest convolution."""
+        conv = flops.largest_conv(arch, self.ds.channels, self.cfg.z_dim)
+        return {**conv.to_dict(), "what": conv.describe()}
 
     def draw(self, batch: int, seconds: float, warmup: int) -> float:
         sampler = BatchSampler(self.n, batch, seed=0, device=self.device)

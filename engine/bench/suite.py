@@ -24,16 +24,27 @@ Figures (``figures`` in the JSON record; each has the keys below):
 - ``peak_rss``: peak resident memory (bytes, ``ru_maxrss`` of the finished child) of those two
   training processes.
 
-Record keys: ``schema`` (2), ``device`` ("cpu" / "cuda:N"), ``device_name`` (CPU model or GPU
+The limit (issue 24): every training figure also carries ``flops_per_image`` (FLOPs of one
+training step per image, counted by ``FlopCounterMode``: engine/bench/flops.py), ``gflops``
+(that times the fast path's img/s), ``peak_gflops`` (the median GFLOP/s of a large GEMM of the
+same dtype, measured by the fast child right after each round of that figure), ``of_peak``
+(gflops / peak_gflops), ``conv_peak_gflops`` and ``of_conv_peak`` (the same against the
+architecture's largest convolution, forward, at a large batch). The other figures have None
+there. ``peaks`` lists each measured peak ({``key`` ("gemm.off", "gemm.bf16",
+"conv.<arch>.<amp>"), ``what``, ``amp``, ``gflops`` (median), ``rounds``}).
+
+Record keys: ``schema`` (3), ``device`` ("cpu" / "cuda:N"), ``device_name`` (CPU model or GPU
 name), ``host``, ``torch``, ``threads``, ``cpus``, ``quick``, ``dataset``, ``dataset_source``,
 ``baseline_images`` (images in the textbook loop's TensorDataset), ``seconds`` (total),
 ``load`` (the 1-minute load average at the start and at the end: other work on the machine),
 ``amp_auto`` (what ``--amp auto`` resolves to on this device: ``amp``, ``used``, ``reason``,
-``gain``; see engine/train/precision.py), ``figures`` (list of {``key``, ``what``, ``unit``,
+``gain``; see engine/train/precision.py), ``cpu`` (``model``, the ``flags`` of
+report.CPU_FLAGS it has, ``cpus``), ``peaks``, ``figures`` (list of {``key``, ``what``, ``unit``,
 ``higher_is_better``, ``fast``, ``baseline``, ``gain`` (how many times better the fast path is:
 fast/baseline, or baseline/fast where lower is better; for throughputs the median of the
 per-round ratios), ``amp`` (the fast side's precision: "off" is float32, "bf16"; for
-``first_step`` and ``peak_rss`` what ``bvae train`` chose), ``note``}), ``targets`` (list of
+``first_step`` and ``peak_rss`` what ``bvae train`` chose), ``note``, and the limit keys
+above}), ``targets`` (list of
 {``what``, ``key``, ``target``, ``value``, ``ok``}); engine/bench/report.py builds them.
 """
 
@@ -54,11 +65,15 @@ from bvae_tui.datasets.prepare import open_dataset
 from bvae_tui.engine.bench.children import Child
 from bvae_tui.engine.bench.first_step import first_step_baseline, first_step_fast
 from bvae_tui.engine.bench.report import (
+    DTYPE_NAMES,
     SCHEMA,
     available_memory,
+    cpu_record,
     figure,
     load_average,
+    peak,
     targets,
+    with_limit,
 )
 
 Progress = Callable[[str], None]
@@ -75,12 +90,17 @@ def plan(device: str, quick: bool) -> dict[str, Any]:
         return {"dataset": "dsprites-mini", "archs": ("H", "B"), "batches": (8,),
                 "seconds": 0.15, "rounds": 1, "warmup": 1, "draw_batch": 8, "eval_batch": 64,
                 "eval_images": 128, "baseline_images": 256, "e2e_iterations": 2,
-                "e2e_repeats": 1, "log_every": 5}
+                "e2e_repeats": 1, "log_every": 5, "gemm_n": 256, "conv_batch": 16,
+                "peak_seconds": 0.05, "peak_rounds": 1}
     return {"dataset": "dsprites", "archs": ("H", "B"),
             "batches": (64, 256, 1024, 4096) if cuda else (32, 64, 256),
             "seconds": 1.0, "rounds": 7, "warmup": 3, "draw_batch": 64, "eval_batch": 512,
             "eval_images": 131072 if cuda else 4096, "baseline_images": 20000,
-            "e2e_iterations": 20, "e2e_repeats": 3, "log_every": 100}
+            "e2e_iterations": 20, "e2e_repeats": 3, "log_every": 100,
+            # The peaks: a GEMM big enough to run at the BLAS's full rate (a GPU needs a bigger
+            # one to fill its cores), the model's largest convolution at a large batch.
+            "gemm_n": 8192 if cuda else 2048, "conv_batch": 1024 if cuda else 256,
+            "peak_seconds": 0.3, "peak_rounds": 5}
 
 
 def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = None,
@@ -98,7 +118,7 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
         "torch": None, "threads": None, "cpus": os.cpu_count(), "quick": quick,
         "dataset": name, "dataset_source": ds.source,
         "baseline_images": min(p["baseline_images"], ds.n), "load": [load_average()],
-        "amp_auto": None, "figures": [], "targets": [],
+        "amp_auto": None, "cpu": cpu_record(), "peaks": [], "figures": [], "targets": [],
     }
     figures: list[dict[str, Any]] = record["figures"]
     del ds
@@ -115,9 +135,11 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
         amps = ("off", "bf16") if info["bf16"] else ("off",)
 
         def interleaved(op: str, fast_variants: Sequence[dict[str, Any]] = ({},),
+                        each_round: Callable[[], None] | None = None,
                         **kw: Any) -> list[tuple[float, float, float]]:
             """Rounds of the baseline and each fast variant, the order reversing every round
-            (ABBA): per variant the median, the baseline's median and the median ratio."""
+            (ABBA): per variant the median, the baseline's median and the median ratio.
+            ``each_round`` runs after each round (the peaks measured beside the figure)."""
             sides = [(base, {})] + [(fast, v) for v in fast_variants]
             rounds: list[list[float]] = []
             for i in range(p["rounds"]):
@@ -127,23 +149,61 @@ def run_bench(device: str = "cpu", quick: bool = False, data_dir: str | None = N
                     child, extra = sides[j]
                     got[j] = child.ask(op, **kw, **extra)
                 rounds.append(got)
+                if each_round is not None:
+                    each_round()
             bs = [r[0] for r in rounds]
             return [(statistics.median(r[j] for r in rounds), statistics.median(bs),
                      statistics.median(r[j] / r[0] for r in rounds))
                     for j in range(1, len(sides))]
 
+        # The limit: each training figure's GEMM peak is measured in the figure's own rounds
+        # (the same process, right after), so a drifting load hits both alike; the convolution
+        # peaks once per architecture, beside the figures.
+        gemm_all: dict[str, list[float]] = {amp: [] for amp in amps}
+        conv_peaks: dict[tuple[str, str], float] = {}
+        measured: dict[tuple[str, str], list[float]] = {}  # (shape, amp): the same conv once
+        for arch in p["archs"]:
+            shape = fast.request("conv_shape", arch=arch)["what"]
+            for amp in amps:
+                say(f"peak: arch {arch}'s largest convolution, {DTYPE_NAMES[amp]}")
+                if (shape, amp) not in measured:
+                    measured[shape, amp] = [
+                        fast.ask("peak", kind="conv", amp=amp, arch=arch, batch=p["conv_batch"],
+                                 seconds=p["peak_seconds"]) for _ in range(p["peak_rounds"])]
+                record["peaks"].append(peak(
+                    f"conv.{arch}.{amp}", f"arch {arch}'s largest convolution ({shape}, "
+                    f"forward, batch {p['conv_batch']}), {DTYPE_NAMES[amp]}", amp,
+                    measured[shape, amp]))
+                conv_peaks[arch, amp] = record["peaks"][-1]["gflops"]
+
         for batch in p["batches"]:
             for arch in p["archs"]:
                 say(f"training throughput: arch {arch}, batch {batch}")
-                results = interleaved("train", [{"amp": amp} for amp in amps], arch=arch,
-                                      batch=batch, seconds=p["seconds"], warmup=p["warmup"],
-                                      log_every=p["log_every"])
+                flops_per_image = fast.ask("flops", arch=arch, batch=batch)
+                gemm_here: dict[str, list[float]] = {amp: [] for amp in amps}
+
+                def gemm_round(gemm_here: dict[str, list[float]] = gemm_here) -> None:
+                    for amp in amps:
+                        gemm_here[amp].append(fast.ask("peak", kind="gemm", amp=amp,
+                                                       n=p["gemm_n"],
+                                                       seconds=p["peak_seconds"]))
+
+                results = interleaved("train", [{"amp": amp} for amp in amps], gemm_round,
+                                      arch=arch, batch=batch, seconds=p["seconds"],
+                                      warmup=p["warmup"], log_every=p["log_every"])
                 for amp, (f, b, g) in zip(amps, results, strict=True):
                     suffix = "" if amp == "off" else f".{amp}"
                     shown = "" if amp == "off" else f", {amp}"
-                    figures.append(figure(f"train.{arch}.b{batch}{suffix}",
-                                           f"training, arch {arch}, batch {batch}{shown}",
-                                           "img/s", f, b, gain=g, amp=amp))
+                    fig = figure(f"train.{arch}.b{batch}{suffix}",
+                                 f"training, arch {arch}, batch {batch}{shown}",
+                                 "img/s", f, b, gain=g, amp=amp)
+                    figures.append(with_limit(fig, flops_per_image,
+                                              statistics.median(gemm_here[amp]),
+                                              conv_peaks[arch, amp]))
+                    gemm_all[amp] += gemm_here[amp]
+        record["peaks"][:0] = [  # the GEMM peaks first: the fractions are of them
+            peak(f"gemm.{amp}", f"{p['gemm_n']}x{p['gemm_n']} matrix product, "
+                 f"{DTYPE_NAMES[amp]}", amp, gemm_all[amp]) for amp in amps]
         say("data draw rate")
         [(f, b, g)] = interleaved("draw", batch=p["draw_batch"], seconds=p["seconds"] / 2,
                                   warmup=p["warmup"])
