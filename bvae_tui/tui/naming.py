@@ -78,3 +78,15 @@ def differing_first(labels: Sequence[str]) -> list[str]:
     shared = set(split[0]).intersection(*map(set, split[1:]))
     return [" ".join([p for p in parts if p not in shared] + [p for p in parts if p in shared])
             for parts in split]
+
+
+def fit_middle(text: str, width: int) -> str:
+    """``text`` in ``width`` characters, cut in the middle when it does not fit: its start and
+    (the larger share) its end, which is where ids of a sweep's members differ."""
+    text = plain(text)
+    if len(text) <= width:
+        return text
+    if width < 3:
+        return text[:width]
+    tail = (width - 1) * 2 // 3
+    return text[: width - 1 - tail] + ELLIPSIS + text[len(text) - tail:]
