@@ -24,6 +24,7 @@ from textual.widget import Widget
 # Dot bit for (x, y) within a braille cell, x in 0..1, y in 0..3.
 _DOTS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 _LABEL_W = 7
+SCALES = ("auto", "log", "linear")  # auto: log when the values span more than log_ratio
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ class CurvePlot(Widget):
         super().__init__(name=name, id=id, classes=classes)
         self.title = title
         self.values = values  # the title line names each series' last value
-        self.log_ratio = 30.0  # a log axis when the values span more than this factor
+        self.log_ratio = 10.0  # auto: a log axis when the values span more than a decade
+        self.scale = "auto"  # see SCALES; a screen's key cycles it
         self._xs: np.ndarray = np.zeros(0)
         self._series: list[Series] = []
         self.x_span: tuple[float, float] | None = None  # None: the data's own
@@ -81,6 +83,18 @@ class CurvePlot(Widget):
         self.x_span = span
         self.marks = list(marks)
         self.refresh()
+
+    def set_scale(self, scale: str) -> None:
+        if scale not in SCALES:
+            raise ValueError(f"scale {scale!r}: one of {', '.join(SCALES)}")
+        self.scale = scale
+        self.refresh()
+
+    @property
+    def is_log(self) -> bool:
+        """Whether the y axis is logarithmic now (with the data it holds)."""
+        scale = self._scale()
+        return bool(scale and scale[2])
 
     def _x_of(self, s: Series) -> np.ndarray:
         return self._xs if s.xs is None else np.asarray(s.xs, dtype=np.float64)
@@ -112,6 +126,8 @@ class CurvePlot(Widget):
 
     def _title_line(self) -> Text:
         text = Text(self.title, style="bold")
+        if self.is_log:  # the ticks alone do not say that the axis is not linear
+            text.append(" (log)", style="dim")
         for s in self._series if self.values else ():
             last = next((v for v in reversed(s.ys) if math.isfinite(v)), None)
             if last is None:
@@ -166,8 +182,13 @@ class CurvePlot(Widget):
         if finite.size == 0:
             return None
         lo, hi = float(finite.min()), float(finite.max())
-        # A loss that falls by orders of magnitude is unreadable on a linear axis.
-        log = lo > 0 and hi / lo > self.log_ratio
+        # A loss that falls by orders of magnitude is unreadable on a linear axis; a log axis
+        # needs positive values (a forced one ignores the others, as it draws them).
+        if self.scale == "log" and hi > 0 and lo <= 0:
+            positive = finite[finite > 0]
+            lo = float(positive.min())
+        log = lo > 0 and (self.scale == "log" or (self.scale == "auto"
+                                                   and hi / lo > self.log_ratio))
         if log:
             lo, hi = math.log10(lo), math.log10(hi)
         if hi - lo < 1e-12:
