@@ -34,6 +34,7 @@ from bvae_tui.tui.messages import (
     StatusChanged,
     WatchError,
 )
+from bvae_tui.tui.naming import fit_middle
 from bvae_tui.tui.run_data import (
     TERM_LABELS,
     MetricsHistory,
@@ -45,7 +46,7 @@ from bvae_tui.tui.run_data import (
     objective_terms,
     objective_text,
 )
-from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
+from bvae_tui.tui.widgets.curve_plot import SCALES, CurvePlot, Series
 from bvae_tui.tui.widgets.kl_bars import KLBars, bar
 from bvae_tui.tui.widgets.log_tail import LogTail
 from bvae_tui.tui.widgets.mi_heatmap import MIHeatmap, probe_matrix
@@ -86,6 +87,7 @@ probe shown, so a factor moving into a latent can be read against the C it happe
 | `[` / `]` | the heat map's probe before / after the one shown |
 | `p` | switch the preview between traversal and reconstruction |
 | `z` | preview size: fit the width, 1/4, 1/2, full (scroll sideways) |
+| `l` | curves' y axis: auto (log past a decade, titled `(log)`), log, linear |
 | `PgDn` / `PgUp` | scroll down to the preview and the log, and back |
 | `esc` | back to the runs |
 """
@@ -102,6 +104,7 @@ class MonitorScreen(Screen):
         # p and z are named in the preview's title: the footer keeps to 80 columns.
         Binding("p", "toggle_preview", "Preview", show=False),
         Binding("z", "zoom", "Zoom", show=False),
+        Binding("l", "cycle_scale", "Log axis", show=False),
         Binding("left_square_bracket", "probe(-1)", "Earlier probe", show=False),
         Binding("right_square_bracket", "probe(1)", "Later probe", show=False),
         # On a short terminal the preview and the log are below the fold.
@@ -121,6 +124,7 @@ class MonitorScreen(Screen):
         self.scores: dict[str, float] = {}
         self.previews: dict[str, Any] = {}
         self.preview_kind = "traversal"
+        self.curve_scale = "auto"  # the curves' y axis (l cycles it)
         self.gone = False
         self.terms = objective_terms(self.config)  # the objective's own metrics fields
         self.warnings: list[EstimateWarning] = []
@@ -324,7 +328,7 @@ class MonitorScreen(Screen):
         progress = f" {it}/{total} {100 * frac:.0f}%"
         room = width - len(state) - 1 - len(progress) - 3  # spaces and the bar's ends
         bar_width = max(8, min(30, room - min(len(self.run_name), 24)))
-        name = _ellipsis(self.run_name, max(4, room - bar_width))
+        name = fit_middle(self.run_name, max(4, room - bar_width))  # its end tells members apart
         line1 = Text(no_wrap=True, overflow="ellipsis")
         line1.append(f"{state} ", style=state_style(state) or "bold red")
         line1.append(name, style="bold")
@@ -354,13 +358,15 @@ class MonitorScreen(Screen):
         if st.device:
             line2.append(f"  {plain(st.device)}", style="dim")
 
-        # Line 3: scores first (they are short), then where the run comes from.
+        # Line 3: the run id first (whole, or its start and end: it tells this run from a
+        # sweep's other members), then what the run is, then the scores (cut first).
         line3 = Text(no_wrap=True, overflow="ellipsis")
+        line3.append(fit_middle(self.run.id, width), style="bold dim")
+        line3.append(plain(f"  {objective_text(self.config) if self.config else '?'}  "
+                           f"{self.config.get('dataset', '?')}"), style="dim")
         scores = fmt_scores(self.scores)
         if scores:
-            line3.append(f"{scores}  ", style="cyan")
-        line3.append(plain(f"{objective_text(self.config) if self.config else '?'}  "
-                           f"{self.config.get('dataset', '?')}  {self.run.id}"), style="dim")
+            line3.append(f"  {scores}", style="cyan")
         error = st.error
         if self.gone:
             line3 = Text("the run directory was deleted; esc goes back", style="bold red")
@@ -421,6 +427,14 @@ class MonitorScreen(Screen):
         pos = (last if self.probe_pos is None else self.probe_pos) + step
         self.probe_pos = None if pos >= last else max(0, pos)
         self._update_heatmap()
+
+    def action_cycle_scale(self) -> None:
+        """The curves' y axis: auto -> log -> linear -> auto."""
+        self.curve_scale = SCALES[(SCALES.index(self.curve_scale) + 1) % len(SCALES)]
+        for plot in self.query(CurvePlot):
+            plot.set_scale(self.curve_scale)
+        words = {"auto": "log axis past a decade", "log": "log axis", "linear": "linear axis"}
+        self.notify(f"curves: {words[self.curve_scale]} (l)", timeout=2)
 
     def action_toggle_preview(self) -> None:
         self.preview_kind = "recon" if self.preview_kind == "traversal" else "traversal"
