@@ -130,3 +130,90 @@ async def test_scores_screen_names_and_every_metric_fit(runs_dir, env_data, sche
         for label in ("BV", "FV", "MIG", "DCI", "SAP", "Mod", "Expl"):
             assert f" {label} " in header + " ", header  # every metric, no scrolling
         assert modal.query_one(DataTable).has_focus  # arrows scroll it
+
+
+# Curves: the log axis --------------------------------------------------------------------------
+async def test_curves_take_a_log_axis_past_a_decade_and_a_key_toggles_it():
+    from textual.app import App, ComposeResult
+
+    from bvae_tui.tui.widgets.curve_plot import CurvePlot, Series
+
+    class One(App):
+        def compose(self) -> ComposeResult:
+            yield CurvePlot("loss", id="p")
+
+    app = One()
+    async with app.run_test(size=(60, 10)) as pilot:
+        plot = app.query_one(CurvePlot)
+        falling = [1326.0, 400.0, 200.0, 150.0, 116.0]  # a bit more than a decade
+        plot.set_data(range(5), [Series("loss", falling, "cyan")])
+        await pilot.pause()
+        assert plot.is_log and "loss (log)" in screen_lines(app)[0]
+        plot.set_data(range(5), [Series("loss", [10.0, 8.0, 6.0, 5.0, 4.0], "cyan")])
+        assert not plot.is_log  # within a decade: linear
+        plot.set_scale("log")
+        assert plot.is_log
+        plot.set_data(range(5), [Series("loss", falling, "cyan")])
+        plot.set_scale("linear")
+        await pilot.pause()
+        assert not plot.is_log and "(log)" not in screen_lines(app)[0]
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_monitor_header_keeps_the_run_id_and_l_cycles_the_axis(runs_dir, tmp_path,
+                                                                      size):
+    from bvae_tui.tui.screens.monitor import MonitorScreen
+    from bvae_tui.tui.widgets.curve_plot import CurvePlot
+
+    run = make_run(runs_dir, tmp_path, "dsprites-mini-H-beta-seed beta=1 seed=2", "finished",
+                   rows=30)
+    app = BvaeApp(runs_dir, tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: app.screen.rows, 10, "the run")
+        app.open_monitor(run.path)
+        monitor = await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen)
+                                 and app.screen.history.last and app.screen, 10, "monitor")
+        await pilot.pause(0.3)
+        header = screen_lines(app)[:3]
+        assert run.id in header[2], header  # whole: a sweep's members differ at its end
+        assert "seed=2" in header[0], header  # the name keeps its end too
+        plots = list(monitor.query(CurvePlot))
+        assert all(p.scale == "auto" for p in plots) and plots[0].is_log  # 100 -> 3.3
+        await pilot.press("l")
+        assert all(p.scale == "log" for p in plots)
+        await pilot.press("l")
+        assert all(p.scale == "linear" for p in plots) and not plots[0].is_log
+        await pilot.press("l")
+        assert all(p.scale == "auto" for p in plots)
+        footer = await wait_for(pilot, lambda: "esc Runs" in (f := screen_lines(app)[-1])
+                                and f, 10, "the footer")
+        assert "q Quit" in footer, footer  # nothing cut
+
+
+# Sweep screen --------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", SIZES)
+async def test_sweep_screen_cells_say_how_far_and_its_monitor_goes_back_to_it(
+        runs_dir, env_data, schedulers, size):
+    from bvae_tui.tui.screens.monitor import MonitorScreen
+    from bvae_tui.tui.screens.sweep import SweepScreen
+
+    sweep, _ = _scene(runs_dir, env_data)
+    app = BvaeApp(runs_dir, env_data)
+    async with app.run_test(size=size) as pilot:
+        app.open_sweep(sweep.path)
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen)
+                                and app.screen.view and app.screen, 20, "the grid")
+        text = await wait_for(pilot, lambda: (t := _text(app)) and "stopped" in t and t, 10,
+                              "the cells")
+        assert "stopped 915/3000" in text and "done" in text
+        footer = await wait_for(pilot, lambda: "esc Back" in (f := screen_lines(app)[-1])
+                                and f, 10, "the footer")
+        assert "v Compare" in footer and "q Quit" in footer, footer  # nothing cut
+        screen.query_one("DataTable").move_cursor(row=1, column=2)  # beta=4 seed=2
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 10, "monitor")
+        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: "esc Sweep" in screen_lines(app)[-1], 10, "esc Sweep")
+        assert "back to the sweep" in app.screen.HELP
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen, 10, "back on the sweep")

@@ -87,6 +87,13 @@ class BvaeApp(SweepActions, App):
             return  # already watching it
         if self.runs_screen is not None:
             self.runs_screen.select_run(run_path.name)  # back from the monitor: on this run
+        from bvae_tui.tui.screens.sweep import SweepScreen
+
+        if isinstance(self.screen, SweepScreen):  # esc goes back there: the footer says Sweep
+            from bvae_tui.tui.screens.member_monitor import MemberMonitorScreen
+
+            self.push_screen(MemberMonitorScreen(run_path))
+            return
         self.push_screen(MonitorScreen(run_path))
 
     def open_explore(self, run_path: Path) -> None:

@@ -151,8 +151,10 @@ def cell_label(member: RunSummary | None, score_name: str) -> Text:
     if member is None:
         return Text("gone", style=state_style("failed"))
     pct = f"{100 * member.iteration // member.total}%" if member.total else ""
-    word = {"finished": "done", "running": pct or "run", "queued": "queued"}.get(
-        member.state, f"{member.state} {pct}".strip())
+    # A member that is not training says how far it got (a stopped one resumes from there).
+    got = f"{member.iteration}/{member.total}" if member.total and member.iteration else ""
+    word = {"finished": "done", "running": pct or "run"}.get(
+        member.state, f"{member.state} {got}".strip())
     text = Text(plain(word), style=state_style(member.state))  # a state from a member's file
     value = score(member, score_name)
     if value is not None:

@@ -11,7 +11,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
 from bvae_tui.engine.runs.files import FileCache
@@ -23,6 +23,7 @@ from bvae_tui.safe_text import as_text, plain
 from bvae_tui.styles import state_style
 from bvae_tui.tui.messages import RunGone, SweepUpdated, WatchError
 from bvae_tui.tui.sweep_data import SweepView, cell_label, read_sweep_view
+from bvae_tui.tui.widgets.fit_footer import FitFooter
 
 POLL_SECONDS = 1.0
 
@@ -71,7 +72,7 @@ class SweepScreen(Screen):
         yield DataTable(id="sweep-grid", cursor_type="cell", zebra_stripes=True)
         yield Static(id="sweep-queue", classes="details")
         yield Static(id="sweep-details", classes="hint")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         self.query_one("#sweep-title", Static).update(as_text(f"Sweep {self.sweep.id}", "bold"))
