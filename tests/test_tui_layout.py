@@ -217,3 +217,37 @@ async def test_sweep_screen_cells_say_how_far_and_its_monitor_goes_back_to_it(
         assert "back to the sweep" in app.screen.HELP
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.screen is screen, 10, "back on the sweep")
+
+
+# Compare -------------------------------------------------------------------------------------
+async def test_compare_legend_shows_what_differs_first():
+    from textual.app import App, ComposeResult
+
+    from bvae_tui.engine.analysis.compare import Group
+    from bvae_tui.tui.widgets.compare_view import Legend
+
+    class One(App):
+        def compose(self) -> ComposeResult:
+            yield Legend(id="legend")
+
+    app = One()
+    async with app.run_test(size=(24, 6)) as pilot:  # the legend's width at 80 columns
+        legend = app.query_one(Legend)
+        legend.set_groups([Group(key=(i,), label=f"obj=H β=1 lr=0.0001 iters={n}",
+                                 runs=("r",) * k, colour=i)
+                           for i, (n, k) in enumerate(((1000, 3), (2000, 2)))], "by obj")
+        await pilot.pause()
+        lines = screen_lines(app)
+        assert any("iters=1000" in line and "×3" in line for line in lines), lines
+        assert any("iters=2000" in line and "×2" in line for line in lines), lines
+
+
+async def test_a_filter_matching_nothing_says_so(runs_dir, env_data, schedulers):
+    _scene(runs_dir, env_data)
+    app = BvaeApp(runs_dir, env_data)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: len(screen.rows) == 6, 20, "the runs")
+        await pilot.press("slash", *"nosuchrun", "enter")
+        await wait_for(pilot, lambda: "no runs match" in _text(app), 10, "the message")
+        assert "nosuchrun" in _text(app)

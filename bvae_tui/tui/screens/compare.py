@@ -308,8 +308,9 @@ class CompareScreen(Screen):
             group = scores.groups[gi]
             runs = len(group.runs)
             scored = sum(r.evaluated for r in group.runs)
+            # scored/runs where some are not scored (0/1 too: none is), else just runs
             cells: list[Any] = [as_text(group.label, colour(group.colour)),
-                                Text(f"{scored}/{runs}" if scored not in (0, runs) else str(runs),
+                                Text(f"{scored}/{runs}" if scored != runs else str(runs),
                                      justify="right")]
             for metric in scores.metrics:
                 stat = scores.stat(gi, metric)

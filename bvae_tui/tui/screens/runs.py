@@ -41,7 +41,7 @@ Every run under the runs dir, refreshed every second; runs started from the CLI 
 | `e` | export a traversal GIF |
 | `x` | explore the run's model by hand: move latents, step factors (any run with a checkpoint) |
 | `d` | delete the run (asks first) |
-| `space` | mark or unmark the run for comparison (● before its name); on a sweep: (un)fold it |
+| `space` | (un)mark the run for comparison (● before its name), cursor down a row; sweep: fold |
 | `m` | mark every run in view (again: unmark them) |
 | `c` | compare the marked runs (none marked: the sweep selected, else the runs in view) |
 | `p` | the scores of the runs in view beside the paper's |

@@ -10,6 +10,7 @@ from textual.widget import Widget
 from bvae_tui.engine.analysis.compare import Group, colour
 from bvae_tui.engine.analysis.compare_runs import ACTIVE_KL, CompareRun
 from bvae_tui.safe_text import plain
+from bvae_tui.tui.naming import differing_first
 from bvae_tui.tui.widgets.kl_bars import nice_ceiling
 
 _LEVELS = " ▁▂▃▄▅▆▇█"
@@ -46,12 +47,14 @@ class Legend(Widget):
         width = max(4, self.size.width)
         out = Text(no_wrap=True, overflow="crop")
         out.append(_cut(self.title, width), style="bold")
-        for group in self.groups:
+        # What differs between the groups first: a narrow legend still tells them apart.
+        labels = differing_first([group.label for group in self.groups])
+        for group, label in zip(self.groups, labels, strict=True):
             n = len(group.runs)
             tail = f" ×{n}" if n > 1 else ""
             out.append("\n")
             out.append("━━ ", style=colour(group.colour))
-            out.append(_cut(group.label, width - 3 - len(tail)))
+            out.append(_cut(label, width - 3 - len(tail)))
             out.append(tail, style="dim")
         return out
 
