@@ -95,7 +95,7 @@ async def test_ten_marked_runs_at_80x24(runs_dir):
         assert [r[0] for r in rows] == ["β=1", "β=2", "β=4", "β=8", "β=16"]
         assert rows[3][1:3] == ["2", "0.683±0.001*"]  # beta 8: the best BetaVAE
         assert rows[0][2] == "0.613±0.001 "
-        assert rows[4][1:3] == ["2", "-"]  # beta 16: not scored
+        assert rows[4][1:3] == ["0/2", "-"]  # beta 16: none of its 2 runs scored
         assert table.region.right <= 80
         assert "2 of 10 runs not scored" in "\n".join(screen_lines(app))
         await pilot.press("o")  # sort by BetaVAE, best first
