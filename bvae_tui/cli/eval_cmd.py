@@ -63,6 +63,10 @@ UdrPointsOpt = Annotated[int, typer.Option(
 SweepOpt = Annotated[str | None, typer.Option(
     "--sweep", help="with --udr: UDR over each group of the sweep's members that differ only in "
     "seed (id, prefix or name)", show_default=False, rich_help_panel=_UDR)]
+DetachOpt = Annotated[bool, typer.Option(
+    "--detach", help="score in a background process that outlives this terminal (several "
+    "RUNs: one after another) and return at once; progress in 'bvae runs' and the TUI, "
+    "eval.json written as without it", rich_help_panel=_WHAT)]
 CorrelationOpt = Annotated[str, typer.Option(
     "--correlation", help="UDR's latent similarity: lasso or spearman", rich_help_panel=_UDR)]
 
@@ -105,6 +109,7 @@ def eval_command(
     udr_points: UdrPointsOpt = 1000,
     correlation: CorrelationOpt = "lasso",
     sweep: SweepOpt = None,
+    detach: DetachOpt = False,
     json_out: JsonOpt = False,
     runs_dir: RunsDirOpt = None,
     data_dir: DataDirOpt = None,
@@ -122,6 +127,9 @@ def eval_command(
     from bvae_tui.engine.errors import ConfigError
 
     refs = runs or []
+    if detach:
+        return _detach(refs, metrics, fast, seed, device, json_out, runs_dir,
+                       exact or checkpoint is not None or baseline is not None or udr)
     if sweep is not None and not udr:
         raise ConfigError("--sweep scores a sweep's groups of seeds with UDR; add --udr")
     if udr:
@@ -183,6 +191,33 @@ def eval_command(
         return
     title = f"baselines on {dataset}{_mode(fast, exact)}"
     console().print(eval_tables.baseline_table(results, title))
+
+
+def _detach(refs: list[str], metrics: str | None, fast: bool, seed: int, device: str | None,
+            json_out: bool, runs_dir: str | None, unsupported: bool) -> None:
+    """`bvae eval RUN... --detach`: the TUI's evaluate, from the command line."""
+    from bvae_tui.engine.errors import ConfigError
+    from bvae_tui.engine.runs.eval_job import launch_eval
+
+    if unsupported:
+        raise ConfigError("--detach scores runs' last checkpoints (with --fast, --metrics, "
+                          "--seed, --device); drop --exact, --checkpoint, --baseline and --udr, "
+                          "or run without --detach")
+    if not refs:
+        raise ConfigError("give the RUN(s) to score in the background, e.g. "
+                          "bvae eval RUN --detach")
+    started = launch_eval([find_run(ref, runs_dir) for ref in refs], fast=fast,
+                          metrics=metrics, seed=seed, device=device)
+    if json_out:
+        print_json({"pid": started.pid, "runs": [r.id for r in started.runs],
+                    "refused": started.refused})
+        return
+    out = console()
+    ids = ", ".join(r.id for r in started.runs)
+    out.print(as_text(f"evaluating {ids} in the background (pid {started.pid}"
+                      f"{', fast' if fast else ''}); 'bvae runs' shows the progress"))
+    for line in started.refused:
+        out.print(as_text(f"left out: {line}", "yellow"))
 
 
 def _mode(fast: bool, exact: bool) -> str:

@@ -85,13 +85,15 @@ class RunLock:
     """The exclusive lock on one run directory. ``acquire()`` or ``adopt(fd)``, then hold it
     (it is released when :meth:`release` closes it, or when the process exits)."""
 
+    FILE = LOCK_FILE  # a subclass locks another file of the run (a detached evaluation's)
+
     def __init__(self, run: Any):
         self.path = _run_dir(run)
         self.fd: int | None = None
 
     @property
     def lock_path(self) -> Path:
-        return self.path / LOCK_FILE
+        return self.path / self.FILE
 
     def acquire(self) -> RunLock:
         """Take the lock without waiting; :class:`RunLocked` naming the holder if it is taken,
@@ -192,7 +194,7 @@ def _open_lock_file(path: Path) -> int:
 
 
 def _not_a_lock(path: Path) -> RunError:
-    return RunError(f"run {path.parent.name}: its {LOCK_FILE} is not a plain lock file (a link, "
+    return RunError(f"run {path.parent.name}: its {path.name} is not a plain lock file (a link, "
                     f"a FIFO or a large file); nothing was changed; remove it with 'rm {path}' "
                     "if no process trains the run")
 
@@ -235,12 +237,13 @@ def _read_holder(lock_path: Path) -> tuple[int, str | None]:
             time.sleep(0.01)
 
 
-def lock_holder(run: Any) -> int | None:
-    """The pid holding ``run``'s lock (0: held, pid not written), or None when nobody holds it.
+def lock_holder(run: Any, name: str = LOCK_FILE) -> int | None:
+    """The pid holding ``run``'s lock (0: held, pid not written), or None when nobody holds it;
+    ``name``: another lock file of the run (a detached evaluation's).
 
     Takes nothing and writes nothing: works on a read-only runs dir too.
     """
-    path = _run_dir(run) / LOCK_FILE
+    path = _run_dir(run) / name
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:

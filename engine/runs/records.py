@@ -39,6 +39,8 @@ METRICS_FILE = "metrics.jsonl"
 PROBES_FILE = "probes.jsonl"
 LOG_FILE = "worker.log"
 EVAL_FILE = "eval.json"
+EVAL_JOB_FILE = "eval_job.json"
+EVAL_LOCK_FILE = ".eval.lock"
 CHECKPOINTS_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 PREVIOUS_CHECKPOINT = "prev.pt"
@@ -72,6 +74,11 @@ RUN_FILES = (
        "latest reconstructions: the fixed images above their reconstructions")
       for kind, name in PREVIEW_FILES.items()),
     (EVAL_FILE, "`bvae eval`, `--eval-at-end`", "disentanglement scores: [eval.json](#evaljson)"),
+    (EVAL_JOB_FILE, "`bvae eval --detach`, the TUI's evaluate",
+     "where a detached evaluation is: [eval_job.json](#eval_jobjson)"),
+    (EVAL_LOCK_FILE, "`bvae eval --detach`, the TUI's evaluate",
+     "exclusive `flock` of the one detached evaluation of the run, held while it is queued or "
+     "scoring; holds that process's pid and host"),
     (f"{EXPORTS_DIR}/", "`bvae export`, the TUI's export", "traversal GIFs and PNG grids"),
 )
 
@@ -256,6 +263,35 @@ class EvalResult(Record):
     created: float | None = _doc("when it was written")
 
 
+@dataclass(kw_only=True)
+class EvalJob(Record):
+    """Where a detached evaluation (`bvae eval RUN --detach`, the TUI's evaluate) is: written
+    by the launcher (queued) and by the evaluating process, replaced atomically. It scores with
+    `bvae eval`'s own code and writes eval.json only when every metric is done, so a failed
+    evaluation leaves the previous eval.json as it was. A queued or running job whose process is
+    gone reads as `lost`, a state that is never written."""
+
+    state: str | None = _doc("queued, running, finished or failed")
+    fast: bool | None = _doc("reduced samples (`--fast`)")
+    metrics: list[str] | None = _doc("metrics to score, in order")
+    seed: int | None = _doc("seed of the metrics' sampling")
+    done: int | None = _doc("metrics scored so far")
+    total: int | None = _doc("metrics to score")
+    stage: str | None = _doc("what it is doing, e.g. `encoding images` or `scoring MIG`")
+    stage_done: int | None = _doc("items of the stage done (images encoded)")
+    stage_total: int | None = _doc("items of the stage in all")
+    pid: int | None = _doc("process id of the evaluating process")
+    pid_start: int | None = _doc("that process's start time (clock ticks since boot)")
+    host: str | None = _doc("machine that process runs on")
+    error: str | None = _doc("one-line reason the evaluation failed")
+    created: float | None = _doc("when it was launched")
+    started: float | None = _doc("when scoring this run began")
+    updated: float | None = _doc("last write of this file")
+
+
+EVAL_JOB_STATES = ("queued", "running", "finished", "failed", "lost")
+
+
 def is_active(state: str | None) -> bool:
     """Does a run in ``state`` need a live worker behind it?"""
     return state in ACTIVE_STATES
@@ -291,6 +327,8 @@ class RunSummary:
     duration: float | None = _doc("seconds since `started` (to the last update when not running)")
     activity: str | None = _doc("what an active run is busy with besides training steps")
     eval_error: str | None = _doc("why the evaluation at the end failed")
+    evaluation: str | None = _doc("a detached evaluation's progress or failure, e.g. "
+                                  "`evaluating 3/7 metrics`")
     config_error: str | None = _doc("why config.json cannot be read")
     dataset_source: str | None = _doc("real, procedural or files, once the worker has loaded it")
     data_dir: str | None = _doc("data root the run reads its dataset from")
@@ -305,6 +343,8 @@ class RunSummary:
     @property
     def note(self) -> str:
         """What to say beside the state: what went wrong, or what an active run is doing."""
+        if self.evaluation and not self.active:
+            return self.evaluation
         if self.state == "finished":
             if self.eval_error:
                 return f"evaluation failed: {self.eval_error}"
@@ -359,7 +399,7 @@ def markdown() -> str:
     ]
     for title, cls in (("config.json", RunRecord), ("status.json", Status),
                        ("metrics.jsonl", MetricsRow), ("probes.jsonl", ProbeRow),
-                       ("eval.json", EvalResult)):
+                       ("eval.json", EvalResult), ("eval_job.json", EvalJob)):
         out += ["", f"## {title}", "", _paragraph(cls), "", *_table(cls)]
     out += ["", "## bvae runs --json", "",
             "A list with one object per run, oldest first, with these keys (scripts may rely on "

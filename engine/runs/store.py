@@ -26,6 +26,7 @@ from bvae_tui.engine.atomic import share_like_open
 from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.errors import ConfigError, RunError
 from bvae_tui.engine.objective_info import objective_label
+from bvae_tui.engine.runs.eval_progress import progress_text, read_job, with_liveness
 from bvae_tui.engine.runs.files import (
     FileCache,
     JsonLinesTail,
@@ -55,6 +56,7 @@ from bvae_tui.engine.runs.records import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
     EVAL_FILE,
+    EVAL_JOB_FILE,
     EXPORTS_DIR,
     LAST_CHECKPOINT,
     LOG_FILE,
@@ -317,6 +319,7 @@ class Run:
         record, config_error = load(self.config_path, checked_record)
         last = load(self.metrics_path, last_row) or MetricsRow()
         scored = load(self.eval_path, read_eval)
+        job = with_liveness(load(self.path / EVAL_JOB_FILE, read_job))  # a detached eval
         status = self.status()
         record = record or RunRecord()
         cfg = record.config
@@ -333,6 +336,7 @@ class Run:
             img_per_s=last.img_per_s, started=status.started,
             duration=end - status.started if status.started and end else None,
             activity=status.activity, eval_error=status.eval_error, config_error=config_error,
+            evaluation=progress_text(job),
             dataset_source=record.dataset_source, data_dir=record.data_dir,
             scores=scored.scores if scored else {}, config=cfg, sweep=record.sweep,
             sweep_values=record.sweep_values)
