@@ -27,6 +27,7 @@ from bvae_tui.datasets.registry import data_root
 from bvae_tui.engine.runs.store import Run, runs_root
 from bvae_tui.errors import UserError
 from bvae_tui.safe_text import plain
+from bvae_tui.tui.eval_actions import EvalActions
 from bvae_tui.tui.messages import ExportDone
 from bvae_tui.tui.screens.confirm import ConfirmScreen
 from bvae_tui.tui.screens.explore import ExploreScreen
@@ -38,7 +39,7 @@ from bvae_tui.tui.screens.runs import RunsScreen
 from bvae_tui.tui.sweep_actions import SweepActions
 
 
-class BvaeApp(SweepActions, App):
+class BvaeApp(SweepActions, EvalActions, App):
     TITLE = "bvae-tui"
     CSS_PATH = "app.tcss"
     BINDINGS = [
@@ -249,6 +250,9 @@ class BvaeApp(SweepActions, App):
         yield SystemCommand("New run", "Open the new-run form", self.action_new_run)
         yield SystemCommand("Help", "Keys of this screen", self.action_help)
         if isinstance(screen, RunsScreen):
+            yield SystemCommand("Evaluate runs", "Score the marked runs (else the selected "
+                                "sweep's members or run) in the background, fast or full",
+                                screen.action_evaluate)
             yield SystemCommand("Compare runs", "The marked runs (or those in view) side by "
                                 "side: curves, latents, scores, traversals", screen.action_compare)
             yield SystemCommand("Paper scores", "Scores of the runs in view beside the "
@@ -265,6 +269,9 @@ class BvaeApp(SweepActions, App):
                                 lambda: self.resume_run(target))
             yield SystemCommand("Export traversal GIF", f"Export a GIF of {label}",
                                 lambda: self.export_run(target))
+            yield SystemCommand("Evaluate run", f"Score {label} in the background (fast or "
+                                "full; writes eval.json)",
+                                lambda: self.evaluate_runs([target]))
             yield SystemCommand("Explore model", f"Move the latents of {label} by hand",
                                 lambda: self.open_explore(target))
             yield SystemCommand("Delete run", f"Delete {label} (asks first)",

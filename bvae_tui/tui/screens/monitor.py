@@ -19,8 +19,10 @@ from textual.worker import get_current_worker
 
 from bvae_tui.engine.analysis.c_schedule import marks as c_marks
 from bvae_tui.engine.analysis.c_schedule import schedule as c_schedule
+from bvae_tui.engine.runs.eval_progress import progress_text, read_job, with_liveness
+from bvae_tui.engine.runs.files import FileCache
 from bvae_tui.engine.runs.health import EstimateWarning, estimate_warnings
-from bvae_tui.engine.runs.records import ProbeRow, Status
+from bvae_tui.engine.runs.records import EVAL_JOB_FILE, ProbeRow, Status
 from bvae_tui.engine.runs.store import ProbesTail, Run
 from bvae_tui.safe_text import plain
 from bvae_tui.styles import state_style
@@ -84,6 +86,7 @@ probe shown, so a factor moving into a latent can be read against the C it happe
 | `r` | resume it from its last checkpoint |
 | `e` | export a traversal GIF |
 | `x` | explore the model by hand (the latest checkpoint, read while it trains; `R` there reloads) |
+| `E` | evaluate the run in the background, fast or full (progress in the header, then scores) |
 | `[` / `]` | the heat map's probe before / after the one shown |
 | `p` | switch the preview between traversal and reconstruction |
 | `z` | preview size: fit the width, 1/4, 1/2, full (scroll sideways) |
@@ -101,6 +104,7 @@ class MonitorScreen(Screen):
         Binding("r", "resume", "Resume"),
         Binding("e", "export", "Export"),
         Binding("x", "explore", "Explore", show=False),  # in ?: the footer is full at 80
+        Binding("E", "evaluate", "Evaluate", show=False),  # in ? and the palette
         # p and z are named in the preview's title: the footer keeps to 80 columns.
         Binding("p", "toggle_preview", "Preview", show=False),
         Binding("z", "zoom", "Zoom", show=False),
@@ -120,6 +124,8 @@ class MonitorScreen(Screen):
         self.run_name = plain(summary.name)  # shown in the header: one line of text
         self.planned = summary.total or 0  # until status.json says how many steps
         self.status = Status()  # no state until the watcher's first poll
+        self.eval_note: str | None = None  # a detached evaluation's progress (eval_job.json)
+        self._eval_job = FileCache()
         self.history = MetricsHistory()
         self.scores: dict[str, float] = {}
         self.previews: dict[str, Any] = {}
@@ -165,6 +171,7 @@ class MonitorScreen(Screen):
         self._update_header()
         self._update_preview()
         self.watch_run()
+        self.set_interval(1.0, self._poll_eval)
 
     # Watching ---------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="monitor-watch")
@@ -348,6 +355,9 @@ class MonitorScreen(Screen):
                          style="bold yellow")
         if st.activity and not self.gone:
             line2.append(f"  {plain(st.activity)}…", style="italic")  # e.g. loading data
+        if self.eval_note and not self.gone:
+            line2.append(f"  {plain(self.eval_note)}",
+                         style="bold red" if "failed" in self.eval_note else "italic")
         ips = last.img_per_s if last else None
         if ips is not None and math.isfinite(ips) and state == "running":
             line2.append(f"  {ips:,.0f} img/s", style="dim")
@@ -406,6 +416,17 @@ class MonitorScreen(Screen):
 
     def action_explore(self) -> None:
         self.app.open_explore(self.run.path)
+
+    def action_evaluate(self) -> None:
+        self.app.evaluate_runs([self.run.path])
+
+    def _poll_eval(self) -> None:
+        """eval_job.json, parsed again only when it changes (a small atomic file)."""
+        job = with_liveness(self._eval_job.get(self.run.path / EVAL_JOB_FILE, read_job))
+        note = progress_text(job)
+        if note != self.eval_note:
+            self.eval_note = note
+            self._update_header()
 
     def action_scroll_body(self, direction: int) -> None:
         body = self.query_one("#mon-body", VerticalScroll)

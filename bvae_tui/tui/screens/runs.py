@@ -40,6 +40,7 @@ Every run under the runs dir, refreshed every second; runs started from the CLI 
 | `r` | resume a stopped, failed or lost run from its last checkpoint |
 | `e` | export a traversal GIF |
 | `x` | explore the run's model by hand: move latents, step factors (any run with a checkpoint) |
+| `E` | evaluate in the background, fast or full: the marked runs, else the sweep or run selected |
 | `d` | delete the run (asks first) |
 | `space` | (un)mark the run for comparison (● before its name), cursor down a row; sweep: fold |
 | `m` | mark every run in view (again: unmark them) |
@@ -52,6 +53,10 @@ Every run under the runs dir, refreshed every second; runs started from the CLI 
 States: **running**, **queued** (starting, or waiting in a sweep for a slot), **finished**,
 **stopped**, **failed** (reason in the note column), **lost** (the worker died without saying
 so: resume it).
+
+An evaluation started with `E` (or `bvae eval RUN --detach`) runs in its own process, so it goes
+on when the app closes: the note column says `evaluating 3/7 metrics` (or why it failed; the
+previous eval.json is kept), and the scores column shows the result.
 
 **Sweeps** (`▸ name`) group their members: progress is members finished / members. On a sweep's
 line `enter` opens the sweep screen (the grid and the queue), and `s`, `r`, `d` stop, resume and
@@ -83,6 +88,7 @@ class RunsScreen(Screen):
         Binding("r", "resume", "Resume"),
         Binding("e", "export", "Export", show=False),  # in ? and the palette: x took its place
         Binding("x", "explore", "Explore"),
+        Binding("E", "evaluate", "Evaluate", show=False),  # in ? and the palette
         Binding("d", "delete", "Delete", show=False),  # the footer keeps to 80 columns
         Binding("space", "mark_or_fold", "Mark", show=False),
         Binding("m", "mark_view", "Mark all", show=False),
@@ -438,6 +444,20 @@ class RunsScreen(Screen):
     def action_explore(self) -> None:
         if row := self._selected_or_warn():
             self.app.open_explore(Path(row.path))
+
+    def action_evaluate(self) -> None:
+        """The marked runs (in the table's order), else the selected sweep's members, else the
+        selected run."""
+        if self.marked:
+            rows = [r for r in sorted(self.rows, key=sort_key(self.sort), reverse=self.reverse)
+                    if r.id in self.marked]
+            self.app.evaluate_runs([Path(r.path) for r in rows],
+                                   None if len(rows) == 1 else f"the {len(rows)} marked runs")
+        elif sweep := self.selected_sweep():
+            members = [Path(r.path) for r in self.rows if r.sweep == sweep.id]
+            self.app.evaluate_runs(members, f"the {len(members)} members of {sweep.name}")
+        elif row := self._selected_or_warn():
+            self.app.evaluate_runs([Path(row.path)])
 
     def action_delete(self) -> None:
         if sweep := self.selected_sweep():

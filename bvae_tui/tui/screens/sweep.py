@@ -43,6 +43,7 @@ device of each running member and the members still waiting for a slot.
 | `S` / `R` | stop / resume the whole sweep (running members checkpoint first) |
 | `c` | cycle the score shown: loss, betavae, factorvae, mig |
 | `v` | compare the members: curves and scores grouped by the swept fields but the seed |
+| `E` | evaluate every member in the background, fast or full (those training are left out) |
 | `esc` | back to the runs |
 """
 
@@ -58,6 +59,7 @@ class SweepScreen(Screen):
         Binding("R", "resume_sweep", "Resume all"),
         Binding("c", "cycle_score", "Score"),
         Binding("v", "compare", "Compare"),
+        Binding("E", "evaluate", "Evaluate", show=False),  # in ? and the palette
     ]
 
     def __init__(self, sweep_path: Path) -> None:
@@ -224,6 +226,13 @@ class SweepScreen(Screen):
             self.notify("no member run directories yet", severity="warning")
             return
         self.app.push_screen(CompareScreen(members))
+
+    def action_evaluate(self) -> None:
+        members = [run.path for run in self.sweep.members() if run.path.is_dir()]
+        if not members:
+            self.notify("no member run directories yet", severity="warning")
+            return
+        self.app.evaluate_runs(members, f"the {len(members)} members of {self.sweep.id}")
 
     def action_stop_member(self) -> None:
         if member := self._member_or_warn():
