@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.slurm_fixtures import real_slurm, slurm_env  # noqa: F401 (one cluster a session)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Tests never touch a GPU, and keep torch to the two cores of the CI machine.

@@ -38,13 +38,31 @@ def print_sweeps(summaries: list[Any], root: Path) -> None:
         table.add_row(as_text(s.id), _styled(s.state, s.state), str(s.members), str(s.finished),
                       str(s.running), str(s.queued), str(s.failed + s.lost), as_text(s.executor))
     out.print(table)
+    for s in summaries:  # what Slurm says of the jobs of the sweeps it runs
+        if s.executor == "slurm" and s.queued + s.running:
+            said = _slurm_states(s.path)
+            if said:
+                out.print(as_text(f"{s.id} on Slurm: {said}"))
 
 
-def member_json(summary: Any, values: dict[str, Any], job: str | None) -> dict[str, Any]:
+def _slurm_states(sweep_path: str) -> str:
+    from bvae_tui.engine.runs.sweeps import slurm
+    from bvae_tui.engine.runs.sweeps.store import Sweep
+
+    sweep = Sweep(Path(sweep_path))
+    return slurm.queue_summary(slurm.queue_states(sweep, _active(sweep)))
+
+
+def _active(sweep: Any) -> list[Any]:
+    return [r for r in sweep.members() if r.path.is_dir() and r.status().active]
+
+
+def member_json(summary: Any, values: dict[str, Any], job: str | None,
+                slurm_state: str | None = None) -> dict[str, Any]:
     return {"id": summary.id, "values": values, "state": summary.state,
             "iteration": summary.iteration, "total": summary.total, "device": summary.device,
             "loss": summary.loss, "scores": summary.scores, "error": summary.error or None,
-            "job": job}
+            "job": job, "slurm_state": slurm_state}
 
 
 def sweep_json(sweep: Any) -> dict[str, Any]:
@@ -52,6 +70,7 @@ def sweep_json(sweep: Any) -> dict[str, Any]:
     from bvae_tui.engine.runs.store import Run
 
     record, sched = sweep.record(), sweep.scheduler()
+    slurm_states = _queue_states(sweep, record)
     members = []
     for run_id, values in zip(record.members, sweep.member_values(), strict=False):
         run = Run(sweep.runs_root / run_id)
@@ -60,13 +79,23 @@ def sweep_json(sweep: Any) -> dict[str, Any]:
                             "error": "run directory is gone"})
             continue
         members.append(member_json(run.summary(), values,
-                                   run.raw_status().job or sched.jobs.get(run_id)))
+                                   run.raw_status().job or sched.jobs.get(run_id),
+                                   slurm_states.get(run_id)))
     return {**sweep.summary().as_json(), "description": record.description,
             "preset": record.preset, "fixed": record.fixed, "axes": record.axes,
             "values": record.values, "devices": record.devices,
             "per_device": record.per_device, "slurm": record.slurm,
             "placements": sched.placements if sweep.scheduler_alive(sched) else {},
             "runs": members}
+
+
+def _queue_states(sweep: Any, record: Any) -> dict[str, str]:
+    """Run id -> Slurm's state (and reason) of each active member's job; {} off Slurm."""
+    if record.executor != "slurm":
+        return {}
+    from bvae_tui.engine.runs.sweeps import slurm
+
+    return slurm.queue_states(sweep, _active(sweep))
 
 
 def cell_text(member: Any, score_name: str) -> Text:
@@ -118,7 +147,12 @@ def print_grid(sweep: Any, score_name: str | None) -> None:
         what = "running " if m.state == "running" else "starting"
         out.print(as_text(f"{what}  {m.id} on {placements.get(m.id) or m.device or '?'}  "
                           f"{m.iteration}/{m.total}"))
-    if waiting:
+    slurm_states = _queue_states(sweep, record) if started or waiting else {}
+    if slurm_states:  # each member's job as Slurm sees it: PENDING (JobArrayTaskLimit)...
+        for m in started + waiting:
+            if m.id in slurm_states:
+                out.print(as_text(f"slurm    {m.id}  {slurm_states[m.id]}"))
+    elif waiting:
         out.print(as_text(f"waiting  {len(waiting)} member(s)"
                           + (f" for a slot (scheduler pid {sched.pid})"
                              if summary.scheduler_pid else "")))

@@ -8,7 +8,12 @@ scripts, pickles and Slurm's logs to the sweep's ``slurm/`` folder.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,11 +21,11 @@ from typing import Any
 from bvae_tui.engine.errors import ConfigError, SweepError
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.runs.sweeps.members import (
+    RESUMABLE,
     cancel,
     import_submitit,
     member_job,
     requeue,
-    slurm_job,
     unqueue,
     waiting,
 )
@@ -33,7 +38,22 @@ MAX_REQUEUES = 20  # time-limit requeues per member (preemptions do not count)
 DEFAULT_TIME = 24 * 60  # minutes, when --time is not given (submitit's own default is 5)
 SIGNAL_DELAY_S = 120  # submitit's signal comes this long before the limit: time to checkpoint
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-         "PREEMPTED", "BOOT_FAIL", "DEADLINE")
+         "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT")
+# A job Slurm will still run (a requeued one waits, PENDING, for two minutes first). Not
+# COMPLETING: squeue shows a cancelled job so too, for a few seconds.
+LIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING",
+        "SUSPENDED", "CONFIGURING")
+ACCOUNTING_OFF = "Slurm accounting is off"
+# What to do about sbatch's refusals, by a word of its error (lowercase).
+SBATCH_FIXES = (
+    ("partition", "choose one that 'sinfo -s' lists with --partition"),
+    ("gres", "this cluster has no GPUs to give: leave out --gpus-per-node or choose a GPU "
+             "partition with --partition"),
+    ("memory", "ask for less with --mem (sinfo -o '%P %m' shows the nodes' memory)"),
+    ("time limit", "ask for a shorter --time (sinfo -s shows each partition's limit)"),
+    ("account", "name an account you belong to (sacctmgr show assoc user=$USER)"),
+    ("node configuration", "ask for resources a node has (sinfo -N -l lists them)"),
+)
 LOCAL_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 
 
@@ -82,13 +102,22 @@ def _filesystem_type(path: Path) -> str | None:
     return fstype
 
 
+def signal_delay(minutes: int) -> int:
+    """Seconds before the time limit that Slurm signals the job to checkpoint: SIGNAL_DELAY_S,
+    but at most half the limit. Slurm sends the signal as soon as less than the delay is left,
+    so a delay longer than the limit signals the job at its first check, ~30 s after it starts:
+    every run of a short job would be cut there and wait two minutes in the queue again."""
+    return int(min(SIGNAL_DELAY_S, max(minutes * 60 // 2, 1)))
+
+
 def _parameters(sweep: Sweep) -> dict[str, Any]:
     """submitit's parameters for the sweep's jobs, from sweep.json, checked again (a resume
     submits from the file, which may have been edited since the spec was read)."""
     slurm = sweep.record().slurm
+    minutes = slurm.get("time") or DEFAULT_TIME
     params: dict[str, Any] = {
-        "job_name": f"bvae-{sweep.name}"[:64], "time": slurm.get("time") or DEFAULT_TIME,
-        "signal_delay_s": SIGNAL_DELAY_S, "stderr_to_stdout": True}
+        "job_name": f"bvae-{sweep.name}"[:64], "time": minutes,
+        "signal_delay_s": signal_delay(minutes), "stderr_to_stdout": True}
     for key in ("partition", "gpus_per_node", "mem", "array_parallelism"):
         if slurm.get(key) is not None:
             params[key] = slurm[key]
@@ -118,11 +147,16 @@ def submit(sweep: Sweep, runs: list[Run]) -> dict[str, str]:
     except ValueError as exc:
         raise SweepError(f"Slurm options refused by submitit: {str(exc).splitlines()[0]}") \
             from None
-    try:
-        jobs = executor.submit_array([SlurmMember(str(run.path)) for run in runs])
-    except (RuntimeError, OSError) as exc:  # submitit's FailedJobError carries sbatch's stderr
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise SweepError(f"sbatch refused the sweep: {first}") from None
+    with _stderr_captured() as stderr:  # submitit lets sbatch write to our stderr
+        try:
+            jobs = executor.submit_array([SlurmMember(str(run.path)) for run in runs])
+        except (RuntimeError, OSError) as exc:  # submitit's FailedJobError
+            refused = exc
+        else:
+            refused = None
+        said = stderr.read() if refused is not None else ""
+    if refused is not None:
+        raise SweepError(sbatch_refusal(said, refused)) from None
     ids = {run.id: job.job_id for run, job in zip(runs, jobs, strict=True)}
     with sweep.queue_lock():  # a job that has started already wrote its id itself
         for run in runs:
@@ -164,16 +198,29 @@ def resume(sweep: Sweep, retry_failed: bool = False) -> list[Run]:
     with ``retry_failed`` failed) members, and waiting ones whose job Slurm has ended."""
     members = [r for r in sweep.members() if r.path.is_dir()]
     ended = _ended_jobs(sweep, [r for r in members if waiting(r.status())])
-    again = []
+    states = (*RESUMABLE, "failed") if retry_failed else RESUMABLE
+    live = _live_jobs(sweep, [r for r in members if r.status().state in states])
+    again, adopted = [], []
     for run in members:
         if run.id in ended and waiting(run.status()):
             unqueue(run, reason=f"Slurm job {ended[run.id]} ended before it started")
-        if requeue(run, retry_failed):
+        if run.id in live and requeue(run, retry_failed):
+            # Slurm requeued its job itself: wait for that job rather than submit a second one.
+            run.write_status(job=live[run.id], phase="requeued by Slurm")
+            adopted.append(run)
+        elif requeue(run, retry_failed):
             again.append(run)
-    if not again:
+    if adopted:
+        sweep.log(f"{len(adopted)} member(s) wait for the jobs Slurm requeued: "
+                  + ", ".join(live[r.id] for r in adopted))
+        for run in adopted:  # a requeued job is held two minutes; resuming means now
+            _slurm_command(["scontrol", "update", f"JobId={live[run.id]}", "StartTime=now"])
+        sweep.write_scheduler(state="running", stop_requested=False, error=None)
+    if not again and not adopted:
         raise SweepError(f"sweep {sweep.id} has no member to resume")
-    submit(sweep, again)
-    return again
+    if again:
+        submit(sweep, again)
+    return again + adopted
 
 
 def resume_member(sweep: Sweep, run: Run) -> None:
@@ -184,18 +231,151 @@ def resume_member(sweep: Sweep, run: Run) -> None:
 
 
 def _ended_jobs(sweep: Sweep, runs: list[Run]) -> dict[str, str]:
-    """Run id -> job id of waiting members whose job Slurm reports as over (one sacct call)."""
+    """Run id -> job id of the members in ``runs`` whose Slurm job is over."""
     jobs = {run.id: member_job(run) for run in runs}
-    handles = {rid: slurm_job(sweep.path, jid) for rid, jid in jobs.items() if jid}
-    if not handles:
+    states = job_states(sweep, [j for j in jobs.values() if j])
+    return {rid: jid for rid, jid in jobs.items() if jid and states.get(jid, "") in ENDED}
+
+
+def _live_jobs(sweep: Sweep, runs: list[Run]) -> dict[str, str]:
+    """Run id -> job id of the members in ``runs`` whose Slurm job is still queued or running
+    (Slurm requeued it: a node failure, a preemption), so that resuming must not submit them
+    again."""
+    jobs = {run.id: (run.raw_status().job or member_job(run)) for run in runs}
+    states = job_states(sweep, [j for j in jobs.values() if j])
+    return {rid: jid for rid, jid in jobs.items() if jid and states.get(jid, "") in LIVE}
+
+
+def job_states(sweep: Sweep, job_ids: list[str]) -> dict[str, str]:
+    """Job id (``123_4`` for an array task) -> Slurm's state word, for the jobs Slurm still
+    knows. From sacct where the cluster keeps accounting; without it (no slurmdbd: sacct
+    fails) from squeue, which lists ended jobs for MinJobAge after they end and then forgets
+    them: a job it does not list is over (CANCELLED here, which is all a resume needs)."""
+    if not job_ids:
         return {}
-    next(iter(handles.values())).watcher.update()
-    out = {}
-    for rid, job in handles.items():
-        state = job.watcher.get_state(job.job_id, mode="cache").split()[0].upper()
-        if state in ENDED:
-            out[rid] = job.job_id
-    return out
+    arrays = sorted({j.split("_")[0] for j in job_ids})
+    states = _sacct(arrays)
+    if states is None:
+        _note_no_accounting(sweep)
+        states = _squeue(arrays)
+        if states is None:
+            return {}
+        states = {j: states.get(j, "CANCELLED") for j in job_ids} | states
+    return states
+
+
+def queue_states(sweep: Sweep, runs: list[Run]) -> dict[str, str]:
+    """Run id -> what Slurm says of each member's job while it waits or runs, e.g.
+    ``PENDING (JobArrayTaskLimit)``: squeue's state and reason (for `bvae sweep show`,
+    `bvae sweeps` and the TUI). Empty when squeue cannot say."""
+    jobs = {run.id: (run.raw_status().job or member_job(run)) for run in runs}
+    arrays = sorted({j.split("_")[0] for j in jobs.values() if j})
+    if not arrays:
+        return {}
+    out = _slurm_command(["squeue", "-h", "--array", "-o", "%i|%T|%r", "-j", ",".join(arrays)])
+    if out is None:
+        return {}
+    said = {}
+    for line in out.splitlines():
+        job, state, reason = (line.strip().split("|") + ["", ""])[:3]
+        said[job] = f"{state} ({reason})" if reason and reason != "None" else state
+    return {rid: said[jid] for rid, jid in jobs.items() if jid in said}
+
+
+def queue_summary(states: dict[str, str]) -> str:
+    """``2 RUNNING, 2 PENDING (JobArrayTaskLimit)``: how many members' jobs are in each of
+    :func:`queue_states`'s states."""
+    counts: dict[str, int] = {}
+    for state in states.values():
+        counts[state] = counts.get(state, 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+
+
+def _sacct(arrays: list[str]) -> dict[str, str] | None:
+    out = _slurm_command(["sacct", "-n", "-X", "--parsable2", "-o", "JobID,State", "-j",
+                          ",".join(arrays)])
+    if out is None:
+        return None
+    states = {}
+    for line in out.splitlines():
+        fields = line.split("|")
+        if len(fields) >= 2 and fields[0] and fields[1]:
+            states[fields[0]] = fields[1].split()[0].upper()  # "CANCELLED by 0": CANCELLED
+    return states
+
+
+def _squeue(arrays: list[str]) -> dict[str, str] | None:
+    out = _slurm_command(["squeue", "-h", "--array", "--states=all", "-o", "%i|%T",
+                          "-j", ",".join(arrays)])
+    if out is None:  # squeue refuses a list where no id is known any more
+        out = _slurm_command(["squeue", "-h", "--array", "--states=all", "-o", "%i|%T"])
+    if out is None:
+        return None
+    states = {}
+    for line in out.splitlines():
+        job, _, state = line.strip().partition("|")
+        if job.split("_")[0] in arrays and state:
+            states[job] = state.upper()
+    return states
+
+
+def _slurm_command(argv: list[str]) -> str | None:
+    """A Slurm query's output, None when it fails (sacct without accounting)."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _note_no_accounting(sweep: Sweep) -> None:
+    """Say once in scheduler.log that the cluster has no accounting (and what is used)."""
+    try:
+        seen = ACCOUNTING_OFF in sweep.log_path.read_text(errors="replace")
+    except OSError:
+        seen = False
+    if not seen:
+        sweep.log(f"{ACCOUNTING_OFF}: sacct fails on this cluster, so ended jobs are found "
+                  "with squeue instead")
+
+
+def sbatch_refusal(stderr: str, exc: BaseException) -> str:
+    """One line for a submission sbatch refused: Slurm's own error, quoted, and the fix."""
+    errors = [ln.split("error:", 1)[1].strip() for ln in stderr.splitlines() if "error:" in ln]
+    if not errors:
+        errors = [(str(exc).strip().splitlines() or [type(exc).__name__])[0]]
+    said = errors[0]
+    lowered = " ".join(errors).lower()
+    fix = next((f for key, f in SBATCH_FIXES if key in lowered), "fix the option it names")
+    return f"sbatch refused the sweep: \"{said}\"; {fix}; nothing was submitted"
+
+
+@contextlib.contextmanager
+def _stderr_captured():
+    """File descriptor 2 into a temporary file for the block (sbatch is a child process that
+    writes there directly); the file, rewound, for the caller to read."""
+    with tempfile.TemporaryFile(mode="w+") as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            yield _Rewound(tmp)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class _Rewound:
+    """What :func:`_stderr_captured` yields: read() gives everything written so far."""
+
+    def __init__(self, fh: Any):
+        self._fh = fh
+
+    def read(self) -> str:
+        self._fh.flush()
+        self._fh.seek(0)
+        return self._fh.read()
 
 
 def _wait(runs: list[Run], wait: float) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,14 @@ class SlurmMember:
             self._pass_on(signal.SIGTERM, None)
         code = self._wait(None)
         state = run.raw_status()
+        if self._stop and state.state == "stopped" and _requeued_by_slurm():
+            # `scontrol requeue` and a requeue on preemption or node failure send the same
+            # SIGTERM as scancel; the job restarts later (after Slurm's two-minute hold), so the
+            # member is still queued on it, not stopped (a `bvae sweep resume` would submit it
+            # twice).
+            run.write_status(state="queued", pid=None, pid_start=None, host=None, error=None,
+                             phase="requeued by Slurm (scontrol requeue or preemption)")
+            return "requeued"
         if state.state == "failed":
             raise RuntimeError(f"run {run.id} failed: {state.error}")
         if code not in (0, None) and state.state not in ("finished", "stopped"):
@@ -116,6 +125,28 @@ class SlurmMember:
                 return None
             time.sleep(0.2)
         return None
+
+
+def _requeued_by_slurm() -> bool:
+    """Whether Slurm has requeued this job since it started: its restart count went up (a
+    cancelled job keeps its count). False when scontrol cannot say."""
+    # By its array task id: an array's first task has the array's id as its own job id, and
+    # `scontrol show job` of that id lists every task of the array (another one's restarts).
+    job = _job_id()
+    if not job:
+        return False
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True,
+                             text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    line = next(iter(out.splitlines()), "")
+    fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+    try:
+        return int(fields.get("Restarts", "0")) > int(os.environ.get("SLURM_RESTART_COUNT",
+                                                                     "0"))
+    except ValueError:
+        return False
 
 
 def _job_id() -> str | None:
