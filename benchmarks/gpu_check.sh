@@ -4,7 +4,9 @@
 #   benchmarks/gpu_check.sh [--science]
 #
 # 1. the tests marked `cuda` (BVAE_TEST_CUDA=1: a missing GPU fails them instead of skipping);
-# 2. `bvae bench --device cuda:0 --json` (float32 and, on bf16 hardware, bf16 figures);
+# 2. `bvae bench --device cuda:0 --json` (float32 and, on bf16 hardware, bf16 figures), each
+#    training figure with its FLOPs, GFLOP/s and fraction of the card's GEMM peak in the same
+#    dtype (8192x8192, float32 and bf16, measured in the same call); fails without them;
 # 3. a 20,000-iteration dSprites run (preset dsprites-H) with --eval-at-end;
 # 4. `bvae export gif` of that run;
 # 5. with --science: benchmarks/bf16_science.py, 3 seeds x 3,000 iterations in float32 and bf16.
@@ -87,14 +89,26 @@ step bench sh -c "'$BVAE' bench --device '$DEVICE' --json $BENCH_ARGS > '$OUT_DI
 [ "$DEVICE" = cpu ] || cp "$OUT_DIR/bench.json" "benchmarks/results/$(hostname)-cuda$GPU-$STAMP.json"
 "$PYTHON" - "$OUT_DIR/bench.json" >>"$SUMMARY" <<'EOF'
 import json, sys
-from bvae_tui.engine.bench.report import format_gain, format_value
+from bvae_tui.engine.bench.report import (format_fraction, format_gain, format_gflops,
+                                          format_value)
 from bvae_tui.engine.train.precision import describe
 r = json.load(open(sys.argv[1]))
 print(f"bench on {r['device']} ({r['device_name']}), torch {r['torch']}, {r['seconds']:.0f} s")
+print(f"  {'figure':40s} {'bvae':>14s} {'textbook':>14s} {'gain':>7s} {'GFLOP/s':>9s} "
+      f"{'of peak':>7s}")
 for f in r["figures"]:
     print(f"  {f['what']:40s} {format_value(f['fast'], f['unit']):>14s} "
-          f"{format_value(f['baseline'], f['unit']):>14s} {format_gain(f['gain']):>7s}")
+          f"{format_value(f['baseline'], f['unit']):>14s} {format_gain(f['gain']):>7s} "
+          f"{format_gflops(f.get('gflops')):>9s} {format_fraction(f.get('of_peak')):>7s}")
+# "of peak": of the card's GEMM peak in the figure's dtype (bf16 on bf16 hardware), measured
+# in the same call; the peaks:
+for p in r.get("peaks", []):
+    print(f"  peak: {p['what']}: {format_gflops(p['gflops'])} GFLOP/s")
 print(f"  precision: {describe(r['amp_auto'])}")
+missing = [f["key"] for f in r["figures"] if f["key"].startswith("train.") and not f.get("of_peak")]
+if missing or not any(p["key"].startswith("gemm.") for p in r.get("peaks", [])):
+    print(f"FAILED: the bench record lacks the FLOP/peak figures ({missing or 'no GEMM peak'})")
+    sys.exit(1)
 EOF
 
 # shellcheck disable=SC2086  # TRAIN_ARGS is a list of options
