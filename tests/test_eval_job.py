@@ -142,3 +142,20 @@ def test_detach_refuses_what_it_does_not_do(runs_dir, env_data, extra):
     res = _cli("eval", run.id, "--detach", *extra)
     assert res.exit_code != 0 and "--detach" in res.output
     assert job_status(run) is None
+
+
+def test_foreground_eval_and_delete_wait_for_a_detached_evaluation(runs_dir, env_data):
+    run, _ = _make_run(runs_dir, env_data)
+    with EvalLock(run):
+        res = _cli("eval", run.id, "--fast", "--metrics", "mig")
+        assert res.exit_code != 0 and "already being evaluated" in res.output
+        gone = _cli("runs", "rm", run.id, "--yes")
+        assert gone.exit_code != 0 and "being evaluated" in gone.output, gone.output
+    assert run.path.is_dir() and not run.eval_path.exists()
+
+
+def test_an_unconverged_classifier_says_what_it_means():
+    from bvae_tui.cli.eval_tables import _note
+
+    note = _note("betavae", {"converged": False}, "dsprites-mini")
+    assert "iteration limit" in note and "score" in note

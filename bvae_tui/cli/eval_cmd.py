@@ -154,6 +154,7 @@ def eval_command(
         if refs:
             from bvae_tui.engine.analysis.evaluate import evaluate_run
             target = find_run(refs[0], runs_dir)
+            _not_being_evaluated(target)
             result = evaluate_run(target, metrics=metrics, fast=fast, seed=seed, device=device,
                                   checkpoint=checkpoint, progress=note, exact=exact)
         else:
@@ -191,6 +192,19 @@ def eval_command(
         return
     title = f"baselines on {dataset}{_mode(fast, exact)}"
     console().print(eval_tables.baseline_table(results, title))
+
+
+def _not_being_evaluated(run: Any) -> None:
+    """A one-line refusal while a detached evaluation scores the same run: both would write
+    its eval.json."""
+    from bvae_tui.engine.errors import RunError
+    from bvae_tui.engine.runs.lock import lock_holder
+    from bvae_tui.engine.runs.records import EVAL_LOCK_FILE
+
+    pid = lock_holder(run, EVAL_LOCK_FILE)
+    if pid is not None:
+        raise RunError(f"run {run.id} is already being evaluated (pid {pid}); wait for it to "
+                       "finish ('bvae runs' shows its progress)")
 
 
 def _detach(refs: list[str], metrics: str | None, fast: bool, seed: int, device: str | None,

@@ -36,8 +36,9 @@ def _note(name: str, d: dict[str, Any], dataset: str | None) -> str:
         # The paper's numbers are for full dSprites only; elsewhere they would mislead.
         note = (f"paper: VAE {PAPER_BETAVAE['VAE']:.3f}, "
                 f"beta-VAE {PAPER_BETAVAE['beta-VAE']:.3f}" if dataset == "dsprites" else "")
-        if d.get("converged") is False:
-            note = "; ".join(filter(None, [note, "classifier did not converge"]))
+        if d.get("converged") is False:  # rare since it fits standardised features
+            note = "; ".join(filter(None, [note, "classifier stopped at its iteration limit: "
+                                           "the score may read slightly low"]))
         return note
     if name == "factorvae":
         return f"{d.get('num_active_dims', '?')} active latents"

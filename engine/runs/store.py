@@ -57,6 +57,7 @@ from bvae_tui.engine.runs.records import (
     CONFIG_FILE,
     EVAL_FILE,
     EVAL_JOB_FILE,
+    EVAL_LOCK_FILE,
     EXPORTS_DIR,
     LAST_CHECKPOINT,
     LOG_FILE,
@@ -487,6 +488,10 @@ def check_deletable(run: Run, holding_lock: bool = False) -> None:
     holder = None if holding_lock else lock_holder(run)
     if holder is not None:
         raise RunLocked(run.path, holder, None)
+    evaluator = lock_holder(run, EVAL_LOCK_FILE)
+    if evaluator is not None:
+        raise RunError(f"run {run.id} is being evaluated (pid {evaluator}); wait for it to "
+                       "finish (a minute or a few), then delete it")
     if run.status().active:
         raise RunError(f"run {run.id} is still running; stop it first with 'bvae stop {run.id}'")
     check_writable(run, "delete", also_parent=True, fix=DELETE_FIX)
