@@ -38,7 +38,7 @@ def _note(name: str, d: dict[str, Any], dataset: str | None) -> str:
                 f"beta-VAE {PAPER_BETAVAE['beta-VAE']:.3f}" if dataset == "dsprites" else "")
         if d.get("converged") is False:  # rare since it fits standardised features
             note = "; ".join(filter(None, [note, "classifier stopped at its iteration limit: "
-                                           "the score may read slightly low"]))
+                                           "the score may be off by a little"]))
         return note
     if name == "factorvae":
         return f"{d.get('num_active_dims', '?')} active latents"

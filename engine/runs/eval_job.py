@@ -295,16 +295,20 @@ def main(argv: list[str] | None = None) -> int:
         write_job(run, dataclasses.replace(job, **me))
     failed = 0
     for run, lock in held:
-        job = dataclasses.replace(read_job(job_path(run)) or EvalJob(), state="running",
-                                  started=time.time(), error=None, **me)
-        write_job(run, job)
-        with _output_to(run):
-            print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} eval pid {os.getpid()} "
-                  f"{','.join(names)}{' (fast)' if args.fast else ''}", flush=True)
-            final = _score(run, job, names, args.fast, args.seed, args.device)
-        write_job(run, final)
-        failed += final.state == "failed"
-        lock.release()  # the next evaluation of this run may start now
+        try:
+            job = dataclasses.replace(read_job(job_path(run)) or EvalJob(), state="running",
+                                      started=time.time(), error=None, **me)
+            write_job(run, job)
+            with _output_to(run):
+                print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} eval pid {os.getpid()} "
+                      f"{','.join(names)}{' (fast)' if args.fast else ''}", flush=True)
+                final = _score(run, job, names, args.fast, args.seed, args.device)
+            write_job(run, final)
+            failed += final.state == "failed"
+        except OSError:  # the run's directory went away or filled up: go on with the others
+            failed += 1
+        finally:
+            lock.release()  # the next evaluation of this run may start now
     return 1 if failed else 0
 
 
