@@ -84,7 +84,12 @@ async def test_E_on_a_run_being_trained_is_refused_in_one_line(trained, runs_dir
         table = app.screen.query_one(RunsTable)
         await wait_for(pilot, lambda: table.row_count == 1, 20, "the run listed")
         with RunLock(trained):  # a trainer holds it
-            await pilot.press("E", "u")
+            await pilot.press("E")
+            await wait_for(pilot, lambda: isinstance(app.screen, EvaluateScreen), 5, "question")
+            await pilot.pause()
+            shown = "\n".join(screen_lines(app))  # at 80x24 the whole question fits
+            assert "Fast (f)" in shown and "Full (u)" in shown and trained.id in shown, shown
+            await pilot.press("u")
             await wait_for(pilot, lambda: any("is training" in n for n in notes), 20,
                            "the refusal")
         assert job_status(trained) is None and not trained.eval_path.exists()
