@@ -135,9 +135,10 @@ def test_real_time_limit_signals_checkpoints_and_requeues(runs_dir, slurm_env, r
     """A one-minute --time: Slurm signals the job before the limit (submitit's USR2, at most
     half the limit early), the member checkpoints, submitit requeues the job, and it continues
     from the checkpoint; the job never reaches TIMEOUT."""
-    _sweep(slurm_env, "1000000", 20, "--seed", "1", "--time", "1", "--name", "limit")
+    _sweep(slurm_env, "1000000", 20, "--seed", "1,2", "--time", "1", "--array-parallelism",
+           "1", "--name", "limit")
     sweep = find_sweep(runs_dir, "limit")
-    (run,) = sweep.members()
+    run, _ = sweep.members()  # the second waits its turn all along
     script = next(sweep.slurm_dir.glob("*.sh")).read_text()
     assert "#SBATCH --signal=USR2@30" in script and "#SBATCH --time=1" in script
     job = wait_for(lambda: run.raw_status().job, 60, "the job id")

@@ -247,21 +247,24 @@ def _live_jobs(sweep: Sweep, runs: list[Run]) -> dict[str, str]:
 
 
 def job_states(sweep: Sweep, job_ids: list[str]) -> dict[str, str]:
-    """Job id (``123_4`` for an array task) -> Slurm's state word, for the jobs Slurm still
-    knows. From sacct where the cluster keeps accounting; without it (no slurmdbd: sacct
-    fails) from squeue, which lists ended jobs for MinJobAge after they end and then forgets
-    them: a job it does not list is over (CANCELLED here, which is all a resume needs)."""
+    """Job id (``123_4`` for an array task) -> Slurm's state word, for the jobs Slurm knows.
+
+    squeue is the controller's view now: it lists every queued or running job, and ended ones
+    for MinJobAge after they end. sacct (where the cluster keeps accounting) remembers the
+    older ones, but lags behind the controller and, for a job Slurm requeued, lists the run
+    that ended too; so squeue's word wins. Without accounting (no slurmdbd: sacct fails) a job
+    that squeue no longer lists is over (CANCELLED here, which is all a resume needs)."""
     if not job_ids:
         return {}
     arrays = sorted({j.split("_")[0] for j in job_ids})
-    states = _sacct(arrays)
-    if states is None:
+    now = _squeue(arrays)
+    history = _sacct(arrays)
+    if history is None:
         _note_no_accounting(sweep)
-        states = _squeue(arrays)
-        if states is None:
+        if now is None:
             return {}
-        states = {j: states.get(j, "CANCELLED") for j in job_ids} | states
-    return states
+        history = {j: "CANCELLED" for j in job_ids}
+    return {**history, **(now or {})}
 
 
 def queue_states(sweep: Sweep, runs: list[Run]) -> dict[str, str]:
