@@ -15,6 +15,15 @@ running step's pid.
 - ``scontrol requeue ID``: the task starts again once its process exits.
 - ``sacct -o JobID,State,NodeList --parsable2 -j ID``: the states, one line per task.
 
+What it is still for: fast, machine-independent checks of submitit's code path (sbatch options,
+array ids, events with timings such as the array's parallelism) in tests/test_sweep_slurm.py.
+What a real cluster does is owned by tests/test_slurm_real.py (Debian's Slurm 22.05, started by
+tests/slurm_cluster.py): array task ids and pending reasons, scancel and the worker's
+checkpoint, the time-limit signal and submitit's requeue, ``scontrol requeue`` (real Slurm sends
+SIGTERM, which this fake does not, and holds a requeued job two minutes), a node failure
+(slurmd SIGKILLed), sacct on a cluster with and without accounting, and sbatch's refusals. Do
+not read this fake's behaviour as Slurm's where those tests say otherwise.
+
 Not a test module; also run as a script (``python fake_slurm.py TOOL ARGS``).
 """
 
