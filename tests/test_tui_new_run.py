@@ -19,6 +19,7 @@ from bvae_tui.engine.config import PRESETS, WIDGETS, TrainConfig, field_info, sc
 from bvae_tui.engine.errors import ConfigError
 from bvae_tui.tui.app import BvaeApp
 from bvae_tui.tui.screens import new_run
+from bvae_tui.tui.screens.confirm import ConfirmScreen
 from bvae_tui.tui.screens.new_run import NewRunScreen, command_line
 from bvae_tui.tui.widgets.dataset_select import DatasetField
 from bvae_tui.tui.widgets.device_picker import DeviceField, DevicePicker
@@ -120,13 +121,19 @@ async def test_form_is_the_schema_and_validation_is_inline(runs_dir, tmp_path, m
             assert part in command
         assert form.config().beta == 6.0
 
-        # A preset fills its values in; the command names it instead of repeating them.
+        # A preset fills its values in; the command names it instead of repeating them. It
+        # would change the dataset typed above: it asks, and "no" keeps that edit.
         form.set_field("beta", "4")
         form.query_one("#preset").value = "dsprites-B"
-        await pilot.pause()
+        modal = await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen)
+                               and app.screen, 5, "the preset's question")
+        assert "dataset" in str(modal.question) and "lr" not in str(modal.question)
+        await pilot.press("n")
         await pilot.pause()
         assert form.revalidate()
         assert form.values["objective"] == "B"
+        assert form.values["dataset"] == "dsprites-mini"  # kept
+        assert form.values["lr"] == 0.0005 and form.values["z_dim"] == 6  # edits kept
         assert form.values["gamma"] == PRESETS["dsprites-B"]["gamma"]
         command = str(form.query_one("#form-command").render())
         assert "--preset dsprites-B" in command and "--gamma" not in command

@@ -47,8 +47,14 @@ def form_spec(fields: Sequence[FieldInfo], values: Mapping[str, Any],
     return SweepSpec(values=chosen, preset=preset if preset in PRESETS else None, name=name)
 
 
-def sweep_command_line(fields: Sequence[FieldInfo], spec: SweepSpec) -> str:
-    """The `bvae sweep` line that creates the same sweep."""
+SPELL_OUT = 8  # lists up to this long are spelt value by value; longer ones as typed (a range)
+
+
+def sweep_command_line(fields: Sequence[FieldInfo], spec: SweepSpec,
+                       typed: Mapping[str, str] | None = None) -> str:
+    """The `bvae sweep` line that creates the same sweep. ``typed``: the text of each field as
+    the form holds it; a list longer than :data:`SPELL_OUT` is written that way (``1..20000``,
+    which `bvae sweep` reads the same), not as 20,000 values."""
     parts = ["bvae", "sweep"]
     if spec.preset:
         parts += ["--preset", spec.preset]
@@ -61,5 +67,7 @@ def sweep_command_line(fields: Sequence[FieldInfo], spec: SweepSpec) -> str:
         if len(given) == 1:
             parts += info.words(given[0])
         else:
-            parts += [info.option, ",".join(info.show(v) for v in given)]
+            text = (typed or {}).get(info.name, "")
+            long = len(given) > SPELL_OUT and ".." in text
+            parts += [info.option, text.strip() if long else ",".join(info.show(v) for v in given)]
     return " ".join(shlex.quote(p) for p in parts)

@@ -40,17 +40,19 @@ class SweepActions:
         self.push_screen(SweepScreen(sweep_path))
 
     def launch_sweep(self: Any, spec: Any,
-                     on_launched: Callable[[Path], None] | None = None) -> None:
+                     on_launched: Callable[[Path], None] | None = None,
+                     yes: bool = False) -> None:
+        """``yes``: the user confirmed a grid of more than MAX_MEMBERS (the CLI's --yes)."""
         self._on_sweep_launched = on_launched
-        self.notify(f"creating a sweep of {spec.count()} members…")
-        self._create_sweep(spec)
+        self.notify(f"creating a sweep of {spec.count():,} members…")
+        self._create_sweep(spec, yes)
 
     @work(thread=True, group="sweeps", exit_on_error=False)
-    def _create_sweep(self: Any, spec: Any) -> None:
+    def _create_sweep(self: Any, spec: Any, yes: bool = False) -> None:
         from bvae_tui.engine.runs.sweeps import control
 
         try:
-            sweep, plan = control.create(spec, self.runs_root, self.data_root)
+            sweep, plan = control.create(spec, self.runs_root, self.data_root, yes=yes)
         except UserError as exc:
             self.post_message(SweepLaunched(None, str(exc), []))
             return

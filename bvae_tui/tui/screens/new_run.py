@@ -26,10 +26,20 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Stat
 
 from bvae_tui.engine.config import PRESETS, FieldInfo, TrainConfig, schema
 from bvae_tui.engine.errors import ConfigError
-from bvae_tui.engine.runs.sweeps.grid import check_axes_apply, grid, member_count, member_given
+from bvae_tui.engine.runs.store import default_name
+from bvae_tui.engine.runs.sweeps.control import default_name as sweep_default_name
+from bvae_tui.engine.runs.sweeps.grid import (
+    MAX_MEMBERS,
+    check_axes_apply,
+    grid,
+    member_count,
+    member_given,
+)
 from bvae_tui.engine.runs.sweeps.spec import SweepSpec
 from bvae_tui.safe_text import plain
+from bvae_tui.tui.form_edits import dataset_help, edited_fields, preset_conflicts
 from bvae_tui.tui.form_sweep import base_values, field_values, form_spec, sweep_command_line
+from bvae_tui.tui.screens.confirm import ConfirmScreen
 from bvae_tui.tui.widgets.choice_field import ChoiceField
 from bvae_tui.tui.widgets.device_picker import DevicePicker
 from bvae_tui.tui.widgets.field_widgets import field_widget
@@ -40,22 +50,23 @@ HELP = """
 # New run
 
 The form is the `bvae train` options: same names, defaults, bounds and checks. A preset fills
-in a paper's setting; anything you change afterwards wins. Fields the chosen objective does not
-use (gamma under H, beta under B, disc_lr under all but factor) are hidden. Errors show under
-their field and launch waits until there are none. The line at the bottom is the same run as a
-command.
+in a paper's setting; it changes only the fields you have not edited (when it would change
+one you edited, it asks first); anything you change afterwards wins. Fields the chosen
+objective does not use (gamma under H, beta under B, disc_lr under all but factor) are
+hidden. Errors show under their field and launch waits until there are none. The line at
+the bottom is the same run as a command.
 
 **Sweeps.** A numeric field takes a list or a range (`1,2,4,8`, `1..5`, `1..16:x2`). In a
 choice field `←`/`→` move, `enter` picks one choice and `space` adds the one under the cursor.
 Every field given several values is an axis of a grid: the form shows the member count and the
 `bvae sweep` command, and `ctrl+r` launches the sweep (one member at a time per GPU, or on the
-CPU) and opens its screen.
+CPU) and opens its screen; a grid of more than 10,000 members asks first.
 
 | key | action |
 |---|---|
 | `tab` / `shift+tab` | next / previous field |
 | `ctrl+r` | launch (starts a detached worker, opens its monitor) |
-| `esc` | back without launching |
+| `esc` | back without launching (asks first when the form has edits) |
 | `ctrl+q` | quit the app (`q` does not quit here) |
 
 Device: `auto` takes the GPU with most free memory when training starts; the list refreshes
@@ -82,6 +93,7 @@ class NewRunScreen(Screen):
         self.values: dict[str, Any] = {}
         self.axes: dict[str, list[Any]] = {}  # fields given several values: a sweep
         self._loading = False
+        self.preset = NO_PRESET  # the preset applied last: the base that "edited" compares to
 
     # Layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -94,7 +106,7 @@ class NewRunScreen(Screen):
                              value=NO_PRESET, allow_blank=False, compact=True, id="preset")
             with Horizontal(classes="row"):
                 yield Label("name", classes="field-label")
-                yield Input(placeholder="default: dataset-objective-beta", compact=True,
+                yield Input(placeholder="default: the dataset and objective", compact=True,
                             id="run-name")
             group = None
             for info in self.fields:
@@ -117,6 +129,9 @@ class NewRunScreen(Screen):
     def on_mount(self) -> None:
         for info in self.fields:
             self.query_one(f"#err-{info.name}").display = False
+        # Every control at its default, as a preset sets them (the device list highlights
+        # 'auto' this way, so that the arrows move from there).
+        self.apply_preset(NO_PRESET)
         self.inputs[self.fields[0].name].focus()
         self.revalidate()
 
@@ -175,10 +190,28 @@ class NewRunScreen(Screen):
         command = Text(plain(self.command()), style="cyan")  # the name field's text in it
         if axes:
             count = member_count(axes, list(axes))
-            command = Text.assemble((f"a sweep of {count} members ({' x '.join(axes)}); "
-                                     "ctrl+r launches it\n", "bold"), command)
+            asks = f" (asks first: more than {MAX_MEMBERS:,})" if count > MAX_MEMBERS else ""
+            command = Text.assemble((f"a sweep of {count:,} members ({' x '.join(axes)}); "
+                                     f"ctrl+r launches it{asks}\n", "bold"), command)
         self.query_one("#form-command", Static).update(command)
+        self._update_placeholder()
         return not errors and not general
+
+    def _update_placeholder(self) -> None:
+        """The name field's placeholder: the name the run (or sweep) gets without one."""
+        try:
+            name = (sweep_default_name(self.sweep_spec()) if self.axes
+                    else default_name(TrainConfig.from_dict(self.values)))
+        except (ConfigError, ValueError, TypeError, KeyError):
+            return  # a form with errors keeps the last one
+        self.query_one("#run-name", Input).placeholder = f"default: {plain(name)}"
+
+    def edited(self) -> list[str]:
+        """The fields (and the name) that differ from what the current preset gives."""
+        out = edited_fields(self.fields, self.raw_values(), self.preset)
+        if self.query_one("#run-name", Input).value.strip():
+            out.append("name")
+        return out
 
     def config(self) -> TrainConfig:
         return TrainConfig.from_dict(self.values).validate()
@@ -195,7 +228,9 @@ class NewRunScreen(Screen):
     def command(self) -> str:
         """The `bvae train` (or, with lists, `bvae sweep`) command that does the same."""
         if self.axes:
-            return sweep_command_line(self.fields, self.sweep_spec())
+            raw = self.raw_values()  # a long list is spelt as the range typed
+            return sweep_command_line(self.fields, self.sweep_spec(),
+                                      {k: v for k, v in raw.items() if isinstance(v, str)})
         return command_line(self.fields, self.values, *self._preset_and_name())
 
     # Events -----------------------------------------------------------------------------------
@@ -207,7 +242,7 @@ class NewRunScreen(Screen):
     def _changed(self, event: Any) -> None:
         control = getattr(event, "control", None)
         if control is not None and control.id == "preset":
-            self.apply_preset(str(event.value))
+            self.choose_preset(str(event.value))
         self.revalidate()
 
     def on_descendant_focus(self, event: Any) -> None:
@@ -221,7 +256,9 @@ class NewRunScreen(Screen):
                 if info.min is not None or info.max is not None:
                     extra = f"  [{info.show(info.min) if info.min is not None else ''}…" \
                             f"{info.show(info.max) if info.max is not None else ''}]"
-                hint.update(Text(f"{info.option}: {info.help}{extra}", style="dim"))
+                text = dataset_help() if info.widget == "dataset" \
+                    else info.help
+                hint.update(Text(f"{info.option}: {text}{extra}", style="dim"))
                 return
             widget = widget.parent  # type: ignore[assignment]
         hint.update("")
@@ -232,15 +269,35 @@ class NewRunScreen(Screen):
         elif event.button.id == "back":
             self.action_cancel()
 
-    def apply_preset(self, preset: str) -> None:
-        """Set every field to the defaults overridden by the preset."""
-        values = {f.name: f.default for f in self.fields}
-        if preset in PRESETS:
-            values.update(PRESETS[preset])
+    def choose_preset(self, preset: str) -> None:
+        """A preset changes the fields the user has not edited; when it would change one they
+        did, it asks: overwrite those too, or keep them."""
+        if preset == self.preset:
+            return
+        edited = [n for n in self.edited() if n != "name"]
+        clash = preset_conflicts(self.fields, self.raw_values(), edited, preset)
+        if not clash:
+            self.apply_preset(preset, keep=edited)
+            return
+
+        def answered(overwrite: bool | None) -> None:
+            self.apply_preset(preset, keep=[] if overwrite else edited)
+            self.revalidate()
+
+        question = Text.assemble("Preset ", (plain(preset), "bold"), " sets ",
+                                 (", ".join(clash), "bold"), ", which you edited. Overwrite "
+                                 "your edits? (No keeps them and applies the rest.)")
+        self.app.push_screen(ConfirmScreen(question, yes="Overwrite"), answered)
+
+    def apply_preset(self, preset: str, keep: Sequence[str] = ()) -> None:
+        """Set every field but those in ``keep`` to the defaults overridden by the preset."""
+        values = base_values(self.fields, preset)
+        self.preset = preset
         self._loading = True
         try:
             for info in self.fields:
-                self.set_field(info.name, values[info.name])
+                if info.name not in keep:
+                    self.set_field(info.name, values[info.name])
         finally:
             self._loading = False
 
@@ -250,7 +307,18 @@ class NewRunScreen(Screen):
 
     # Actions ----------------------------------------------------------------------------------
     def action_cancel(self) -> None:
-        self.app.pop_screen()
+        edited = self.edited()
+        if not edited:
+            self.app.pop_screen()
+            return
+
+        def answered(discard: bool | None) -> None:
+            if discard and self.app.screen is self:
+                self.app.pop_screen()
+
+        shown = ", ".join(edited[:6]) + (f" (+{len(edited) - 6})" if len(edited) > 6 else "")
+        self.app.push_screen(ConfirmScreen(Text.assemble(
+            "Discard the form? You edited ", (shown, "bold"), "."), yes="Discard"), answered)
 
     def action_no_quit(self) -> None:
         self.notify("q does not quit from the form: esc goes back, ctrl+q quits",
@@ -264,7 +332,19 @@ class NewRunScreen(Screen):
             self.notify("fix the fields marked ✗ first", severity="error")
             return
         if self.axes:
-            self.app.launch_sweep(self.sweep_spec(), on_launched=self._sweep_launched)
+            spec = self.sweep_spec()
+            count = spec.count()
+            if count <= MAX_MEMBERS:
+                self.app.launch_sweep(spec, on_launched=self._sweep_launched)
+                return
+
+            def answered(yes: bool | None) -> None:  # the CLI's --yes, asked in the form
+                if yes:
+                    self.app.launch_sweep(spec, on_launched=self._sweep_launched, yes=True)
+
+            self.app.push_screen(ConfirmScreen(Text.assemble(
+                "Create a sweep of ", (f"{count:,}", "bold"), f" members (more than "
+                f"{MAX_MEMBERS:,})? Each is a run directory."), yes="Create"), answered)
             return
         name = self.query_one("#run-name", Input).value.strip() or None
         self.app.launch_run(self.config(), name, on_launched=self._launched)

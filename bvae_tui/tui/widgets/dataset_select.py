@@ -18,6 +18,7 @@ from textual.widgets import Input, Label, Select
 from bvae_tui.engine.config import FieldInfo
 from bvae_tui.errors import UserError
 from bvae_tui.safe_text import plain
+from bvae_tui.tui.form_edits import not_prepared_note
 
 FOLDER = "folder:"
 
@@ -37,8 +38,8 @@ def dataset_options(data_dir: Path) -> list[tuple[Text, str]]:
         else:
             if st.get("prepared"):
                 label.append(f" ✓ prepared ({plain(st.get('source')) or '?'})", style="green")
-            else:
-                label.append(" not prepared yet", style="yellow")
+            else:  # and what launching it does then
+                label.append(f" {not_prepared_note(name, data_dir)}", style="yellow")
         options.append((label, name))
     options.append((Text("folder:PATH    any folder of images"), FOLDER))
     return options
