@@ -48,9 +48,12 @@ test: $(STAMP) slurm-packages
 bench: $(STAMP)
 	$(BIN)/bvae bench
 
-# docs/run-directory.md is generated from engine/runs/records.py (a test checks it is current).
+# docs/run-directory.md and docs/cli.md are generated from engine/runs/records.py and the Typer
+# app (tests check both are current); then the site is built strictly into site/ (git-ignored).
 docs: $(STAMP)
 	$(BIN)/python -m bvae_tui.engine.runs.records --markdown > docs/run-directory.md
+	$(BIN)/python -m bvae_tui.cli.reference > docs/cli.md
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 clean-venv:
 	rm -rf $(VENV)
