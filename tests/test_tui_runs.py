@@ -237,10 +237,13 @@ async def test_monitor_header_fits_80_columns(runs_dir, tmp_path):
             lines = str(header.render()).split("\n")
             assert len(lines) == 3
             assert all(len(line) <= header.content_region.width for line in lines), lines
-            assert lines[0].startswith("running dsprites-B-g100") and "…" in lines[0]
-            assert lines[0].endswith("302/300000 0%")
+            # The name is cut in the middle (its start and end stay); the scores join the
+            # losses; the id comes first on line 3, whole, then the objective.
+            assert lines[0].startswith("running dsprites") and "…" in lines[0]
+            assert "long-name ▕" in lines[0] and lines[0].endswith("302/300000 0%")
             assert "KL 3.00" in lines[1] and "img/s" in lines[1] and "ETA" in lines[1]
-            assert lines[2].startswith("BV 0.81 FV 0.70 MIG 0.20")
+            assert lines[2].startswith(run.id) and "B γ100 C20" in lines[2]
+            assert "BV 0.81 FV 0.70 MIG 0.20" in lines[1]
     finally:
         live.kill()
         live.wait()

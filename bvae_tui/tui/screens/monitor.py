@@ -375,7 +375,9 @@ class MonitorScreen(Screen):
         line3.append(plain(f"  {objective_text(self.config) if self.config else '?'}  "
                            f"{self.config.get('dataset', '?')}"), style="dim")
         scores = fmt_scores(self.scores)
-        if scores:
+        if scores and len(line2) + 2 + len(scores) <= width:  # beside the losses if they fit
+            line2.append(f"  {scores}", style="cyan")
+        elif scores:
             line3.append(f"  {scores}", style="cyan")
         error = st.error
         if self.gone:
