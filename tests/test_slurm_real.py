@@ -10,6 +10,7 @@ same for the jobs it adopts).
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 
 import pytest
@@ -17,6 +18,8 @@ import pytest
 from bvae_tui.engine.runs.sweeps.store import find_sweep
 from tests.conftest import bvae_command
 from tests.sweep_helpers import freeze, rows, running, starts, thaw, tiny_options, wait_for
+from tests.tui_helpers import screen_lines
+from tests.tui_helpers import wait_for as wait_in_app
 
 pytestmark = pytest.mark.slow
 FINISH_S = 300
@@ -56,7 +59,21 @@ def _release(cluster, job: str) -> None:
     cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
 
 
-def test_real_array_runs_to_finished_and_shows_pending_states(runs_dir, slurm_env, real_slurm):
+async def _sweep_screen_text(runs_dir, data_dir, sweep, wanted: str) -> str:
+    """The TUI's sweep screen on ``sweep`` once its queue panel shows ``wanted``."""
+    from bvae_tui.tui.app import BvaeApp
+    from bvae_tui.tui.screens.sweep import SweepScreen
+
+    app = BvaeApp(runs_dir, data_dir)
+    async with app.run_test(size=(100, 32)) as pilot:
+        app.open_sweep(sweep.path)
+        await wait_in_app(pilot, lambda: isinstance(app.screen, SweepScreen), 20, "the sweep")
+        return await wait_in_app(pilot, lambda: (t := "\n".join(screen_lines(app)))
+                                 and wanted in t and t, 20, f"{wanted!r} on the sweep screen")
+
+
+def test_real_array_runs_to_finished_and_shows_pending_states(runs_dir, env_data, slurm_env,
+                                                              real_slurm):
     """A 2x2 sweep with --array-parallelism 2: two tasks wait (PENDING, JobArrayTaskLimit) and
     `bvae sweeps` and `bvae sweep show` say so; all four finish, each with its array task id
     (``A_i``) in status.json, complete metrics rows and Slurm's log under %A_%a."""
@@ -72,6 +89,10 @@ def test_real_array_runs_to_finished_and_shows_pending_states(runs_dir, slurm_en
         states = _squeue(real_slurm)
         return sum(s.startswith("PENDING JobArrayTaskLimit") for s in states.values()) == 2
     wait_for(held_back, 60, "two array tasks held back by the parallelism")
+    # The TUI's sweep screen says what Slurm says of the waiting members (asked first, while
+    # the parallelism still holds two back).
+    screen = asyncio.run(_sweep_screen_text(runs_dir, env_data, sweep, "JobArrayTaskLimit"))
+    assert "PENDING (JobArrayTaskLimit)" in screen
     listed = _bvae(slurm_env, "sweeps")
     shown = _bvae(slurm_env, "sweep", "show", "grid")
     as_json = _bvae(slurm_env, "sweep", "show", "grid", "--json")

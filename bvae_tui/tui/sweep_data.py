@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.text import Text
@@ -117,6 +117,9 @@ class SweepView:
     grid: SweepGrid
     counts: tuple[tuple[str, int], ...]
     placements: dict[str, str]  # run id -> device, of the members its scheduler placed
+    # run id -> Slurm's state (and reason) of an active member's job, e.g. PENDING
+    # (JobArrayTaskLimit): what holds a member back is Slurm's to say, not ours.
+    slurm: dict[str, str] = field(default_factory=dict)
 
     @property
     def counts_text(self) -> str:
@@ -143,7 +146,16 @@ def read_sweep_view(sweep: Sweep, caches: dict[str, FileCache]) -> SweepView:
     return SweepView(id=sweep.id, name=record.name or sweep.id, state=state, error=error or "",
                      executor=record.executor or "local", where=where, grid=grid,
                      counts=tuple((s, counts[s]) for s in MEMBER_STATES if counts[s]),
-                     placements=dict(sched.placements) if alive else {})
+                     placements=dict(sched.placements) if alive else {},
+                     slurm=_slurm_states(sweep) if record.executor == "slurm" else {})
+
+
+def _slurm_states(sweep: Sweep) -> dict[str, str]:
+    """squeue's word on the active members' jobs ({} when there are none or squeue is mute)."""
+    from bvae_tui.engine.runs.sweeps import slurm
+
+    active = [r for r in sweep.members() if r.path.is_dir() and r.status().active]
+    return slurm.queue_states(sweep, active) if active else {}
 
 
 def cell_label(member: RunSummary | None, score_name: str) -> Text:

@@ -166,10 +166,11 @@ class SweepScreen(Screen):
             if m.state == "running" or (m.state == "queued" and m.id in placed):
                 device = placed.get(m.id) or m.device or "?"
                 what = f"{m.iteration}/{m.total}" if m.state == "running" else "starting"
-                text.append(plain(f"{view.place(m.id)} on {device}  {what}") + "\n",
+                said = f"  {view.slurm[m.id]}" if m.id in view.slurm else ""
+                text.append(plain(f"{view.place(m.id)} on {device}  {what}{said}") + "\n",
                             style=state_style(m.state))
-        waiting = [view.place(m.id) for m in members if m.state == "queued"
-                   and m.id not in placed]
+        waiting = [view.place(m.id) + (f" ({view.slurm[m.id]})" if m.id in view.slurm else "")
+                   for m in members if m.state == "queued" and m.id not in placed]
         if waiting:
             shown = ", ".join(waiting[:4]) + (f" (+{len(waiting) - 4})" if len(waiting) > 4
                                               else "")
