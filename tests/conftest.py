@@ -146,3 +146,20 @@ def bvae_command() -> list[str]:
     """The installed `bvae` console script of this interpreter's environment."""
     script = Path(sys.executable).with_name("bvae")
     return [str(script)] if script.exists() else [sys.executable, "-m", "bvae_tui.cli.main"]
+
+
+@pytest.fixture
+def schedulers(monkeypatch) -> list[str]:
+    """Sweeps whose scheduler the TUI would have started (none is), in order; no NVML, so the
+    device picker offers the CPU only whatever this machine has."""
+    from bvae_tui.engine.runs import devices
+    from bvae_tui.engine.runs.sweeps import local
+
+    def no_nvml():
+        raise ImportError("No module named 'pynvml'")
+
+    started: list[str] = []
+    monkeypatch.setattr(local, "start_scheduler",
+                        lambda sweep, poll=None: started.append(sweep.id) or 0)
+    monkeypatch.setattr(devices, "_nvml", no_nvml)
+    return started

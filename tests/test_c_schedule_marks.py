@@ -10,11 +10,10 @@ from bvae_tui.engine.analysis.c_schedule import Schedule, marks, schedule
 from bvae_tui.engine.config import make_config
 from bvae_tui.engine.train.objectives.h_b import capacity
 from bvae_tui.tui.app import BvaeApp
-from bvae_tui.tui.screens.monitor import MonitorScreen
 from bvae_tui.tui.widgets.curve_plot import CurvePlot
 from bvae_tui.tui.widgets.mi_heatmap import MIHeatmap
 from tests.test_tui_probes import probe
-from tests.tui_helpers import make_run, metrics_row, wait_for
+from tests.tui_helpers import make_run, metrics_row, open_monitor, wait_for
 
 
 def test_schedule_is_the_trainings():
@@ -55,10 +54,7 @@ async def test_monitor_marks_c_on_the_shared_axis_and_names_the_probes_c(runs_di
     run.probes_path.write_text("".join(probe(i, 0.1 + i / 200).to_line() for i in (20, 40, 60)))
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(100, 40)) as pilot:
-        app.open_monitor(run.path)
-        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
-        mon = app.screen
-        await wait_for(pilot, lambda: mon.history.rows_seen, 5, "metrics")  # composed, watching
+        mon = await open_monitor(app, pilot, run)
         heat = mon.query_one(MIHeatmap)
         await wait_for(pilot, lambda: heat.matrix is not None, 10, "the probes")
         await pilot.pause()
@@ -92,10 +88,7 @@ async def test_no_c_marks_for_objective_h(runs_dir, tmp_path):
     run.probes_path.write_text(probe(20, 0.4).to_line())
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(100, 40)) as pilot:
-        app.open_monitor(run.path)
-        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
-        mon = app.screen
-        await wait_for(pilot, lambda: mon.history.rows_seen, 5, "metrics")
+        mon = await open_monitor(app, pilot, run)
         heat = mon.query_one(MIHeatmap)
         await wait_for(pilot, lambda: heat.matrix is not None, 10, "the probe")
         assert mon.query_one("#plot-mig", CurvePlot).marks == []

@@ -14,10 +14,9 @@ from typer.testing import CliRunner
 from bvae_tui.engine.analysis.mi_matrix import MIMatrix, share_text
 from bvae_tui.engine.errors import RunError
 from bvae_tui.tui.app import BvaeApp
-from bvae_tui.tui.screens.monitor import MonitorScreen
 from bvae_tui.tui.screens.scores import ScoresScreen
 from bvae_tui.tui.widgets.mi_heatmap import MIHeatmap
-from tests.tui_helpers import make_run, wait_for
+from tests.tui_helpers import make_run, open_monitor, wait_for
 
 FACTORS = ["shape", "scale", "orientation", "posX", "posY"]
 ENTROPY = [1.0986, 1.7918, 3.6889, 3.4657, 3.4657]
@@ -55,10 +54,7 @@ async def test_heat_map_under_the_kl_bars(runs_dir, tmp_path):
     run = make_run(runs_dir, tmp_path, "scored", "finished")
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(100, 40)) as pilot:
-        app.open_monitor(run.path)
-        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
-        mon = app.screen
-        await wait_for(pilot, lambda: mon.history.rows_seen, 5, "metrics")
+        mon = await open_monitor(app, pilot, run)
         heat = mon.query_one(MIHeatmap)
         assert not heat.display  # not evaluated yet
         run.eval_path.write_text(json.dumps(_eval()))

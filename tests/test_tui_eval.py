@@ -17,7 +17,7 @@ from bvae_tui.tui.screens.help import HelpScreen
 from bvae_tui.tui.screens.monitor import MonitorScreen
 from bvae_tui.tui.screens.runs import RunsScreen
 from bvae_tui.tui.widgets.runs_table import RunsTable
-from tests.tui_helpers import screen_lines, wait_for
+from tests.tui_helpers import record_notes, screen_lines, wait_for
 
 
 @pytest.fixture
@@ -36,17 +36,6 @@ def _note(app: BvaeApp, run: Run) -> str:
     row = next((r for r in screen.rows if r.id == run.id), None) if screen else None
     return row.error if row else ""
 
-
-def _record_notes(app) -> list[str]:
-    notes: list[str] = []
-    notify = app.notify
-
-    def record(message, *args, **kwargs):
-        notes.append(str(message))
-        return notify(message, *args, **kwargs)
-
-    app.notify = record
-    return notes
 
 
 async def test_E_scores_the_run_in_the_background_and_the_table_shows_it(trained, runs_dir,
@@ -80,7 +69,7 @@ async def test_E_scores_the_run_in_the_background_and_the_table_shows_it(trained
 async def test_E_on_a_run_being_trained_is_refused_in_one_line(trained, runs_dir, env_data):
     app = BvaeApp(runs_dir, env_data)
     async with app.run_test(size=(80, 24)) as pilot:
-        notes = _record_notes(app)
+        notes = record_notes(app)
         table = app.screen.query_one(RunsTable)
         await wait_for(pilot, lambda: table.row_count == 1, 20, "the run listed")
         with RunLock(trained):  # a trainer holds it

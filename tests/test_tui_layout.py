@@ -8,26 +8,17 @@ import time
 
 import pytest
 
-import bvae_tui.engine.runs.devices
-from bvae_tui.engine.runs.sweeps import control, local
+from bvae_tui.engine.runs.sweeps import control
 from bvae_tui.tui.app import BvaeApp
 from bvae_tui.tui.naming import differing_first, fit, fit_all
 from bvae_tui.tui.widgets.runs_table import RunsTable, choose_columns
 from tests.sweep_helpers import tiny_spec
-from tests.test_tui_new_run import _no_nvml
 from tests.tui_helpers import make_run, screen_lines, wait_for
 
 SIZES = [(80, 24), (100, 32)]
 LONG = "long beta=1 seed=1 iters="  # two runs whose names differ only at the end
 
 
-@pytest.fixture
-def schedulers(monkeypatch) -> list[str]:
-    started: list[str] = []
-    monkeypatch.setattr(local, "start_scheduler",
-                        lambda sweep, poll=None: started.append(sweep.id) or 0)
-    monkeypatch.setattr(bvae_tui.engine.runs.devices, "_nvml", _no_nvml)
-    return started
 
 
 def _scene(runs_dir, data_dir):
@@ -92,11 +83,14 @@ async def test_runs_table_with_an_unfolded_sweep_fits(runs_dir, env_data, schedu
         table.select(f"sweep:{sweep.id}")
         await pilot.press("space")
         await wait_for(pilot, lambda: "beta=4 seed=2" in _text(app), 10, "the members")
-        await pilot.pause(0.3)
+
+        def names_apart() -> bool:  # the runs' names tell them apart (once redrawn)
+            lines = _text(app).splitlines()
+            return all(any(f"{n}  " in line and "finished" in line for line in lines)
+                       for n in (1000, 2000))
+        await wait_for(pilot, names_apart, 10, "both runs' names, whole at the end")
         text = _text(app)
         lines = text.splitlines()
-        for n in (1000, 2000):  # the runs' names tell them apart
-            assert any(f"{n}  " in line and "finished" in line for line in lines), text
         assert "sweep: beta x seed" in text  # the objective column whole, not cut
         assert "1/4 done" in text  # members done out of members
         assert "915/3000" in text  # how far the stopped member got

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from bvae_tui.engine.runs.records import ProbeRow
 from bvae_tui.tui.app import BvaeApp
-from bvae_tui.tui.screens.monitor import MonitorScreen
 from bvae_tui.tui.widgets.curve_plot import CurvePlot
 from bvae_tui.tui.widgets.mi_heatmap import MIHeatmap
-from tests.tui_helpers import make_run, wait_for
+from tests.tui_helpers import make_run, open_monitor, wait_for
 
 FACTORS = ["shape", "scale", "posX"]
 ENTROPY = [1.0986, 1.0986, 2.0794]
@@ -30,10 +29,7 @@ async def test_heat_map_follows_new_probes_and_steps_through_them(runs_dir, tmp_
     run.probes_path.write_text(probe(100, 0.2).to_line() + '{"iter": 200, "mi": [[0.')
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(100, 40)) as pilot:
-        app.open_monitor(run.path)
-        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
-        mon = app.screen
-        await wait_for(pilot, lambda: mon.history.rows_seen, 5, "metrics")  # composed, watching
+        mon = await open_monitor(app, pilot, run)
         heat = mon.query_one(MIHeatmap)
         await wait_for(pilot, lambda: heat.display and heat.matrix is not None, 10, "the map")
         assert shown(heat) == 0.2 and heat.caption.startswith("probe @ 100 (latest)")

@@ -16,7 +16,7 @@ from bvae_tui.tui.screens.monitor import MonitorScreen
 from bvae_tui.tui.screens.runs import RunsScreen
 from bvae_tui.tui.screens.scores import ScoresScreen
 from bvae_tui.tui.widgets.runs_table import RunsTable
-from tests.tui_helpers import make_run, metrics_row, screen_lines, sleeper, wait_for
+from tests.tui_helpers import make_run, metrics_row, record_notes, screen_lines, sleeper, wait_for
 
 SIZE = (140, 30)
 
@@ -284,23 +284,12 @@ async def test_cursor_follows_launched_and_opened_runs(runs_dir, tmp_path, monke
         assert screen.selected_row().id == a.id
 
 
-def _record_notes(app) -> list[str]:
-    notes: list[str] = []
-    notify = app.notify
-
-    def record(message, *args, **kwargs):
-        notes.append(str(message))
-        return notify(message, *args, **kwargs)
-
-    app.notify = record
-    return notes
-
 
 async def test_monitor_actions_on_a_deleted_run(runs_dir, tmp_path):
     run = make_run(runs_dir, tmp_path, "gone", "stopped")
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
-        notes = _record_notes(app)
+        notes = record_notes(app)
         app.open_monitor(run.path)
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
         mon = app.screen
@@ -329,7 +318,7 @@ async def test_resume_without_checkpoint_starts_from_zero(runs_dir, tmp_path, mo
     finished = make_run(runs_dir, tmp_path, "done", "finished")
     app = BvaeApp(runs_dir)
     async with app.run_test(size=(80, 24)) as pilot:
-        notes = _record_notes(app)
+        notes = record_notes(app)
         await wait_for(pilot, lambda: len(app.screen.rows) == 2, 10, "the runs")
         app.resume_run(run.path)
         app.resume_run(finished.path)

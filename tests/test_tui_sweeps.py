@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 import bvae_tui.engine.runs.devices
 from bvae_tui.engine.config import TrainConfig
 from bvae_tui.engine.runs.store import Run
-from bvae_tui.engine.runs.sweeps import control, local
+from bvae_tui.engine.runs.sweeps import control
 from bvae_tui.engine.runs.sweeps.store import list_sweeps
 from bvae_tui.tui.app import BvaeApp
 from bvae_tui.tui.screens.compare import CompareScreen
@@ -19,18 +17,8 @@ from bvae_tui.tui.screens.sweep import SweepScreen
 from bvae_tui.tui.widgets.choice_field import ChoiceField
 from bvae_tui.tui.widgets.runs_table import RunsTable
 from tests.sweep_helpers import tiny_spec
-from tests.test_tui_new_run import _no_nvml, _open_form
+from tests.test_tui_new_run import _open_form
 from tests.tui_helpers import make_run, metrics_row, screen_lines, sleeper, wait_for
-
-
-@pytest.fixture
-def schedulers(monkeypatch) -> list[str]:
-    """Sweeps whose scheduler would have been started (none is)."""
-    started: list[str] = []
-    monkeypatch.setattr(local, "start_scheduler",
-                        lambda sweep, poll=None: started.append(sweep.id) or 0)
-    monkeypatch.setattr(bvae_tui.engine.runs.devices, "_nvml", _no_nvml)
-    return started
 
 
 async def test_form_lists_launch_a_sweep(runs_dir, env_data, schedulers):

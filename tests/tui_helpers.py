@@ -63,3 +63,27 @@ def sleeper() -> subprocess.Popen:
 def screen_lines(app: Any) -> list[str]:
     """The text on the terminal, one string per row (what a user at that size sees)."""
     return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def record_notes(app: Any) -> list[str]:
+    """Every notification the app shows from now on, as text (they vanish from the screen)."""
+    notes: list[str] = []
+    notify = app.notify
+
+    def record(message: Any, *args: Any, **kwargs: Any) -> Any:
+        notes.append(str(message))
+        return notify(message, *args, **kwargs)
+
+    app.notify = record
+    return notes
+
+
+async def open_monitor(app: Any, pilot: Any, run: Any) -> Any:
+    """The monitor of ``run``, composed and watching (its first metrics rows read)."""
+    from bvae_tui.tui.screens.monitor import MonitorScreen
+
+    app.open_monitor(run.path)
+    await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), 5, "monitor")
+    mon = app.screen
+    await wait_for(pilot, lambda: mon.history.rows_seen, 5, "metrics")
+    return mon
