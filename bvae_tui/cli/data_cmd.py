@@ -217,7 +217,7 @@ def download_cmd(
     name: NameArg,
     data_dir: DataDirOpt = None,
     url: Annotated[str | None, typer.Option(
-        "--url", help="download from here instead (a mirror) [env BVAE_<NAME>_URL]",
+        "--url", help="download from here instead (a mirror; or set BVAE_<NAME>_URL)",
         show_default=False)] = None,
     no_prepare: Annotated[bool, typer.Option(
         "--no-prepare", help="only download; do not prepare the cache")] = False,
