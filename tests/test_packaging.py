@@ -47,3 +47,14 @@ def test_every_source_module_and_style_is_in_the_wheel(wheel):
                 expected.add(f"{installed}/{path.relative_to(ROOT / folder).as_posix()}")
     missing = sorted(expected - set(wheel))
     assert not missing, f"not in the wheel (add the package to pyproject.toml): {missing}"
+
+
+def test_python_dash_m_runs_the_cli():
+    """`python -m bvae_tui.cli.main` is the same command as `bvae` (once it had no commands)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "bvae_tui.cli.main", "runs", "--help"],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert "--runs-dir" in result.stdout

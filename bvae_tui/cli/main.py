@@ -65,5 +65,9 @@ def main() -> None:
     app(prog_name="bvae")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m bvae_tui.cli.main`
+    # Here this file is __main__, while the command modules register on the importable
+    # bvae_tui.cli.main: run that module's app, not this copy's empty one.
+    import importlib
+
+    sys.exit(importlib.import_module("bvae_tui.cli.main").main())
