@@ -97,14 +97,15 @@ async def test_runs_table_folds_members_under_their_sweep(runs_dir, env_data, sc
             (row,) = screen.sweeps
             assert (row.members, row.finished, row.state) == (4, 1, "lost")  # no scheduler
             assert dict(row.counts) == {"finished": 1, "running": 1, "queued": 1, "stopped": 1}
-            assert any("▸ " in line and "1/4" in line for line in screen_lines(app))
+            # What is read off the screen is waited for: under load a redraw can lag a frame.
+            await wait_for(pilot, lambda: any("▸ " in line and "1/4" in line
+                                              for line in screen_lines(app)), 10, "the sweep")
             table.select(key)
             await pilot.press("space")
-            await pilot.pause()
+            await wait_for(pilot, lambda: any("beta=4 seed=1" in line and "queued" in line
+                                              for line in screen_lines(app)), 10, "members")
             assert table._order[table._order.index(key) + 1:][:4] == [
                 done.id, running.id, waiting.id, stopped.id]  # grid order, under the sweep
-            lines = screen_lines(app)
-            assert any("beta=4 seed=1" in line and "queued" in line for line in lines)
             # The sweep's line: enter opens its screen; s on a member line stops that member.
             table.select(key)
             await pilot.press("enter")
