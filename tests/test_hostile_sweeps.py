@@ -309,3 +309,19 @@ def test_sweep_stop_ends_a_scheduler_wedged_on_the_slot_table(runs_dir, env_data
         assert not sweep.scheduler_alive()
     finally:
         kill_everything(runs_dir)
+
+
+def test_accounting_note_never_opens_a_fifo_log_and_finds_text_across_chunks(tmp_path):
+    """The "accounting is off" check looks into scheduler.log: a FIFO there must not block it,
+    and the words are found even where they straddle two reads."""
+    import os
+
+    from bvae_tui.engine.runs.sweeps import slurm
+
+    fifo = tmp_path / "fifo.log"
+    os.mkfifo(fifo)
+    assert slurm._log_says(fifo, b"Slurm accounting is off") is False  # old read_text hung
+    log = tmp_path / "scheduler.log"
+    log.write_bytes(b"x" * ((1 << 16) - 5) + b"Slurm accounting is off\n")
+    assert slurm._log_says(log, b"Slurm accounting is off") is True
+    assert slurm._log_says(log, b"not there") is False

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bvae_tui.engine.errors import ConfigError, SweepError
+from bvae_tui.engine.runs.files import open_regular
 from bvae_tui.engine.runs.store import Run
 from bvae_tui.engine.runs.sweeps.members import (
     RESUMABLE,
@@ -331,15 +332,33 @@ def _slurm_command(argv: list[str]) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+_TOLD: set[Path] = set()  # the logs this process has already looked in or written to
+
+
 def _note_no_accounting(sweep: Sweep) -> None:
-    """Say once in scheduler.log that the cluster has no accounting (and what is used)."""
-    try:
-        seen = ACCOUNTING_OFF in sweep.log_path.read_text(errors="replace")
-    except OSError:
-        seen = False
-    if not seen:
+    """Say once in scheduler.log that the cluster has no accounting (and what is used). The
+    log is looked in once per process, not at every poll, and only as a regular file and up
+    to a bound: it lives in a shared runs dir, where it may be a FIFO or huge."""
+    if sweep.log_path in _TOLD:
+        return
+    _TOLD.add(sweep.log_path)
+    if not _log_says(sweep.log_path, ACCOUNTING_OFF.encode()):
         sweep.log(f"{ACCOUNTING_OFF}: sacct fails on this cluster, so ended jobs are found "
                   "with squeue instead")
+
+
+def _log_says(path: Path, text: bytes, limit: int = 16 << 20) -> bool:
+    """Whether the first ``limit`` bytes of the log at ``path`` hold ``text``."""
+    fh = open_regular(path)
+    if fh is None:
+        return False
+    with fh:
+        tail, read = b"", 0
+        while read < limit and (chunk := fh.read(1 << 16)):
+            if text in tail + chunk:
+                return True
+            tail, read = chunk[-len(text):], read + len(chunk)
+    return False
 
 
 def sbatch_refusal(stderr: str, exc: BaseException) -> str:
