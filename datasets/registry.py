@@ -15,6 +15,8 @@ from pathlib import Path
 from bvae_tui.datasets.errors import DataError
 
 IMAGE_SIZE = 64
+# --image-size choices of a dataset whose source images are larger than 64x64.
+LARGER_SOURCE = (32, 64, 128)
 
 DSPRITES_FILE = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 # raw.githubusercontent.com directly: github.com/.../raw/... answers with a redirect to this other
@@ -62,6 +64,11 @@ class DatasetSpec:
     source_hint: str = ""  # how to obtain it by hand, for the offline error message
     folder: Path | None = None  # for folder:PATH datasets
     extra: dict = field(default_factory=dict, compare=False)
+    # Square sides it can be prepared at (--image-size): 64 only where the source is 64x64;
+    # (32, 64, 128) where the source is larger. ``image_size``: the side this spec is for (see
+    # datasets.image_size.sized); its cache is a directory of its own unless it is 64.
+    image_sizes: tuple[int, ...] = (IMAGE_SIZE,)
+    image_size: int = IMAGE_SIZE
 
     @property
     def has_factors(self) -> bool:
@@ -69,12 +76,14 @@ class DatasetSpec:
 
     @property
     def cache_name(self) -> str:
-        """Directory name of the prepared cache under the data root."""
+        """Directory name of the prepared cache under the data root (64x64: the name caches
+        always had; another size adds ``-<size>px``)."""
+        size = "" if self.image_size == IMAGE_SIZE else f"-{self.image_size}px"
         if self.folder is None:
-            return self.name
+            return self.name + size
         digest = hashlib.sha1(str(self.folder).encode()).hexdigest()[:8]
         slug = "".join(c if c.isalnum() else "-" for c in self.folder.name)[:24] or "root"
-        return f"folder-{slug}-{digest}"
+        return f"folder-{slug}-{digest}{size}"
 
 
 _SPECS: dict[str, DatasetSpec] = {
@@ -105,6 +114,7 @@ _SPECS: dict[str, DatasetSpec] = {
         recon="gaussian",
         url=CELEBA_URL,
         source_hint="put celeba.zip or the img_align_celeba/ folder in",
+        image_sizes=LARGER_SOURCE,
     ),
     "chairs": DatasetSpec(
         name="chairs",
@@ -113,6 +123,7 @@ _SPECS: dict[str, DatasetSpec] = {
         recon="gaussian",
         url=CHAIRS_URL,
         source_hint="put rendered_chairs.tar (or the extracted rendered_chairs/ folder) in",
+        image_sizes=LARGER_SOURCE,
     ),
     "shapes3d": DatasetSpec(
         name="shapes3d",
@@ -145,6 +156,7 @@ def get_spec(name: str) -> DatasetSpec:
             channels=3,
             recon="gaussian",
             folder=path,
+            image_sizes=LARGER_SOURCE,
         )
     try:
         return _SPECS[name]
