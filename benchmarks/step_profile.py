@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/step_profile.py profile [--arch H] [--amp off] [--batch 64]
     .venv/bin/python benchmarks/step_profile.py levers  [--arch H] [--amp off] [--batch 64]
+                                                        [--no-compile]
 
 ``profile``: ``torch.profiler`` over the trainer's step (:class:`TrainStep`), the self CPU time
 of every operator summed into shares: convolution forward, its backward, matrix products,
@@ -123,7 +124,8 @@ def rate(step: TrainStep, x: torch.Tensor, seconds: float, it: list[int]) -> flo
             return n * x.shape[0] / (time.perf_counter() - start)
 
 
-def levers(arch: str, amp: str, batch: int, rounds: int, seconds: float) -> None:
+def levers(arch: str, amp: str, batch: int, rounds: int, seconds: float,
+           compile_step: bool = True) -> None:
     default = torch.get_num_threads()
     variants: dict[str, tuple[TrainStep, int]] = {
         "current": (make_step(arch, amp, batch), default),
@@ -133,13 +135,14 @@ def levers(arch: str, amp: str, batch: int, rounds: int, seconds: float) -> None
     if default > 1:
         variants["1 thread"] = (make_step(arch, amp, batch), 1)
     x = batch_of(batch)
-    compiled = make_step(arch, amp, batch, compile=True)
-    start = time.perf_counter()
-    for i in range(3):
-        compiled(x, i + 1)
-    print(f"torch.compile: first 3 steps took {time.perf_counter() - start:.1f} s "
-          "(compile time)", flush=True)
-    variants["torch.compile"] = (compiled, default)
+    if compile_step:  # two minutes of compiling on a 2-core CPU: --no-compile skips it
+        compiled = make_step(arch, amp, batch, compile=True)
+        start = time.perf_counter()
+        for i in range(3):
+            compiled(x, i + 1)
+        print(f"torch.compile: first 3 steps took {time.perf_counter() - start:.1f} s "
+              "(compile time)", flush=True)
+        variants["torch.compile"] = (compiled, default)
     its = {k: [5] for k in variants}
     for name, (step, threads) in variants.items():
         torch.set_num_threads(threads)
@@ -177,12 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--no-compile", action="store_true",
+                        help="levers: leave out the torch.compile variant (its compile time)")
     args = parser.parse_args(argv)
     configure_process("cpu")
     if args.mode == "profile":
         breakdown(args.arch, args.amp, args.batch, args.steps)
     else:
-        levers(args.arch, args.amp, args.batch, args.rounds, args.seconds)
+        levers(args.arch, args.amp, args.batch, args.rounds, args.seconds,
+               compile_step=not args.no_compile)
     return 0
 
 
