@@ -89,8 +89,10 @@ def test_on_a_trained_model_no_warning_and_the_same_score(trained, mini_data_dir
     new = betavae.score_beta_vae(plan, table, gt, seed=0)
     old, _ = _old_score(plan, table)
     assert new["converged"] is True
-    # 5,000 evaluation points; the two classifiers differed by at most 0.004 when measured.
-    assert new["score"] == pytest.approx(old, abs=0.015)
+    # Not a margin read off one machine's trajectory (the model differs by CPU): two sound
+    # classifiers on the same 5,000 evaluation points agree to within a few standard errors of
+    # an accuracy there, sqrt(0.25 / 5000) = 0.007 at worst; 3 * sqrt(2) of those is 0.03.
+    assert new["score"] == pytest.approx(old, abs=0.03)
 
 
 def test_bvae_eval_prints_no_convergence_note(trained, monkeypatch, mini_data_dir):
