@@ -36,6 +36,19 @@ def pytest_report_header(config) -> list[str]:
             f"{torch.__version__} ({torch.get_num_threads()} threads), numpy {_version('numpy')}"]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test on the real Slurm cluster reports what Slurm said: the queue and the tail
+    of every daemon's log (a CI failure is otherwise a bare timeout)."""
+    outcome = yield
+    report = outcome.get_result()
+    cluster = getattr(item, "funcargs", {}).get("real_slurm")
+    if report.when == "call" and report.failed and cluster is not None:
+        queue = cluster.run("squeue", "-a", "--array", "-o", "%i|%T|%r|%S", check=False)
+        report.sections.append(("slurm cluster", f"squeue:\n{queue.stdout}{queue.stderr}\n"
+                                + cluster.log_tail(40)))
+
+
 def _version(package: str) -> str:
     from importlib import metadata
 

@@ -33,6 +33,7 @@ PACKAGES = "slurm-wlm slurmdbd munge mariadb-server"
 MARKER_ENV = "BVAE_TEST_SLURM_CLUSTER"  # every daemon and job of a cluster carries it
 PREFIX = "bvae-slurm-"
 START_WAIT_S = 60.0
+CRED_EXPIRE_S = 10  # slurm.conf AuthInfo cred_expire: how long Slurm holds a requeued job
 
 
 def missing_programs(accounting: bool = True) -> list[str]:
@@ -132,7 +133,9 @@ class SlurmCluster:
             "SlurmUser=root\nSlurmdUser=root\n"
             f"SlurmctldPort={self.ports['slurmctld']}\nSlurmdPort={self.ports['slurmd']}\n"
             "AuthType=auth/munge\nCredType=cred/munge\n"
-            f"AuthInfo=socket={self.munge_socket}\n"
+            # A requeued job waits the credential lifetime before it may start again (the node
+            # refuses its id until the revoked credential expires): 10 s, not 120, for tests.
+            f"AuthInfo=socket={self.munge_socket},cred_expire={CRED_EXPIRE_S}\n"
             f"StateSaveLocation={self._dir('state')}\nSlurmdSpoolDir={self._dir('spool')}\n"
             f"SlurmctldPidFile={run / 'slurmctld.pid'}\nSlurmdPidFile={run / 'slurmd.pid'}\n"
             f"SlurmctldLogFile={log / 'slurmctld.log'}\nSlurmdLogFile={log / 'slurmd.log'}\n"

@@ -2,10 +2,11 @@
 tests/slurm_fixtures.py): what tests/fake_slurm.py cannot vouch for, because it only agrees with
 our own reading of Slurm.
 
-Slurm holds a requeued job for two minutes (PENDING, reason BeginTime) before it may start
-again; where a test is about what happens after a requeue, it lifts that hold with
-``scontrol update JobId=... StartTime=now`` instead of waiting (and `bvae sweep resume` does the
-same for the jobs it adopts).
+Slurm holds a requeued job (PENDING, reason BeginTime) for the credential lifetime before it
+may start again: the node refuses the job id until its revoked credential expires, and a job
+started sooner fails at launch ("Job credential revoked"). The test cluster sets that lifetime
+to 10 s (tests/slurm_cluster.py, CRED_EXPIRE_S) instead of Slurm's 120, and the tests wait for
+Slurm to start requeued jobs by itself, as `bvae sweep resume` does.
 """
 
 from __future__ import annotations
@@ -52,13 +53,6 @@ def _squeue(cluster) -> dict[str, str]:
             (line.split("|") for line in out.splitlines())}
 
 
-def _release(cluster, job: str) -> None:
-    """Lift the two-minute hold Slurm puts on a requeued job (see the module docstring)."""
-    wait_for(lambda: _squeue(cluster).get(job, "").startswith("PENDING"), 60,
-             f"{job} to be pending again")
-    cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
-
-
 async def _sweep_screen_text(runs_dir, data_dir, sweep, wanted: str) -> str:
     """The TUI's sweep screen on ``sweep`` once its queue panel shows ``wanted``."""
     from bvae_tui.tui.app import BvaeApp
@@ -77,7 +71,7 @@ def test_real_array_runs_to_finished_and_shows_pending_states(runs_dir, env_data
     """A 2x2 sweep with --array-parallelism 2: two tasks wait (PENDING, JobArrayTaskLimit) and
     `bvae sweeps` and `bvae sweep show` say so; all four finish, each with its array task id
     (``A_i``) in status.json, complete metrics rows and Slurm's log under %A_%a."""
-    _sweep(slurm_env, "60", 20, "--beta", "1,4", "--seed", "1,2", "--array-parallelism", "2",
+    _sweep(slurm_env, "300", 20, "--beta", "1,4", "--seed", "1,2", "--array-parallelism", "2",
            "--name", "grid")
     sweep = find_sweep(runs_dir, "grid")
     members = sweep.members()
@@ -88,14 +82,21 @@ def test_real_array_runs_to_finished_and_shows_pending_states(runs_dir, env_data
     def held_back():
         states = _squeue(real_slurm)
         return sum(s.startswith("PENDING JobArrayTaskLimit") for s in states.values()) == 2
-    wait_for(held_back, 60, "two array tasks held back by the parallelism")
-    # The TUI's sweep screen says what Slurm says of the waiting members (asked first, while
-    # the parallelism still holds two back).
-    screen = asyncio.run(_sweep_screen_text(runs_dir, env_data, sweep, "JobArrayTaskLimit"))
+    # The first two tasks run; frozen, they cannot finish (and let the other two start) while
+    # the CLI and the TUI are asked what Slurm says of the waiting ones, however fast or slow
+    # this machine is.
+    frozen = [freeze(r) for r in members[:2]
+              if wait_for(lambda r=r: running(r), FINISH_S, f"{r.id} to start", every=0.05)]
+    try:
+        wait_for(held_back, 60, "two array tasks held back by the parallelism")
+        screen = asyncio.run(_sweep_screen_text(runs_dir, env_data, sweep, "JobArrayTaskLimit"))
+        listed = _bvae(slurm_env, "sweeps")
+        shown = _bvae(slurm_env, "sweep", "show", "grid")
+        as_json = _bvae(slurm_env, "sweep", "show", "grid", "--json")
+    finally:
+        for pid in frozen:
+            thaw(pid)
     assert "PENDING (JobArrayTaskLimit)" in screen
-    listed = _bvae(slurm_env, "sweeps")
-    shown = _bvae(slurm_env, "sweep", "show", "grid")
-    as_json = _bvae(slurm_env, "sweep", "show", "grid", "--json")
     assert "PENDING (JobArrayTaskLimit)" in listed.stdout, listed.stdout
     assert shown.stdout.count("PENDING (JobArrayTaskLimit)") >= 1, shown.stdout
     assert '"slurm_state": "PENDING (JobArrayTaskLimit)"' in as_json.stdout
@@ -104,7 +105,7 @@ def test_real_array_runs_to_finished_and_shows_pending_states(runs_dir, env_data
              "the four members to finish")
     for i, run in enumerate(members):
         assert run.raw_status().job == f"{array}_{i}"
-        assert rows(run) == [20, 40, 60]
+        assert rows(run) == list(range(20, 301, 20))
         assert (sweep.slurm_dir / f"{array}_{i}_0_log.out").exists()
 
     def sacct() -> list[str]:  # a job ends a moment after its member reads finished
@@ -142,7 +143,6 @@ def test_real_stop_resume_and_scontrol_requeue(runs_dir, slurm_env, real_slurm):
     assert resumed.returncode == 0, (resumed.stderr, requeued.raw_status(), stopped.raw_status(),
                                      _squeue(real_slurm))
     assert "1 member(s) queued again" in resumed.stdout  # only the stopped one: one job each
-    _release(real_slurm, job)
     wait_for(lambda: all(r.status().state == "finished" for r in (requeued, stopped)),
              FINISH_S, "both members to finish")
     for run in (requeued, stopped):
@@ -169,7 +169,6 @@ def test_real_time_limit_signals_checkpoints_and_requeues(runs_dir, slurm_env, r
     assert checkpointed and run.last_checkpoint.exists()
     log = (sweep.slurm_dir / f"{job}_0_log.out").read_text()
     assert "this job is timed-out" in log and f"Requeued job {job}" in log
-    _release(real_slurm, job)
     wait_for(lambda: running(run) and (run.status().iteration or 0) > checkpointed + 20,
              FINISH_S, "the requeued job to train on from its checkpoint")
     halted = _bvae(slurm_env, "sweep", "stop", "limit")

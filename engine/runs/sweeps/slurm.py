@@ -40,7 +40,8 @@ DEFAULT_TIME = 24 * 60  # minutes, when --time is not given (submitit's own defa
 SIGNAL_DELAY_S = 120  # submitit's signal comes this long before the limit: time to checkpoint
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
          "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT")
-# A job Slurm will still run (a requeued one waits, PENDING, for two minutes first). Not
+# A job Slurm will still run (a requeued one waits, PENDING (BeginTime), for the credential
+# lifetime first: AuthInfo cred_expire, two minutes by default). Not
 # COMPLETING: squeue shows a cancelled job so too, for a few seconds.
 LIVE = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING",
         "SUSPENDED", "CONFIGURING")
@@ -214,8 +215,10 @@ def resume(sweep: Sweep, retry_failed: bool = False) -> list[Run]:
     if adopted:
         sweep.log(f"{len(adopted)} member(s) wait for the jobs Slurm requeued: "
                   + ", ".join(live[r.id] for r in adopted))
-        for run in adopted:  # a requeued job is held two minutes; resuming means now
-            _slurm_command(["scontrol", "update", f"JobId={live[run.id]}", "StartTime=now"])
+        # Not `scontrol update StartTime=now`: Slurm holds a requeued job for the credential
+        # lifetime (AuthInfo cred_expire, 120 s by default) because the node refuses the same
+        # job id until its revoked credential expires; started sooner, the job FAILS at launch
+        # ("Job credential revoked") and the member never runs.
         sweep.write_scheduler(state="running", stop_requested=False, error=None)
     if not again and not adopted:
         raise SweepError(f"sweep {sweep.id} has no member to resume")
