@@ -53,6 +53,12 @@ def bench(
 
     record = run_bench(dev, quick=quick, data_dir=data_dir, progress=progress,
                        end_to_end=end_to_end)
+    from bvae_tui.engine.bench.figures import save_record
+
+    saved = save_record(record)  # for `bvae sweep --dry-run`'s time estimates
+    if saved is not None:
+        err.write(f"training figures saved in {saved} (bvae sweep --dry-run estimates from "
+                  "them)\n")
     if json_out:
         print_json(record)
         return

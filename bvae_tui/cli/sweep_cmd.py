@@ -84,6 +84,7 @@ def sweep_command(ctx: typer.Context, **values: Any) -> None:
 
     executor = _executor_settings(values)
     spec_ref, yes, as_json = values.pop("spec"), values.pop("yes"), values.pop("json")
+    dry_run = values.pop("dry_run")
     runs_dir, data_dir = values.pop("runs_dir"), values.pop("data_dir")
     given = {k: v for k, v in values.items() if k in config_field_names() and v is not None}
     cli = SweepSpec(values=parse_field_values(given), preset=values.pop("preset"),
@@ -93,6 +94,12 @@ def sweep_command(ctx: typer.Context, **values: Any) -> None:
         from bvae_tui.engine.config import preset
 
         preset(spec.preset)  # an unknown preset is one line before anything else
+    if dry_run:
+        _dry_run(spec, spec_ref, data_dir, as_json)
+        return
+    if spec.parts:
+        _create_study(spec, runs_dir, data_dir, yes, as_json)
+        return
     sweep, plan = control.create(spec, runs_dir, data_dir, yes=yes)
     if as_json:
         print_json(sweep_json(sweep))
@@ -104,6 +111,37 @@ def sweep_command(ctx: typer.Context, **values: Any) -> None:
     typer.echo(plain(f"sweep {sweep.id}: {plan.count} members ({' x '.join(spec.axes)}) "
                      f"{where if plan.executor == 'local' else 'on Slurm'}"))
     typer.echo(plain(f"follow it with: bvae sweep show {sweep.id}   (or bvae-tui)"))
+
+
+def _dry_run(spec: Any, spec_ref: str | None, data_dir: str | None, as_json: bool) -> None:
+    from bvae_tui.engine.runs.sweeps.dry_run import describe, plan_dry_run
+
+    result = plan_dry_run(spec, data_dir)
+    if as_json:
+        print_json(result.as_json())
+        return
+    for line in describe(result, spec_ref or "the sweep"):
+        typer.echo(plain(line))
+
+
+def _create_study(spec: Any, runs_dir: str | None, data_dir: str | None, yes: bool,
+                  as_json: bool) -> None:
+    """A study: every part checked first (nothing is created if one is wrong), then each
+    created and started as its own sweep."""
+    from bvae_tui.engine.runs.sweeps import control
+
+    parts = spec.sweeps()
+    for part in parts:
+        control.plan(part, runs_dir, data_dir, yes=yes)
+    made = [control.create(part, runs_dir, data_dir, yes=yes) for part in parts]
+    if as_json:
+        print_json([sweep_json(sweep) for sweep, _ in made])
+        return
+    for sweep, plan in made:
+        typer.echo(plain(f"sweep {sweep.id}: {plan.count} members "
+                         f"({' x '.join(plan.spec.axes)})"))
+    typer.echo(plain(f"{len(made)} sweeps, {sum(p.count for _, p in made):,} members; follow "
+                     "them with: bvae sweeps   (or bvae-tui)"))
 
 
 _SWEEP_EXTRA = [
@@ -123,6 +161,9 @@ _SWEEP_EXTRA = [
         ("yes", False, Annotated[bool, typer.Option(
             "--yes", "-y", help="create grids of more than 10,000 members too",
             rich_help_panel=SWEEP_PANEL)]),
+        ("dry_run", False, Annotated[bool, typer.Option(
+            "--dry-run", help="print the member count and the estimated training time (from "
+            "this machine's `bvae bench` figures); create nothing", rich_help_panel=SWEEP_PANEL)]),
         ("executor", None, Annotated[str | None, typer.Option(
             "--executor", help="local (a scheduler on this machine; default) or slurm",
             rich_help_panel=SWEEP_PANEL, show_default=False, metavar="local|slurm")]),

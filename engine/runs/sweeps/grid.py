@@ -22,8 +22,10 @@ MAX_AXIS_VALUES = 1_000_000  # a range longer than this is refused outright (it 
 
 
 def sweepable(info: FieldInfo) -> bool:
-    """Whether a field can take a list: numbers and choices (not text, paths, devices, flags)."""
-    return info.type in (int, float) or info.choices is not None
+    """Whether a field can take a list: numbers, choices and the dataset (not other text,
+    paths, devices, flags)."""
+    # The dataset too: a study compares data sets (--dataset dsprites,color-dsprites).
+    return info.type in (int, float) or info.choices is not None or info.widget == "dataset"
 
 
 def known_field(name: str) -> FieldInfo:

@@ -172,9 +172,15 @@ class SweepSpec:
     name: str | None = None
     description: str | None = None
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    # A study (``[[part]]`` tables): one grid per part, each created as its own sweep; a part
+    # carries its own name (``part``) and the study's values beneath its own.
+    parts: list[SweepSpec] = field(default_factory=list)
+    part: str | None = None
 
     @property
     def axes(self) -> list[str]:
+        if self.parts:  # every part's axes, in order of first appearance
+            return list(dict.fromkeys(a for p in self.parts for a in p.axes))
         return [name for name, vals in self.values.items() if len(vals) > 1]
 
     @property
@@ -183,18 +189,39 @@ class SweepSpec:
 
     def merged(self, other: SweepSpec) -> SweepSpec:
         """This spec with ``other``'s values and settings where it gives them (a field given
-        again keeps its place in the grid's order)."""
+        again keeps its place in the grid's order). A study merges ``other`` into each part."""
+        if self.parts:
+            given = SweepSpec(values=other.values, preset=other.preset,
+                              executor=other.executor)
+            return dataclasses.replace(
+                self, name=other.name or self.name,
+                description=other.description or self.description,
+                executor=self.executor.merged(other.executor),
+                parts=[p.merged(given) for p in self.parts])
         values = {**self.values, **other.values}
         return SweepSpec(values=values, preset=other.preset or self.preset,
                          name=other.name or self.name,
                          description=other.description or self.description,
-                         executor=self.executor.merged(other.executor))
+                         executor=self.executor.merged(other.executor), part=self.part)
+
+    def sweeps(self) -> list[SweepSpec]:
+        """The sweeps this spec creates: itself, or a study's parts named ``<study>-<part>``."""
+        if not self.parts:
+            return [self]
+        return [dataclasses.replace(p, name=f"{self.name}-{p.part}" if self.name else p.part)
+                for p in self.parts]
 
     def count(self) -> int:
+        if self.parts:
+            return sum(p.count() for p in self.parts)
         return member_count(self.values, self.axes)
 
     def members(self) -> Iterator[tuple[dict[str, Any], TrainConfig]]:
         """Each member's swept values and full config, validated, in grid order."""
+        if self.parts:
+            for p in self.parts:
+                yield from p.members()
+            return
         check_axes_apply(self.values, self.axes)
         for swept in grid(self.values, self.axes):
             yield swept, make_config(self.preset, **member_given(self.fixed, swept))
@@ -245,7 +272,8 @@ def load_spec(ref: str) -> SweepSpec:
         raise ConfigError(f"spec {path}: {exc}", field=exc.field) from None
 
 
-_TOP_KEYS = ("name", "description", "preset", "fixed", "sweep", "executor")
+_TOP_KEYS = ("name", "description", "preset", "fixed", "sweep", "executor", "part")
+_PART_KEYS = ("name", "description", "fixed", "sweep")
 _EXECUTOR_KEYS = ("kind", "gpus", "per_gpu", "slots", "slurm")
 _SLURM_KEYS = ("partition", "time", "gpus_per_node", "mem", "array_parallelism", "args")
 
@@ -270,16 +298,47 @@ def _typed(value: Any, kind: type, what: str) -> Any:
     return value
 
 
-def spec_from_dict(data: dict[str, Any]) -> SweepSpec:
-    top = _table(data, "top level", _TOP_KEYS)
-    fixed = _table(top.get("fixed", {}), "fixed", ())
-    swept = _table(top.get("sweep", {}), "sweep", ())
+def _fixed_and_swept(top: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """The ``fixed`` and ``sweep`` tables of ``top``, checked, as one mapping of raw values."""
+    fixed = _table(top.get("fixed", {}), f"{where}fixed", ())
+    swept = _table(top.get("sweep", {}), f"{where}sweep", ())
     for name, value in fixed.items():
         if isinstance(value, list):
-            raise ConfigError(f"[fixed] {name} is a list; put lists under [sweep]")
+            raise ConfigError(f"[{where}fixed] {name} is a list; put lists under [{where}sweep]")
     both = sorted(set(fixed) & set(swept))
     if both:
         raise ConfigError(f"{', '.join(both)} both fixed and swept; keep one")
+    return {**fixed, **swept}
+
+
+def _parts(raw: Any, values: dict[str, list[Any]], preset: str | None,
+           executor: ExecutorSettings) -> list[SweepSpec]:
+    """A study's ``[[part]]`` tables: each part's values over the study's (seeds last, so they
+    vary fastest in each part's grid)."""
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError("part must be an array of tables ([[part]])")
+    parts, names = [], set()
+    for i, table in enumerate(raw, start=1):
+        t = _table(table, f"part {i}", _PART_KEYS)
+        label = _name(_typed(t.get("name"), str, f"part {i}'s name"))
+        if not label:
+            raise ConfigError(f"[[part]] {i} needs a name (it names the part's sweep)")
+        if label in names:
+            raise ConfigError(f"two parts are named {label!r}; name each part once")
+        names.add(label)
+        own = parse_field_values(_fixed_and_swept(t, "part."))
+        merged = {**values, **own}
+        if "seed" in merged:
+            merged["seed"] = merged.pop("seed")
+        parts.append(SweepSpec(values=merged, preset=preset, part=label,
+                               description=_typed(t.get("description"), str, "description"),
+                               executor=executor))
+    return parts
+
+
+def spec_from_dict(data: dict[str, Any]) -> SweepSpec:
+    top = _table(data, "top level", _TOP_KEYS)
+    raw_values = _fixed_and_swept(top)
     ex = _table(top.get("executor", {}), "executor", _EXECUTOR_KEYS)
     sl = _table(ex.get("slurm", {}), "executor.slurm", _SLURM_KEYS)
     gpus = ex.get("gpus")
@@ -299,11 +358,15 @@ def spec_from_dict(data: dict[str, Any]) -> SweepSpec:
     executor = ExecutorSettings(kind=_typed(ex.get("kind"), str, "kind"), gpus=gpus,
                                 per_gpu=_typed(ex.get("per_gpu"), int, "per_gpu"),
                                 slots=_typed(ex.get("slots"), int, "slots"), slurm=slurm)
-    return SweepSpec(values=parse_field_values({**fixed, **swept}),
-                     preset=_typed(top.get("preset"), str, "preset"),
+    values = parse_field_values(raw_values)
+    preset = _typed(top.get("preset"), str, "preset")
+    executor = executor.check()
+    return SweepSpec(values=values, preset=preset,
                      name=_name(_typed(top.get("name"), str, "name")),
                      description=_typed(top.get("description"), str, "description"),
-                     executor=executor.check())
+                     executor=executor,
+                     parts=_parts(top["part"], values, preset, executor) if "part" in top
+                     else [])
 
 
 def _name(name: str | None) -> str | None:
