@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bvae_tui.datasets import cache
+from bvae_tui.datasets import cache, folder_factors
 from bvae_tui.datasets.download import download_dataset
 from bvae_tui.datasets.errors import DataError
 from bvae_tui.datasets.registry import IMAGE_SIZE, DatasetSpec
@@ -71,6 +71,11 @@ def _folder_items(folder: Path) -> tuple[list[Path], int]:
     return images, others
 
 
+def folder_images(folder: Path) -> list[Path]:
+    """The image files a ``folder:PATH`` dataset is prepared from, in cache order."""
+    return _folder_items(folder)[0]
+
+
 def folder_fingerprint(folder: Path) -> dict | None:
     """A cheap fingerprint of the image files under ``folder`` (no decoding): their count and
     a sha1 of the sorted (relative path, size, mtime_ns). None when ``folder`` is not a folder.
@@ -105,11 +110,22 @@ def folder_fingerprint(folder: Path) -> dict | None:
                 except OSError:
                     size, mtime = -1, -1
                 entries.append((os.path.relpath(e.path, folder), size, mtime))
+    entries += _factors_entry(folder)  # the factors are part of the data: a new csv rebuilds
     entries.sort()
     sha1 = hashlib.sha1()
     for rel, size, mtime in entries:
         sha1.update(f"{rel}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
     return {"count": len(entries), "sha1": sha1.hexdigest()}
+
+
+def _factors_entry(folder: Path) -> list[tuple[str, int, int]]:
+    """factors.csv's (name, size, mtime_ns) when the folder has one (nothing otherwise, so the
+    fingerprint of a folder without factors is what it always was)."""
+    try:
+        st = os.stat(folder / folder_factors.FACTORS_FILE)
+    except OSError:
+        return []
+    return [(folder_factors.FACTORS_FILE, st.st_size, st.st_mtime_ns)]
 
 
 def _read_capped(fh, cap: int) -> bytes | str:
@@ -263,6 +279,7 @@ class _Plan:
     archive: bool  # a downloaded file: mostly damaged means delete and download again
     ignored: int = 0  # non-image files in a folder
     fingerprint: dict | None = None
+    factors: folder_factors.FactorTable | None = None  # a folder's factors.csv, checked
 
 
 def prepare_images(spec: DatasetSpec, root: Path, progress: Progress | None, force: bool,
@@ -280,7 +297,8 @@ def prepare_images(spec: DatasetSpec, root: Path, progress: Progress | None, for
     with cache.building(root, spec.cache_name, force) as tmp:
         writer = cache.NpyWriter(tmp / cache.IMAGES, (3, IMAGE_SIZE, IMAGE_SIZE))
         try:
-            skipped, seen = _decode_into(writer, plan, crop, progress)
+            kept: list[bool] = []
+            skipped, seen = _decode_into(writer, plan, crop, progress, kept)
         except BaseException:
             writer.abort()
             raise
@@ -293,6 +311,8 @@ def prepare_images(spec: DatasetSpec, root: Path, progress: Progress | None, for
             "channels": 3, "binary": False, "packed": False,
             "checksum": {"images_sha1": writer.sha1.hexdigest()},
             "factor_names": [], "factor_sizes": [],
+            **(folder_factors.write_factors(tmp, plan.factors, kept, src)
+               if plan.factors is not None else {}),
             **({"fingerprint": plan.fingerprint} if plan.fingerprint is not None else {}),
         })
 
@@ -324,11 +344,16 @@ def _folder_plan(spec: DatasetSpec, src: Path) -> _Plan:
         raise DataError(f"no jpg/png images under {src}"
                         + (f" ({ignored} other files ignored)" if ignored else "")
                         + "; point it at a folder of images")
-    return _Plan(files, len(files), archive=False, ignored=ignored, fingerprint=fingerprint)
+    # Checked before decoding: a bad factors.csv is one line, not minutes of work lost.
+    factors = (folder_factors.read_table(src, files)
+               if spec.folder is not None and folder_factors.has_factors_file(src) else None)
+    return _Plan(files, len(files), archive=False, ignored=ignored, fingerprint=fingerprint,
+                 factors=factors)
 
 
 def _decode_into(writer: cache.NpyWriter, plan: _Plan, crop: bool,
-                 progress: Progress | None) -> tuple[Counter, int]:
+                 progress: Progress | None,
+                 kept: list[bool] | None = None) -> tuple[Counter, int]:
     """Decode ``plan.items`` in a thread pool into ``writer``; (skips by reason, items seen)."""
     # Here, not at the top: decode imports Pillow, and `bvae data list` and the TUI import this
     # module for folder fingerprints and never decode.
@@ -346,6 +371,8 @@ def _decode_into(writer: cache.NpyWriter, plan: _Plan, crop: bool,
     with ThreadPoolExecutor(max_workers=_workers()) as pool:
         for batch in _batches(plan.items, _BATCH, _BATCH_BYTES):
             results = list(pool.map(tile, batch))
+            if kept is not None:  # which images made it: their factor rows follow them
+                kept.extend(not isinstance(r, str) for r in results)
             good = [r for r in results if not isinstance(r, str)]
             skipped.update(r for r in results if isinstance(r, str))
             seen += len(results)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bvae_tui.datasets import cache, images, shapes3d
+from bvae_tui.datasets import cache, folder_factors, images, shapes3d
 from bvae_tui.datasets.errors import DataError
 from bvae_tui.datasets.registry import DatasetSpec, data_root, find_real_dsprites, get_spec
 
@@ -48,13 +48,21 @@ class Dataset:
         self.factor_sizes: tuple[int, ...] = tuple(int(s) for s in meta.get("factor_sizes") or ())
         self.classes: np.ndarray | None = None
         self.values: np.ndarray | None = None
+        # A folder's factors.csv keeps its rows in file order, its grid maybe incomplete
+        # (datasets.folder_factors); the other datasets are full grids in grid order.
+        self.grid_rows: bool = meta.get("row_order", "grid") == "grid"
+        self.complete_grid: bool = bool((meta.get("grid") or {}).get("complete", True))
+        self._lookup: folder_factors.ClassIndex | None = None
         if self.factor_sizes:
             f = len(self.factor_sizes)
             self.classes = _load(cache_dir / cache.CLASSES, spec.name)
             self.values = _load(cache_dir / cache.VALUES, spec.name)
             if self.classes.shape != (self.n, f) or self.values.shape != (self.n, f) \
-                    or int(np.prod(self.factor_sizes)) != self.n:
+                    or (self.grid_rows and int(np.prod(self.factor_sizes)) != self.n):
                 raise _damaged(spec.name, cache_dir, "factor tables have the wrong shape")
+            if not self.grid_rows:
+                self._lookup = folder_factors.ClassIndex(np.asarray(self.classes),
+                                                         self.factor_sizes)
         # Strides of a full factorial grid stored with the last factor fastest.
         sizes = np.array(self.factor_sizes or (0,), dtype=np.int64)
         self._strides = np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
@@ -134,7 +142,18 @@ class Dataset:
             raise ValueError(f"classes need {len(self.factor_sizes)} columns")
         if (classes < 0).any() or (classes >= np.array(self.factor_sizes)).any():
             raise IndexError("factor class out of range")
+        if self._lookup is not None:
+            return self._lookup.index_of(classes)
         return classes @ self._strides
+
+    def closest_index(self, classes, keep) -> int:
+        """The image with ``classes`` at the factor positions ``keep`` and, for the others, the
+        given classes where such an image exists (on an incomplete grid: the one agreeing on
+        most of them). A DataError when no image has the kept classes."""
+        self._need_factors()
+        if self._lookup is None or self.complete_grid:
+            return int(self.index_of(np.asarray(classes, dtype=np.int64))[0])
+        return self._lookup.nearest(classes, list(keep))
 
     def sample_factors(self, n: int, rng: np.random.RandomState) -> np.ndarray:
         """(n, F) int64: a uniformly drawn class for each factor."""
@@ -219,7 +238,7 @@ def cache_error(spec: DatasetSpec, cache_dir: Path, meta: dict) -> DataError | N
         want += [(cache.CROPS, (n, 128), np.dtype(np.uint8)),
                  (cache.CROP_ORIGIN, (n, 2), np.dtype(np.uint8))]
     if factor_sizes:
-        if int(np.prod(factor_sizes)) != n:
+        if meta.get("row_order", "grid") == "grid" and int(np.prod(factor_sizes)) != n:
             return _damaged(spec.name, cache_dir, "factor sizes do not match the count")
         want += [(cache.CLASSES, (n, len(factor_sizes)), None),
                  (cache.VALUES, (n, len(factor_sizes)), None)]
@@ -309,6 +328,8 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None) -> int
         if fp is not None and fp["count"] == 0:
             raise DataError(f"no jpg/png images under {spec.folder}; point it at a folder of "
                             "images")
+        if folder_factors.has_factors_file(spec.folder):  # a bad factors.csv: one line now
+            folder_factors.read_table(spec.folder, images.folder_images(spec.folder))
         return None  # how many decode is known only after preparing
     if spec.name == "shapes3d":
         present = shapes3d.find_source(root) is not None

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bvae_tui.datasets import folder_factors
 from bvae_tui.datasets.errors import DataError
 
 IMAGE_SIZE = 64
@@ -72,7 +73,8 @@ class DatasetSpec:
 
     @property
     def has_factors(self) -> bool:
-        return bool(self.factor_sizes)
+        # A folder with a factors.csv names its factors before it is prepared (sizes come then).
+        return bool(self.factor_sizes or self.factor_names)
 
     @property
     def cache_name(self) -> str:
@@ -156,6 +158,7 @@ def get_spec(name: str) -> DatasetSpec:
             channels=3,
             recon="gaussian",
             folder=path,
+            factor_names=folder_factors.factor_names(path),  # from factors.csv's header
             image_sizes=LARGER_SOURCE,
         )
     try:

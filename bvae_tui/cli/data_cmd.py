@@ -192,7 +192,8 @@ def prepare_cmd(
     if json_out:
         print_json({**status, "seconds": round(seconds, 2),
                     "already_prepared": before["prepared"] and before["source"] == ds.source
-                    and not force and not rebuild, "rebuilt_changed_folder": rebuild})
+                    and not force and not rebuild, "rebuilt_changed_folder": rebuild,
+                    "warnings": list(ds.meta.get("warnings") or [])})
         return
     out = console()
     if before["prepared"] and not force and not rebuild and before["source"] == ds.source:
@@ -210,6 +211,14 @@ def prepare_cmd(
         out.print(f"source: real ({find_real_dsprites(data_root(data_dir))})", soft_wrap=True)
     elif ds.meta.get("skipped"):
         out.print(f"skipped {ds.meta['skipped']} unreadable file(s)", soft_wrap=True)
+    if ds.meta.get("factors_file"):  # a folder with factors.csv: what the metrics will see
+        from bvae_tui.safe_text import as_text
+
+        shown = ", ".join(f"{n} {s}" for n, s in
+                          zip(ds.factor_names, ds.factor_sizes, strict=True))
+        out.print(as_text(f"factors from {ds.meta['factors_file']}: {shown}"), soft_wrap=True)
+        for warning in ds.meta.get("warnings") or []:
+            out.print(as_text(f"warning: {warning}"), soft_wrap=True)
 
 
 @data_app.command("download")

@@ -39,9 +39,10 @@ def _note(name: str, d: dict[str, Any], dataset: str | None) -> str:
         if d.get("converged") is False:  # rare since it fits standardised features
             note = "; ".join(filter(None, [note, "classifier stopped at its iteration limit: "
                                            "the score may be off by a little"]))
-        return note
+        return "; ".join(filter(None, [note, d.get("sampling")]))
     if name == "factorvae":
-        return f"{d.get('num_active_dims', '?')} active latents"
+        return "; ".join(filter(None, [f"{d.get('num_active_dims', '?')} active latents",
+                                       d.get("sampling")]))
     if name == "dci":
         return (f"completeness {d.get('completeness', 0):.3f}, informativeness (test) "
                 f"{d.get('informativeness_test', 0):.3f}")

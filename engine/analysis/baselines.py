@@ -70,7 +70,9 @@ def fit_pca(dataset: Any, seed: int = 0, n_images: int = PCA_FIT_IMAGES,
     rng = np.random.RandomState(seed)
     n = int(dataset.n)
     idx = np.sort(rng.choice(n, size=min(n, n_images), replace=False))
-    return PCA(n_components=components, random_state=seed).fit(_flat_images(dataset, idx))
+    # A small folder may hold fewer images than components: PCA can find at most that many.
+    return PCA(n_components=min(components, len(idx)),
+               random_state=seed).fit(_flat_images(dataset, idx))
 
 
 def pca_table(dataset: Any, needed: np.ndarray, pca: Any,

@@ -440,6 +440,8 @@ class Explorer:
                                                                         ds.factor_sizes)
         for k, cls in chosen.items():
             classes[k] = int(cls)
+        if hasattr(ds, "closest_index"):  # an incomplete grid: the nearest existing image
+            return ds.closest_index(classes, list(chosen))
         return int(ds.index_of(np.asarray(classes, np.int64))[0])
 
     def respond(self, index: int, factor: str) -> Response:

@@ -60,7 +60,7 @@ def fixed_indices(dataset: Any, indices: Sequence[int] | None = None, n: int = 3
     chosen: list[int] = []
     names = tuple(getattr(dataset, "factor_names", ()) or ())
     sizes = tuple(getattr(dataset, "factor_sizes", ()) or ())
-    if "shape" in names and sizes:
+    if "shape" in names and sizes and getattr(dataset, "complete_grid", True):
         base = []
         for name, size in zip(names, sizes, strict=True):
             if name == "scale":

@@ -48,7 +48,7 @@ def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) ->
     # The count is that of the data training will see (None: it is built first), so a folder
     # that changed since it was prepared is not judged by its old size.
     count = check_available(cfg.dataset, data_dir)
-    if count is None and spec.has_factors:  # a full factor grid: its size is its product
+    if count is None and spec.factor_sizes:  # a full factor grid: its size is its product
         count = math.prod(spec.factor_sizes)
     if count is not None and cfg.batch_size > count:
         raise ConfigError(f"--batch-size {cfg.batch_size} is larger than dataset "

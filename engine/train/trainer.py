@@ -186,6 +186,8 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
 
     # -- data ----------------------------------------------------------------------------------
     dataset = open_dataset(cfg.dataset, run.data_dir)
+    for note in dataset.meta.get("warnings") or []:  # e.g. a folder's incomplete factor grid
+        _warn(note)
     if cfg.batch_size > dataset.n:
         raise ConfigError(f"--batch-size {cfg.batch_size} is larger than the dataset "
                           f"({dataset.n} images); choose at most {dataset.n}")

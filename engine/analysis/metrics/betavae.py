@@ -130,4 +130,4 @@ def score_beta_vae(plan: BetaVAEPlan, table: Table, gt: GroundTruth,
     eval_acc = float(np.mean(model.predict(x_eval) == plan.eval_labels))
     return {"score": eval_acc, "train_accuracy": train_acc, "eval_accuracy": eval_acc,
             "converged": converged, "pool": plan.pool,
-            "classifier": "logistic regression on standardised features"}
+            "classifier": "logistic regression on standardised features", **gt.sampling()}

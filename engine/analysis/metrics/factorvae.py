@@ -102,7 +102,8 @@ def score_factor_vae(plan: FactorVAEPlan, table: Table, gt: GroundTruth,
     global_var = reps.var(axis=0, ddof=1)
     active = np.sqrt(global_var) >= plan.prune_threshold
     if not active.any():
-        return {"score": 0.0, "train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
+        return {"score": 0.0, "train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0,
+                **gt.sampling()}
     k = gt.num_factors
     train = _votes(table, plan.train_idx, plan.train_labels, global_var, active, k)
     classifier = np.argmax(train, axis=0)  # factor each latent votes for most often
@@ -111,4 +112,4 @@ def score_factor_vae(plan: FactorVAEPlan, table: Table, gt: GroundTruth,
     ev = _votes(table, plan.eval_idx, plan.eval_labels, global_var, active, k)
     eval_acc = float(ev[classifier, cols].sum() / max(1, ev.sum()))
     return {"score": eval_acc, "train_accuracy": train_acc, "eval_accuracy": eval_acc,
-            "num_active_dims": int(active.sum()), "pool": plan.pool}
+            "num_active_dims": int(active.sum()), "pool": plan.pool, **gt.sampling()}

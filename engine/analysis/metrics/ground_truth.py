@@ -40,6 +40,9 @@ class GroundTruth:
         if self.num_factors == 0:
             raise DataError("dataset has no factor with more than one value; nothing to score")
         self._pools: dict[tuple[int, int], Pool] = {}  # BetaVAE and FactorVAE share theirs
+        # A folder's factors.csv may not cover every combination (datasets.folder_factors):
+        # then every draw is of an existing image, never of a combination that has none.
+        self.complete_grid = bool(getattr(dataset, "complete_grid", True))
 
     @property
     def latent_sizes(self) -> list[int]:
@@ -67,6 +70,9 @@ class GroundTruth:
         Drawn ``batch_size`` at a time, each batch's latent factors then its constant ones, as
         disentanglement_lib's ``generate_batch_factor_code`` does (MIG, DCI, SAP, modularity).
         """
+        if not self.complete_grid:  # uniform over the images that exist
+            rows = rng.randint(int(self.dataset.n), size=num).astype(np.int64)
+            return rows, self.latent_classes(rows)
         factors, classes = [], []
         done = 0
         while done < num:
@@ -79,6 +85,19 @@ class GroundTruth:
             return np.empty(0, dtype=np.int64), np.empty((0, self.num_factors), dtype=np.int64)
         return self.indices(np.concatenate(classes)), np.concatenate(factors)
 
+    def latent_classes(self, rows: np.ndarray) -> np.ndarray:
+        """``(M, K)`` latent factor classes of the images at ``rows``."""
+        return np.asarray(self.dataset.classes[np.asarray(rows, dtype=np.int64)],
+                          dtype=np.int64)[:, self.latent]
+
+    def sampling(self) -> dict[str, str]:
+        """What a result says of its draws on an incomplete grid (nothing on a full one)."""
+        if self.complete_grid:
+            return {}
+        n, full = int(self.dataset.n), int(np.prod(self.sizes))
+        return {"sampling": f"the factor grid is incomplete ({n:,} of {full:,} combinations "
+                            "have an image): batches drawn among existing combinations only"}
+
     def indices(self, classes: np.ndarray) -> np.ndarray:
         """Dataset indices of ``(..., F)`` factor classes (one call for the whole array)."""
         flat = classes.reshape(-1, classes.shape[-1])
@@ -87,11 +106,17 @@ class GroundTruth:
     def pool(self, size: int, seed: int) -> Pool | None:
         """The shared :class:`Pool` of ``size`` draws for ``seed``; None where it would not save
         anything (a dataset no larger than the pool is encoded whole anyway)."""
-        if size <= 0 or size >= int(self.dataset.n):
+        n = int(self.dataset.n)
+        if self.complete_grid and (size <= 0 or size >= n):
             return None
         key = (int(size), int(seed))
         if key not in self._pools:
-            self._pools[key] = Pool(self, size, seed)
+            rows = None
+            if not self.complete_grid:  # always a pool: it holds only existing combinations
+                rows = (np.arange(n) if size <= 0 or size >= n else np.random.RandomState(
+                    np.random.SeedSequence([int(seed), _POOL_STREAM]).generate_state(1)[0]
+                ).choice(n, size=int(size), replace=False))
+            self._pools[key] = Pool(self, size, seed, rows)
         return self._pools[key]
 
 
@@ -110,9 +135,14 @@ class Pool:
     stream, and duplicate draws are kept once.
     """
 
-    def __init__(self, gt: GroundTruth, size: int, seed: int):
-        stream = np.random.SeedSequence([int(seed), _POOL_STREAM]).generate_state(1)[0]
-        idx, factors = gt.sample_points(int(size), np.random.RandomState(stream))
+    def __init__(self, gt: GroundTruth, size: int, seed: int, rows: np.ndarray | None = None):
+        """``rows``: the members themselves (an incomplete grid's images) instead of draws."""
+        if rows is None:
+            stream = np.random.SeedSequence([int(seed), _POOL_STREAM]).generate_state(1)[0]
+            idx, factors = gt.sample_points(int(size), np.random.RandomState(stream))
+        else:
+            idx = np.asarray(rows, dtype=np.int64)
+            factors = gt.latent_classes(idx)
         self.indices, first = np.unique(idx, return_index=True)
         self.factors = factors[first]  # (N, K) latent factor classes of each member
         # Per factor: members ordered by that factor's class, and where each class starts.

@@ -1,0 +1,71 @@
+"""The Explore screen's factor picker on a folder:PATH dataset with a factors.csv (issue 22): it
+lists the csv's factors, finds the image with the classes typed, and says in the form when a
+combination has no image (an incomplete grid)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bvae_tui.tui.app import BvaeApp
+from bvae_tui.tui.screens.explore import ExploreScreen
+from bvae_tui.tui.screens.explore_pick import PickImageScreen
+from tests.folder_helpers import colour_of, make_folder
+from tests.test_explore import Z, _checkpoint
+from tests.tui_helpers import wait_for
+
+
+@pytest.fixture(autouse=True)
+def _threads_back():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+async def test_factor_picker_on_a_folder_with_factors(runs_dir, tmp_path):
+    from bvae_tui.datasets.prepare import prepare
+    from bvae_tui.engine.config import make_config
+    from bvae_tui.engine.runs.store import create_run
+
+    folder, data = tmp_path / "renders", tmp_path / "data"
+    make_folder(folder, ([0, 1, 2], [0, 15, 30]), names=("light", "azimuth"), drop=[(1, 15)])
+    prepare(f"folder:{folder}", data)
+    cfg = make_config(dataset=f"folder:{folder}", z_dim=Z, iterations=10, device="cpu")
+    run = create_run(runs_dir, cfg, data, name="tui-ff")
+    _checkpoint(run, cfg, channels=3)
+    app = BvaeApp(run.path.parent, data)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ExploreScreen(run.path, app.data_root))
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, ExploreScreen)
+                                and app.screen, 10, "the explore screen")
+        await wait_for(pilot, lambda: screen.view is not None and not screen.busy, 30,
+                       "the first decode")
+        await pilot.press("g")
+        form = await wait_for(pilot, lambda: isinstance(app.screen, PickImageScreen)
+                              and app.screen, 5, "the form")
+        assert [n for n, _ in form.factors] == ["light", "azimuth"]
+        form.query_one("#pick-f0").value = "2"
+        form.query_one("#pick-f1").value = "2"  # azimuth's third level: 30
+        form.query_one("#pick-f1").focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is screen, 5, "back to explore")
+        ds = screen.explorer.dataset
+        await wait_for(pilot, lambda: screen.view is not None and not screen.busy
+                       and ds.classes[screen.index].tolist() == [2, 2], 20, "the new source")
+        assert ds.values[screen.index].tolist() == [2, 30]
+        pixel = tuple(int(v) for v in ds.images_at([screen.index])[0][:, 32, 32])
+        assert pixel == colour_of((2, 30))
+        assert np.array_equal(screen.view.source, ds.float_images_at([screen.index])[0])
+        # (light 1, azimuth 15) has no image: said in the form, which stays open.
+        await pilot.press("g")
+        form = await wait_for(pilot, lambda: isinstance(app.screen, PickImageScreen)
+                              and app.screen, 5, "the form")
+        form.query_one("#pick-f0").value = "1"
+        form.query_one("#pick-f1").value = "1"
+        form.query_one("#pick-f1").focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is form
+        assert "no image has the factor classes" in str(form.query_one("#pick-error").render())
+        await pilot.press("escape")
