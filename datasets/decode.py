@@ -23,10 +23,11 @@ from PIL import Image, UnidentifiedImageError
 from bvae_tui.datasets.registry import IMAGE_SIZE
 
 
-def decode(data: bytes | str | Path, crop: bool = True) -> np.ndarray | None:
-    """One image (bytes or path) -> (3, 64, 64) uint8, or None when it cannot be read."""
+def decode(data: bytes | str | Path, crop: bool = True,
+           size: int = IMAGE_SIZE) -> np.ndarray | None:
+    """One image (bytes or path) -> (3, size, size) uint8, or None when it cannot be read."""
     try:
-        return to_tile(open_rgb(data), crop)
+        return to_tile(open_rgb(data), crop, size)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 
@@ -58,13 +59,13 @@ def centre_square(width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + s, top + s
 
 
-def to_tile(img: Image.Image, crop: bool = True) -> np.ndarray | None:
-    """A Pillow RGB image -> (3, 64, 64) uint8: centre-cropped to a square when ``crop``, then
-    resized with Lanczos (antialiased); None for an empty image."""
+def to_tile(img: Image.Image, crop: bool = True, size: int = IMAGE_SIZE) -> np.ndarray | None:
+    """A Pillow RGB image -> (3, size, size) uint8: centre-cropped to a square when ``crop``,
+    then resized with Lanczos (antialiased); None for an empty image."""
     w, h = img.size
     if w == 0 or h == 0:
         return None
     if crop and w != h:
         img = img.crop(centre_square(w, h))
-    img = img.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
+    img = img.resize((size, size), Image.Resampling.LANCZOS)
     return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()

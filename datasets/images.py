@@ -295,10 +295,11 @@ def prepare_images(spec: DatasetSpec, root: Path, progress: Progress | None, for
     plan = _plan(spec, src)
     crop = spec.name != "chairs"
     with cache.building(root, spec.cache_name, force) as tmp:
-        writer = cache.NpyWriter(tmp / cache.IMAGES, (3, IMAGE_SIZE, IMAGE_SIZE))
+        side = spec.image_size  # --image-size: each size is its own cache
+        writer = cache.NpyWriter(tmp / cache.IMAGES, (3, side, side))
         try:
             kept: list[bool] = []
-            skipped, seen = _decode_into(writer, plan, crop, progress, kept)
+            skipped, seen = _decode_into(writer, plan, crop, progress, side, kept)
         except BaseException:
             writer.abort()
             raise
@@ -308,7 +309,7 @@ def prepare_images(spec: DatasetSpec, root: Path, progress: Progress | None, for
             "name": spec.name, "title": spec.title, "source": "files", "origin": str(src),
             "count": writer.rows, "skipped": sum(skipped.values()),
             "skipped_reasons": dict(sorted(skipped.items())), "ignored_non_images": plan.ignored,
-            "channels": 3, "binary": False, "packed": False,
+            "channels": 3, "binary": False, "packed": False, "image_size": side,
             "checksum": {"images_sha1": writer.sha1.hexdigest()},
             "factor_names": [], "factor_sizes": [],
             **(folder_factors.write_factors(tmp, plan.factors, kept, src)
@@ -352,7 +353,7 @@ def _folder_plan(spec: DatasetSpec, src: Path) -> _Plan:
 
 
 def _decode_into(writer: cache.NpyWriter, plan: _Plan, crop: bool,
-                 progress: Progress | None,
+                 progress: Progress | None, side: int = IMAGE_SIZE,
                  kept: list[bool] | None = None) -> tuple[Counter, int]:
     """Decode ``plan.items`` in a thread pool into ``writer``; (skips by reason, items seen)."""
     # Here, not at the top: decode imports Pillow, and `bvae data list` and the TUI import this
@@ -363,7 +364,7 @@ def _decode_into(writer: cache.NpyWriter, plan: _Plan, crop: bool,
         data = _read_regular(item) if isinstance(item, Path) else item
         if isinstance(data, str):  # a skip reason
             return data
-        out = decode(data, crop)
+        out = decode(data, crop, side)
         return UNDECODABLE if out is None else out
 
     skipped: Counter = Counter()

@@ -9,6 +9,7 @@ import numpy as np
 
 from bvae_tui.datasets import cache, folder_factors, images, shapes3d
 from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.image_size import size_flag, sized
 from bvae_tui.datasets.registry import DatasetSpec, data_root, find_real_dsprites, get_spec
 
 IMAGE_SIZE = 64
@@ -26,13 +27,16 @@ class Dataset:
         self.channels: int = int(meta.get("channels", spec.channels))
         self.binary: bool = bool(meta.get("binary", spec.binary))
         self.packed: bool = bool(meta.get("packed", False))
+        # The side of the square images (--image-size); bit-packed data is always 64.
+        self.image_size: int = spec.image_size
         self.images: np.ndarray = _load(cache_dir / cache.IMAGES, spec.name)
         self.n: int = int(self.images.shape[0])
+        side = self.image_size
         expected = (self.n, IMAGE_SIZE * IMAGE_SIZE // 8) if self.packed else (
-            self.n, self.channels, IMAGE_SIZE, IMAGE_SIZE)
+            self.n, self.channels, side, side)
         if self.images.dtype != np.uint8 or self.images.shape != expected \
                 or self.n != int(meta.get("count", -1)):
-            raise _damaged(spec.name, cache_dir, "images.npy has the wrong shape")
+            raise _damaged(spec.name, cache_dir, "images.npy has the wrong shape", spec)
         # The 32x32 sprite crops (datasets.crops) when prepare stored them; caches made before
         # crops existed, or whose sprites did not all fit, have none and train from ``images``.
         self.crops: np.ndarray | None = None
@@ -75,7 +79,8 @@ class Dataset:
 
     # images -------------------------------------------------------------------------------------
     def images_at(self, idx) -> np.ndarray:
-        """uint8 (M, C, 64, 64) images at ``idx``: 0/1 for binary data, 0..255 otherwise."""
+        """uint8 (M, C, S, S) images at ``idx`` (S: :attr:`image_size`): 0/1 for binary data,
+        0..255 otherwise."""
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n):
             raise IndexError(f"image index out of range 0..{self.n - 1}")
@@ -166,9 +171,10 @@ class Dataset:
         return self.images_at(self.index_of(classes))
 
 
-def _damaged(name: str, cache_dir: Path, why: str) -> DataError:
+def _damaged(name: str, cache_dir: Path, why: str, spec: DatasetSpec | None = None) -> DataError:
+    flag = size_flag(spec) if spec is not None else ""
     return DataError(f"prepared data for '{name}' in {cache_dir} is damaged ({why}); "
-                     f"run: bvae data prepare {name} --force")
+                     f"run: bvae data prepare {name}{flag} --force")
 
 
 def _load(path: Path, name: str) -> np.ndarray:
@@ -203,7 +209,7 @@ def folder_missing_error(spec: DatasetSpec) -> DataError | None:
 
 def folder_changed_error(spec: DatasetSpec) -> DataError:
     return DataError(f"folder {spec.folder} changed since it was prepared; run: "
-                     f"bvae data prepare {spec.name} --force")
+                     f"bvae data prepare {spec.name}{size_flag(spec)} --force")
 
 
 def _npy_info(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -230,9 +236,10 @@ def cache_error(spec: DatasetSpec, cache_dir: Path, meta: dict) -> DataError | N
         factor_sizes = [int(s) for s in meta.get("factor_sizes") or ()]
     except (KeyError, TypeError, ValueError):
         return _damaged(spec.name, cache_dir, "meta.json is incomplete")
+    side = spec.image_size
     want: list[tuple[str, tuple[int, ...], np.dtype | None]] = [
         (cache.IMAGES, (n, IMAGE_SIZE * IMAGE_SIZE // 8) if packed
-         else (n, channels, IMAGE_SIZE, IMAGE_SIZE), np.dtype(np.uint8))]
+         else (n, channels, side, side), np.dtype(np.uint8))]
     crop_meta = meta.get("crops")
     if packed and isinstance(crop_meta, dict) and crop_meta.get("stored"):
         want += [(cache.CROPS, (n, 128), np.dtype(np.uint8)),
@@ -253,7 +260,7 @@ def cache_error(spec: DatasetSpec, cache_dir: Path, meta: dict) -> DataError | N
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return _damaged(spec.name, cache_dir, f"{fname}: {reason}")
         if got != shape or (dtype is not None and got_dtype != dtype):
-            return _damaged(spec.name, cache_dir, f"{fname} has the wrong shape")
+            return _damaged(spec.name, cache_dir, f"{fname} has the wrong shape", spec)
         if size < offset + int(np.prod(got)) * got_dtype.itemsize:
             return _damaged(spec.name, cache_dir, f"{fname} is truncated")
     return None
@@ -266,14 +273,15 @@ def open_cached(spec: DatasetSpec, cdir: Path, meta: dict) -> Dataset:
     return Dataset(spec, cdir, meta)
 
 
-def open_prepared(name: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+def open_prepared(name: str, data_dir: str | os.PathLike | None = None,
+                  image_size: int = IMAGE_SIZE) -> Dataset:
     """Open the prepared cache as it is (no preparing, no source checks): for ``prepare``."""
-    spec = get_spec(name)
+    spec = sized(get_spec(name), image_size)
     cdir = cache_dir_of(spec, data_dir)
     meta = cache.read_meta(cdir)
     if meta is None:
         raise DataError(f"dataset '{spec.name}' is not prepared in {cdir.parent}; run: "
-                        f"bvae data prepare {name}")
+                        f"bvae data prepare {name}{size_flag(spec)}")
     return open_cached(spec, cdir, meta)
 
 
@@ -289,15 +297,17 @@ def data_root_error(root: Path) -> DataError | None:
     return None
 
 
-def check_available(name: str, data_dir: str | os.PathLike | None = None) -> int | None:
+def check_available(name: str, data_dir: str | os.PathLike | None = None,
+                    image_size: int = IMAGE_SIZE) -> int | None:
     """Raise the one-line :class:`DataError` opening ``name`` for training would hit, without
     preparing anything (cheap: meta.json, .npy headers, one walk of a folder dataset).
 
     Returns the number of images training will see when a sound, current cache holds them, or
     None when the dataset will be (re)built first (its size is not known yet). dsprites and
-    dsprites-mini are always available (generated offline when not prepared).
+    dsprites-mini are always available (generated offline when not prepared). ``image_size``:
+    the side training asks for; a size the dataset does not allow is the error.
     """
-    spec = get_spec(name)
+    spec = sized(get_spec(name), image_size)
     root = data_root(data_dir)
     err = data_root_error(root) or folder_missing_error(spec)
     if err is not None:
@@ -341,7 +351,8 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None) -> int
     return None
 
 
-def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> dict:
+def dataset_status(name: str, data_dir: str | os.PathLike | None = None,
+                   image_size: int = IMAGE_SIZE) -> dict:
     """What ``bvae data list`` shows for one dataset (cheap: meta.json and .npy headers; one
     directory walk for a ``folder:PATH`` dataset).
 
@@ -350,7 +361,7 @@ def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> dict
     dataset whose files changed since it was prepared (``fix`` rebuilds it; when the folder is
     gone, ``problem`` says so and there is no ``fix``).
     """
-    spec = get_spec(name)
+    spec = sized(get_spec(name), image_size)
     cdir = cache_dir_of(spec, data_dir)
     meta = cache.read_meta(cdir)
     damaged = cache_error(spec, cdir, meta) if meta is not None else None
@@ -358,13 +369,14 @@ def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> dict
     ok = meta is not None and damaged is None
     problem, fix = damaged, None
     if damaged is not None:
-        fix = f"bvae data prepare {spec.name} --force"
+        fix = f"bvae data prepare {spec.name}{size_flag(spec)} --force"
     elif stale:
         problem = folder_missing_error(spec)  # the cache is sound but its folder is gone
-        fix = None if problem is not None else f"bvae data prepare {spec.name}"
+        fix = None if problem is not None else f"bvae data prepare {spec.name}{size_flag(spec)}"
     return {
         "name": spec.name,
         "title": spec.title,
+        "image_size": spec.image_size,
         "prepared": ok,
         "source": ("damaged" if damaged is not None else meta.get("source")) if meta else None,
         "size_bytes": cache.dir_size(cdir) if meta else 0,

@@ -21,6 +21,7 @@ import numpy as np
 from bvae_tui.datasets import cache, crops, dsprites, images, npz, shapes3d
 from bvae_tui.datasets.download import download_dataset
 from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.image_size import size_flag, sized
 from bvae_tui.datasets.loader import (
     Dataset,
     cache_dir_of,
@@ -30,7 +31,13 @@ from bvae_tui.datasets.loader import (
     open_cached,
     open_prepared,
 )
-from bvae_tui.datasets.registry import DatasetSpec, data_root, find_real_dsprites, get_spec
+from bvae_tui.datasets.registry import (
+    IMAGE_SIZE,
+    DatasetSpec,
+    data_root,
+    find_real_dsprites,
+    get_spec,
+)
 
 Progress = Callable[[str, int, "int | None"], None]
 
@@ -38,24 +45,25 @@ GENERATOR_VERSION = 1
 
 
 def open_dataset(name: str, data_dir: str | os.PathLike | None = None,
-                 prepare_missing: bool = True) -> Dataset:
-    """Open the prepared cache of ``name``; prepare it first when missing and allowed.
+                 prepare_missing: bool = True, image_size: int = IMAGE_SIZE) -> Dataset:
+    """Open the prepared cache of ``name`` at ``image_size`` (each size is a cache of its own);
+    prepare it first when missing and allowed.
 
     A ``folder:PATH`` cache whose image files changed since it was prepared is rebuilt when
     preparing is allowed, else refused with the command that rebuilds it.
     """
-    spec = get_spec(name)
+    spec = sized(get_spec(name), image_size)
     cdir = cache_dir_of(spec, data_dir)
     meta = cache.read_meta(cdir)
     if meta is None:
         if not prepare_missing:
             raise DataError(f"dataset '{spec.name}' is not prepared in {cdir.parent}; run: "
-                            f"bvae data prepare {name}")
-        return prepare(name, data_dir)
+                            f"bvae data prepare {name}{size_flag(spec)}")
+        return prepare(name, data_dir, image_size=image_size)
     if spec.folder is not None and folder_changed(spec, meta):
         if not prepare_missing:
             raise folder_missing_error(spec) or folder_changed_error(spec)
-        return prepare(name, data_dir)
+        return prepare(name, data_dir, image_size=image_size)
     if (prepare_missing and spec.name == "dsprites" and meta.get("source") == "procedural"
             and find_real_dsprites(cdir.parent) is not None):
         return prepare(name, data_dir)  # the real file arrived: it replaces the procedural
@@ -64,13 +72,14 @@ def open_dataset(name: str, data_dir: str | os.PathLike | None = None,
 
 def prepare(name: str, data_dir: str | os.PathLike | None = None,
             progress: Progress | None = None, force: bool = False,
-            download: bool = False) -> Dataset:
+            download: bool = False, image_size: int = IMAGE_SIZE) -> Dataset:
     """Prepare ``name`` into the cache (unless already prepared and not ``force``), open it.
+    ``image_size``: the side of the square images (a cache per size; see datasets.image_size).
 
     ``download``: fetch a missing source file first (real dSprites, CelebA, 3D Chairs); without
     it, dSprites falls back to the procedural set and the others need their files in place.
     """
-    spec = get_spec(name)
+    spec = sized(get_spec(name), image_size)
     root = data_root(data_dir)
     meta = None if force else cache.read_meta(cache_dir_of(spec, root))
     if meta is not None:
@@ -78,7 +87,7 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None,
                    and find_real_dsprites(root) is not None)
         changed = spec.folder is not None and folder_changed(spec, meta)
         if not upgrade and not changed:
-            return open_prepared(name, root)
+            return open_prepared(name, root, image_size)
         if changed and progress:
             progress("rebuild", 0, None)  # folder changed since it was prepared: rebuilding
         force = True  # the real file arrived / the folder changed: rebuild
@@ -102,7 +111,7 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None,
         shapes3d.prepare_shapes3d(spec, root, src, progress, force)
     else:
         images.prepare_images(spec, root, progress, force, download)
-    return open_prepared(name, root)
+    return open_prepared(name, root, image_size)
 
 
 def _factor_meta(spec: DatasetSpec, grid: dsprites.Grid) -> dict:

@@ -22,6 +22,7 @@ from bvae_tui.engine.objective_info import DIP, OBJECTIVE_INFO, OBJECTIVES, TC_E
 from bvae_tui.errors import UserError
 
 ARCHITECTURES = ("auto", "H", "B")
+IMAGE_SIZES = (32, 64, 128)  # the sides engine.train.models builds networks for
 RECONS = ("auto", "bernoulli", "gaussian")
 AMP_MODES = ("auto", "bf16", "off")
 TOGGLES = ("auto", "on", "off")
@@ -95,6 +96,11 @@ class TrainConfig:
     dataset: str = _f("dsprites", "dataset name (dsprites, dsprites-mini, celeba, chairs, "
                       "folder:PATH)", GROUP_DATA, widget="dataset",
                       launch_check=check_dataset_source)
+    # The side of the square images; 64 is the papers'. 32 and 128 only for datasets larger than
+    # 64x64 at the source (checked at launch, with the data: datasets.image_size).
+    image_size: int = _f(64, "image side in pixels: 32, 64 or 128; 32 and 128 for datasets "
+                         "larger than 64x64 at the source (celeba, chairs, folder:PATH); the "
+                         "networks gain or lose stride-2 stages", GROUP_DATA)
     # Objective
     objective: str = _f("H", "; ".join(f"{o.name}: {o.loss} ({o.title}, {o.paper})"
                                       for o in OBJECTIVE_INFO.values()),
@@ -175,6 +181,9 @@ class TrainConfig:
         dataset, device = field_info("dataset"), field_info("device")
         if not self.dataset:
             raise dataset.error(f"must not be empty; e.g. {dataset.option} dsprites")
+        if self.image_size not in IMAGE_SIZES:
+            raise field_info("image_size").error(
+                f"must be 32, 64 or 128; got {self.image_size}")
         dev = self.device
         if not (dev in ("auto", "cpu") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise device.error(f"must be cpu, cuda:N or auto; got {dev!r}")

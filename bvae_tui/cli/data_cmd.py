@@ -25,6 +25,10 @@ NameArg = Annotated[str, typer.Argument(
     help="dsprites, dsprites-mini, celeba, chairs, shapes3d or folder:PATH",
     show_default=False)]
 
+ImageSizeOpt = Annotated[int, typer.Option(
+    "--image-size", help="image side: 32, 64 or 128 (32 and 128 for datasets larger than 64x64 "
+    "at the source: celeba, chairs, folder:PATH); each size is a cache of its own")]
+
 _STAGES = {"generate": "generating", "import": "importing", "decode": "decoding",
            "download": "downloading", "verify": "verifying", "export": "exporting"}
 
@@ -90,15 +94,31 @@ def _all_names(data_dir: str | None) -> list[str]:
     if root.is_dir():
         for d in sorted(root.glob("folder-*")):
             meta = cache.read_meta(d)
-            if meta and str(meta.get("name", "")).startswith("folder:"):
+            if meta and str(meta.get("name", "")).startswith("folder:") \
+                    and meta["name"] not in names:  # its 128px cache, say, is another dir
                 names.append(meta["name"])
     return names
+
+
+def _statuses(data_dir: str | None) -> list[dict]:
+    """``dataset_status`` of every dataset at 64, and at each other size prepared."""
+    from bvae_tui.datasets.image_size import prepared_sizes
+    from bvae_tui.datasets.loader import dataset_status
+    from bvae_tui.datasets.registry import data_root, get_spec
+
+    root = data_root(data_dir)
+    rows = []
+    for name in _all_names(data_dir):
+        rows.append(dataset_status(name, data_dir))
+        rows += [dataset_status(name, data_dir, size)
+                 for size in prepared_sizes(get_spec(name), root)]
+    return rows
 
 
 @data_app.command("list")
 def list_cmd(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     """Datasets: prepared or not, real or procedural, size on disk, location."""
-    from bvae_tui.datasets.loader import data_root_error, dataset_status
+    from bvae_tui.datasets.loader import data_root_error
     from bvae_tui.datasets.prepare import find_real_dsprites
     from bvae_tui.datasets.registry import data_root
 
@@ -106,7 +126,7 @@ def list_cmd(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
     err = data_root_error(root)
     if err is not None:
         raise err
-    rows = [dataset_status(n, data_dir) for n in _all_names(data_dir)]
+    rows = _statuses(data_dir)
     real = find_real_dsprites(root)
     for r in rows:
         r["real_file"] = str(real) if r["name"] == "dsprites" and real else None
@@ -132,7 +152,9 @@ def list_cmd(data_dir: DataDirOpt = None, json_out: JsonOpt = False) -> None:
         elif r["real_file"] and r["source"] != "real":
             source += mark("real dSprites file present; bvae data prepare dsprites uses it")
         loc = Path(r["location"])
-        cells.append((r["name"], "yes" if r["prepared"] else "no", source,
+        size = r.get("image_size", 64)
+        shown = r["name"] if size == 64 else f"{r['name']} ({size}px)"
+        cells.append((shown, "yes" if r["prepared"] else "no", source,
                       f"{r['count']:,}" if r["count"] is not None else "-",
                       human_bytes(r["size_bytes"]) if r["prepared"] else "-",
                       f"{loc.name}/" if loc.parent == root else str(loc)))
@@ -170,6 +192,7 @@ def prepare_cmd(
              "for dsprites, whose procedural set needs no download)", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
     json_out: JsonOpt = False,
+    image_size: ImageSizeOpt = 64,
 ) -> None:
     """Prepare a dataset into the cache (download or generate as needed)."""
     from bvae_tui.datasets.loader import dataset_status
@@ -179,16 +202,17 @@ def prepare_cmd(
     spec = get_spec(name)
     if download is None:
         download = spec.name in ("celeba", "chairs", "shapes3d")
-    before = dataset_status(name, data_dir)
+    before = dataset_status(name, data_dir, image_size)  # a size it refuses: one line here
     rebuild = before["stale"] and not before["problem"] and not force
     if rebuild and not json_out:
         console().print(f"{spec.name}: folder changed since it was prepared: rebuilding",
                         soft_wrap=True)
     t0 = time.perf_counter()
     with progress_display(spec.name, quiet or json_out) as cb:
-        ds = prepare(name, data_dir, progress=cb, force=force, download=download)
+        ds = prepare(name, data_dir, progress=cb, force=force, download=download,
+                     image_size=image_size)
     seconds = time.perf_counter() - t0
-    status = dataset_status(name, data_dir)
+    status = dataset_status(name, data_dir, image_size)
     if json_out:
         print_json({**status, "seconds": round(seconds, 2),
                     "already_prepared": before["prepared"] and before["source"] == ds.source

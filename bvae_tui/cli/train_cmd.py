@@ -61,7 +61,7 @@ def _train_holding_lock(run: Any, resume: bool, changes: dict[str, Any] | None) 
     out = console()
     cfg = run.config
     try:
-        _prepare_data_visibly(cfg.dataset, run.data_dir)
+        _prepare_data_visibly(cfg.dataset, run.data_dir, cfg.image_size)
     except UserError as exc:  # the run must not stay 'queued' behind a one-line error
         run.write_status(state="failed", error=str(exc), pid=None)
         raise
@@ -109,18 +109,19 @@ def _train_holding_lock(run: Any, resume: bool, changes: dict[str, Any] | None) 
         raise typer.Exit(code=130)  # the shell convention for Ctrl-C, checkpoint or not
 
 
-def _prepare_data_visibly(dataset: str, data_dir: str | None) -> None:
-    """Prepare a missing dataset under a progress bar (the trainer would do it silently)."""
+def _prepare_data_visibly(dataset: str, data_dir: str | None, image_size: int = 64) -> None:
+    """Prepare a missing dataset (at the run's image size) under a progress bar (the trainer
+    would do it silently)."""
     from bvae_tui.datasets.loader import dataset_status
 
-    if dataset_status(dataset, data_dir)["prepared"]:
+    if dataset_status(dataset, data_dir, image_size)["prepared"]:
         return
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
     from bvae_tui.datasets.prepare import prepare
 
     if not console().is_terminal:
-        prepare(dataset, data_dir)
+        prepare(dataset, data_dir, image_size=image_size)
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                   console=console(), transient=True) as bar:
@@ -131,7 +132,7 @@ def _prepare_data_visibly(dataset: str, data_dir: str | None) -> None:
             bar.update(task, description=f"preparing {markup_safe(dataset)}: {stage}",
                        completed=done, total=total)
 
-        prepare(dataset, data_dir, progress=report)
+        prepare(dataset, data_dir, progress=report, image_size=image_size)
 
 
 def _report_end(run: Any, state: str) -> None:
@@ -173,7 +174,7 @@ def train_command(**values: Any) -> None:
         # Validate, then get the data ready (with a progress bar) before any run exists, so a
         # missing dataset is an error, not a failed run. Detached, the worker prepares it.
         check_launch(cfg, data_dir)
-        _prepare_data_visibly(cfg.dataset, data_dir)
+        _prepare_data_visibly(cfg.dataset, data_dir, cfg.image_size)
     run = start_run(cfg, runs_dir=runs_dir, data_dir=data_dir, name=name, detach=detach,
                     checked=not detach)
     if detach:

@@ -56,7 +56,8 @@ def ground_truth_table(dataset: Any) -> CodeTable:
 
 
 def pixels_table(dataset: Any) -> FunctionTable:
-    dim = int(dataset.channels) * 64 * 64
+    side = int(getattr(dataset, "image_size", 64))
+    dim = int(dataset.channels) * side * side
     return FunctionTable(lambda idx: _flat_images(dataset, idx), dim)
 
 
@@ -108,5 +109,6 @@ def baseline_table_maker(name: str, dataset: Any, device: str = "cpu", seed: int
     if arch not in ("H", "B"):
         raise ConfigError(f"--arch must be H or B; got {arch!r}")
     torch.manual_seed(seed)
-    model = build_model(arch, int(dataset.channels), int(z_dim)).to(device).eval()
+    side = int(getattr(dataset, "image_size", 64))  # the untrained network fits the images
+    model = build_model(arch, int(dataset.channels), int(z_dim), side).to(device).eval()
     return model_table_maker(model, dataset, device, progress), {"arch": arch, "z_dim": z_dim}

@@ -117,7 +117,7 @@ def evaluate_run(run: Run, metrics: Any = None, fast: bool = False, seed: int = 
     _configure(dev)
     ckpt = checkpoint_path(run, checkpoint)
     model, cfg, iteration = load_model(run, ckpt, dev)
-    dataset = open_dataset(cfg.dataset, run.data_dir)
+    dataset = open_dataset(cfg.dataset, run.data_dir, image_size=cfg.image_size)
     if int(dataset.channels) != int(model.channels):
         raise RunError(f"run {run.id}: model has {model.channels} channel(s) but dataset "
                        f"'{cfg.dataset}' has {dataset.channels}")

@@ -531,7 +531,7 @@ def _open_data(run: Run, cfg: Any, data_dir: str | os.PathLike | None) -> Any:
 
     recorded = run.data_dir
     chosen = recorded if recorded and Path(recorded).is_dir() else data_dir
-    return open_dataset(cfg.dataset, chosen, prepare_missing=False)
+    return open_dataset(cfg.dataset, chosen, prepare_missing=False, image_size=cfg.image_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,8 +561,9 @@ def row_image(view: View) -> np.ndarray:
     strip = np.full((MARK_H, grid.shape[1], 3), render.LABEL_BG, np.uint8)
     value = float(view.code[view.latent])
     nearest = int(np.argmin(np.abs(view.values - value)))
-    left = render.SEP + nearest * (render.TILE + render.SEP)
-    strip[:, left:left + render.TILE] = MARK
+    tile = int(view.row.shape[-1])  # the run's image size (64, or 32 / 128)
+    left = render.SEP + nearest * (tile + render.SEP)
+    strip[:, left:left + tile] = MARK
     return np.concatenate([grid, strip], axis=0)
 
 

@@ -77,7 +77,7 @@ def open_run_dataset(run: Run, cfg: Any, data_dir: str | os.PathLike | None = No
     machine), else ``data_dir`` / $BVAE_DATA_DIR / ./data."""
     recorded = run.data_dir
     chosen = recorded if recorded and Path(recorded).is_dir() else data_dir
-    return open_dataset(cfg.dataset, chosen)
+    return open_dataset(cfg.dataset, chosen, image_size=cfg.image_size)
 
 
 def output_path(run: Run, output: str | os.PathLike | None, default_name: str) -> Path:

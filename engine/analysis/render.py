@@ -1,6 +1,7 @@
 """Rendering traversals and reconstructions: grid layout, GIF frames, PNG/GIF files.
 
-Layout, with ``T`` = 64 px tiles and ``SEP`` = 1 px separators:
+Layout, with ``T`` px tiles (the run's image size: 64, or 32 / 128 with --image-size) and
+``SEP`` = 1 px separators:
 
 - traversal PNG: one panel per fixed image, side by side (``PANEL_GAP`` px apart); a panel has one
   row per latent and one column per value; a label column on the left names each row's latent and
@@ -110,7 +111,7 @@ def traversal_grid(traversals: np.ndarray, rows: Sequence[int],
     height = panels[0].shape[0]
     parts: list[np.ndarray] = []
     if labels:
-        parts.append(_label_column(height, rows, kl))
+        parts.append(_label_column(height, rows, kl, tile=tiles.shape[-3]))
     for i, panel in enumerate(panels):
         if i:
             parts.append(np.full((height, PANEL_GAP, 3), LABEL_BG, dtype=np.uint8))
@@ -118,10 +119,12 @@ def traversal_grid(traversals: np.ndarray, rows: Sequence[int],
     return np.concatenate(parts, axis=1)
 
 
-def grid_size(z_rows: int, steps: int, n_images: int, labels: bool = True) -> tuple[int, int]:
-    """(height, width) in pixels of :func:`traversal_grid` for these counts."""
-    height = z_rows * (TILE + SEP) + SEP
-    width = n_images * (steps * (TILE + SEP) + SEP) + (n_images - 1) * PANEL_GAP
+def grid_size(z_rows: int, steps: int, n_images: int, labels: bool = True,
+              tile: int = TILE) -> tuple[int, int]:
+    """(height, width) in pixels of :func:`traversal_grid` for these counts and ``tile`` px
+    images."""
+    height = z_rows * (tile + SEP) + SEP
+    width = n_images * (steps * (tile + SEP) + SEP) + (n_images - 1) * PANEL_GAP
     return height, width + (LABEL_W if labels else 0)
 
 
@@ -138,7 +141,7 @@ def gif_frames(traversals: np.ndarray, rows: Sequence[int], values: Sequence[flo
     frames = []
     for s, value in enumerate(values):
         body = _tile_grid(np.swapaxes(per_value[s], 0, 1))  # (R, M) tiles
-        column = _label_column(body.shape[0], rows, kl)
+        column = _label_column(body.shape[0], rows, kl, top=0, tile=tiles.shape[-3])
         frame = np.concatenate([column, body], axis=1)
         header = Image.new("RGB", (frame.shape[1], HEADER_H), LABEL_BG)
         draw = ImageDraw.Draw(header)

@@ -113,7 +113,7 @@ def evaluate_udr(runs: Sequence[Run], num_points: int = DEFAULTS["num_points"],
                           f"{num_points!r}")
     group = check_group(runs)
     cfg = group[0].config
-    dataset = open_dataset(cfg.dataset, group[0].data_dir)
+    dataset = open_dataset(cfg.dataset, group[0].data_dir, image_size=cfg.image_size)
     rng = np.random.RandomState(seed)
     idx = np.sort(rng.choice(int(dataset.n), size=min(int(dataset.n), num_points),
                              replace=False))

@@ -47,7 +47,7 @@ def check_launch(cfg: TrainConfig, data_dir: str | os.PathLike | None = None) ->
     # Missing files, a damaged cache or a bad folder: an error now, not a failed run later.
     # The count is that of the data training will see (None: it is built first), so a folder
     # that changed since it was prepared is not judged by its old size.
-    count = check_available(cfg.dataset, data_dir)
+    count = check_available(cfg.dataset, data_dir, cfg.image_size)
     if count is None and spec.factor_sizes:  # a full factor grid: its size is its product
         count = math.prod(spec.factor_sizes)
     if count is not None and cfg.batch_size > count:

@@ -5,6 +5,7 @@ A checkpoint is a plain dict of tensors and Python primitives (no pickled classe
 
     {"format": 1, "model": state_dict, "optimizer": state_dict, "iteration": int,
      "elapsed": float, "arch": str, "channels": int, "z_dim": int, "config": dict,
+     "image_size": int  (the side the network is built for; absent before it existed: 64),
      "objective": {...}  (the objective's own state: FactorVAE's discriminator and optimiser),
      "rng": {"torch": ByteTensor, "cuda": [ByteTensor, ...], "numpy": {...}, "python": [...],
              "batches": {...}}}
@@ -105,12 +106,18 @@ def model_from_state(state: dict[str, Any], cfg: TrainConfig | None = None) -> t
     arch = state.get("arch") or (cfg.architecture if cfg else "H")
     z_dim = int(state.get("z_dim") or (cfg.z_dim if cfg else 10))
     channels = int(state.get("channels") or 1)
-    model = build_model(arch, channels, z_dim)
+    # Checkpoints made before --image-size existed hold 64x64 networks and say nothing.
+    size = int(state.get("image_size") or (cfg.image_size if cfg else 64))
+    try:
+        model = build_model(arch, channels, z_dim, size)
+    except ValueError as exc:
+        raise RunError(f"checkpoint records an unusable model ({exc}); the checkpoint is "
+                       "corrupt") from None
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError) as exc:
-        raise RunError(f"checkpoint weights do not fit a {arch} model with z_dim {z_dim} "
-                       f"({brief(exc, 100)}); the checkpoint is corrupt") from None
+        raise RunError(f"checkpoint weights do not fit a {arch} model with z_dim {z_dim} at "
+                       f"{size}x{size} ({brief(exc, 100)}); the checkpoint is corrupt") from None
     return model.eval()
 
 

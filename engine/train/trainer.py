@@ -185,7 +185,7 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
     print(f"precision: {used.describe()}", flush=True)  # worker.log, or above the progress bar
 
     # -- data ----------------------------------------------------------------------------------
-    dataset = open_dataset(cfg.dataset, run.data_dir)
+    dataset = open_dataset(cfg.dataset, run.data_dir, image_size=cfg.image_size)
     for note in dataset.meta.get("warnings") or []:  # e.g. a folder's incomplete factor grid
         _warn(note)
     if cfg.batch_size > dataset.n:
@@ -201,7 +201,7 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
-    model = build_model(cfg.architecture, data.channels, cfg.z_dim)
+    model = build_model(cfg.architecture, data.channels, cfg.z_dim, cfg.image_size)
     objective = build_objective(cfg, dist, data.n, device)  # a network of its own, if any
     sampler = BatchSampler(data.n, cfg.batch_size, cfg.seed, device)
     iteration, elapsed = 0, 0.0
@@ -288,6 +288,7 @@ def _train_loop(run: Run, resume: bool, on_row: Callable[[MetricsRow], None] | N
             "format": 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "iteration": iteration, "elapsed": elapsed + time.time() - t_last,
             "arch": cfg.architecture, "channels": data.channels, "z_dim": z,
+            "image_size": cfg.image_size,
             "config": cfg.to_dict(), "rng": rng_state(device, sampler),
             "objective": objective.state_dict(),
         })
