@@ -96,11 +96,6 @@ class TrainConfig:
     dataset: str = _f("dsprites", "dataset name (dsprites, dsprites-mini, celeba, chairs, "
                       "folder:PATH)", GROUP_DATA, widget="dataset",
                       launch_check=check_dataset_source)
-    # The side of the square images; 64 is the papers'. 32 and 128 only for datasets larger than
-    # 64x64 at the source (checked at launch, with the data: datasets.image_size).
-    image_size: int = _f(64, "image side in pixels: 32, 64 or 128; 32 and 128 for datasets "
-                         "larger than 64x64 at the source (celeba, chairs, folder:PATH); the "
-                         "networks gain or lose stride-2 stages", GROUP_DATA)
     # Objective
     objective: str = _f("H", "; ".join(f"{o.name}: {o.loss} ({o.title}, {o.paper})"
                                       for o in OBJECTIVE_INFO.values()),
@@ -138,6 +133,12 @@ class TrainConfig:
     z_dim: int = _f(10, "number of latents", GROUP_MODEL, min=1, max=512)
     arch: str = _f("auto", "architecture: H (Higgins) or B (Burgess); auto: B for objective B, "
                    "H for the others", GROUP_MODEL, choices=ARCHITECTURES)
+    # The side of the square images (data and networks both); 64 is the papers'. 32 and 128 only
+    # for datasets larger than 64x64 at the source (checked at launch, with the data:
+    # datasets.image_size).
+    image_size: int = _f(64, "image side in pixels: 32, 64 or 128; 32 and 128 for datasets "
+                         "larger than 64x64 at the source (celeba, chairs, folder:PATH); the "
+                         "networks gain or lose stride-2 stages", GROUP_MODEL)
     # Optimisation
     lr: float = _f(1e-4, "Adam learning rate", GROUP_OPTIM, min=0.0, exclusive_min=True, max=1.0)
     adam_beta1: float = _f(0.9, "Adam beta1", GROUP_OPTIM, min=0.0, max=1.0, exclusive_max=True)
