@@ -348,3 +348,42 @@ def test_cli_trains_at_128_in_the_foreground(runs_dir, folder, tmp_path):
     saved = json.loads((run_dir / "config.json").read_text())
     cfg = saved.get("config", saved)
     assert cfg["image_size"] == 128
+
+
+# --- metrics, probes and the TUI's explore screen at 128, on a folder with factors -------------
+
+def test_probes_and_metrics_score_a_run_at_128(runs_dir, tmp_path):
+    from bvae_tui.engine.analysis.evaluate import evaluate_run
+    from bvae_tui.engine.train.trainer import train
+    from tests.folder_helpers import make_folder
+
+    folder, data = tmp_path / "renders", tmp_path / "data"
+    make_folder(folder, ([0, 1, 2], [0, 1, 2, 3]))
+    run = _folder_run(runs_dir, folder, data, 128, probe_every=2, preview_every=0)
+    assert train(run) == "finished"
+    probes = [json.loads(line) for line in (run.path / "probes.jsonl").read_text().splitlines()]
+    assert [p["iter"] for p in probes] == [2, 4, 6]
+    result = evaluate_run(run, metrics="mig,sap", fast=True, device="cpu")
+    assert set(result["scores"]) >= {"mig", "sap"}
+    assert all(np.isfinite(float(v)) for v in result["scores"].values()
+               if isinstance(v, (int, float)))
+    saved = json.loads((run.path / "eval.json").read_text())
+    assert saved["iteration"] == 6
+
+
+async def test_the_tui_explore_screen_draws_a_128_run(run128):
+    from bvae_tui.tui.app import BvaeApp
+    from bvae_tui.tui.screens.explore import ExploreScreen
+    from tests.tui_helpers import wait_for
+
+    app = BvaeApp(run128.path.parent, run128.data_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ExploreScreen(run128.path, app.data_root))
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, ExploreScreen)
+                                and app.screen, 10, "the explore screen")
+        await wait_for(pilot, lambda: screen.view is not None and not screen.busy, 30,
+                       "the first decode")
+        assert screen.view.source.shape == (3, 128, 128)
+        assert screen.view.row.shape[1:] == (3, 128, 128)
+        assert np.array_equal(screen.view.source,
+                              screen.explorer.dataset.float_images_at([screen.index])[0])
