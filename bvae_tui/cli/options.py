@@ -35,8 +35,9 @@ def config_parameter(info: FieldInfo, lists: bool = False) -> inspect.Parameter:
     decls = [f"{info.option}/{info.negative_option}"] if info.type is bool else [info.option]
     text = lists and info.type is not bool
     metavar = _metavar(info)
-    if text and (info.type in (int, float) or info.choices):
-        metavar = f"{metavar},…" if info.choices else f"{metavar}[,…|A..B]"
+    listed = info.choices or info.widget == "dataset"  # a list, no ranges (a study's data sets)
+    if text and (info.type in (int, float) or listed):
+        metavar = f"{metavar},…" if listed else f"{metavar}[,…|A..B]"
     option = typer.Option(*decls, help=_help(info), rich_help_panel=info.group,
                           show_default=False, metavar=metavar)
     annotation = Annotated[(str if text else info.type) | None, option]
