@@ -42,10 +42,9 @@ def csv_path(folder: Path) -> Path:
 
 
 def has_factors_file(folder: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(csv_path(folder)).st_mode)
-    except OSError:
-        return False
+    """Whether ``folder`` has a factors.csv (of any kind: one that is not a regular file is
+    refused when read, never silently taken for a folder without factors)."""
+    return os.path.lexists(csv_path(folder))
 
 
 def _read_text(path: Path, limit: int | None = None) -> str:

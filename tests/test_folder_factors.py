@@ -93,6 +93,17 @@ def test_a_bad_header_is_a_one_line_error(tmp_path):
         get_spec(f"folder:{folder}")
 
 
+def test_a_factors_csv_that_is_not_a_regular_file_is_refused_not_read(tmp_path):
+    import os
+
+    folder = tmp_path / "renders"
+    make_folder(folder, LEVELS)
+    (folder / "factors.csv").unlink()
+    os.mkfifo(folder / "factors.csv")  # opening it blocking would hang the listing
+    with pytest.raises(DataError, match="factors.csv is not a regular file"):
+        get_spec(f"folder:{folder}")
+
+
 def test_cli_prepare_names_the_factors_and_warns_of_an_incomplete_grid(tmp_path):
     from bvae_tui.cli.main import app
 
