@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from bvae_tui.datasets.cache import ensure_root
 from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.realsets_files import SOURCES, file_url
 from bvae_tui.datasets.registry import (
     CELEBA_MD5,
     CHAIRS_MD5,
@@ -355,9 +356,12 @@ def download_dataset(name: str, data_dir=None, progress: Progress | None = None,
                      url: str | None = None, **kwargs) -> Path:
     """Download the source file of ``name`` into the data dir (no-op when already there)."""
     spec = get_spec(name)
+    if spec.name in SOURCES:  # SmallNORB (six files), Cars3D, MPI3D: datasets.realsets_files
+        return _download_sources(spec.name, ensure_root(data_root(data_dir)),
+                                 source_url(spec.name, url), progress, **kwargs)
     if spec.name not in FILES:
         raise DataError(f"dataset '{spec.name}' has nothing to download; choose one of: "
-                        f"{', '.join(FILES)}")
+                        f"{', '.join([*FILES, *SOURCES])}")
     root = ensure_root(data_root(data_dir))
     fname, kind, expected = FILES[spec.name]
     dest = root / fname
@@ -365,3 +369,18 @@ def download_dataset(name: str, data_dir=None, progress: Progress | None = None,
         return dest
     return download_file(source_url(spec.name, url), dest, check=(kind, expected),
                          progress=progress, hint=f"{spec.source_hint} {root}", **kwargs)
+
+
+def _download_sources(name: str, root: Path, url: str, progress: Progress | None,
+                      **kwargs) -> Path:
+    """Fetch each missing file of ``name`` (``url``: the file, or the folder of several: a
+    mirror's too), resumable and checksummed one by one; return the first (the main one)."""
+    files = SOURCES[name]
+    hint = f"{get_spec(name).source_hint} {root}"
+    for source in files:
+        dest = root / source.name
+        if not dest.is_file():
+            download_file(file_url(url, source, len(files) > 1), dest,
+                          check=(source.kind, source.digest), progress=progress, hint=hint,
+                          **kwargs)
+    return root / files[0].name

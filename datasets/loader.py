@@ -49,6 +49,8 @@ class Dataset:
                     or self.crop_origin.dtype != np.uint8 or self.crop_origin.shape != (self.n, 2):
                 raise _damaged(spec.name, cache_dir, "crop files have the wrong shape")
         self.factor_names: tuple[str, ...] = tuple(meta.get("factor_names") or ())
+        # Factors of the grid the metrics draw at random instead of scoring (SmallNORB's instance)
+        self.nuisance_factors: tuple[str, ...] = tuple(meta.get("nuisance_factors") or ())
         self.factor_sizes: tuple[int, ...] = tuple(int(s) for s in meta.get("factor_sizes") or ())
         self.classes: np.ndarray | None = None
         self.values: np.ndarray | None = None
@@ -344,7 +346,10 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None,
     if spec.name == "shapes3d":
         present = shapes3d.find_source(root) is not None
     else:
-        present = images.find_source(spec, root) is not None
+        from bvae_tui.datasets import realsets  # SmallNORB, Cars3D, MPI3D
+
+        present = (realsets.find_source(spec, root) if spec.name in realsets.NAMES
+                   else images.find_source(spec, root)) is not None
     if not present:
         raise DataError(f"{spec.name} is not prepared and its files are not in {root}: "
                         f"{spec.source_hint} {root}, or run: bvae data download {spec.name}")

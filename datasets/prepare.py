@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bvae_tui.datasets import cache, crops, dsprites, images, npz, shapes3d
+from bvae_tui.datasets import cache, crops, dsprites, images, npz, realsets, shapes3d
 from bvae_tui.datasets.download import download_dataset
 from bvae_tui.datasets.errors import DataError
 from bvae_tui.datasets.image_size import size_flag, sized
@@ -109,6 +109,10 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None,
             raise DataError(f"shapes3d is not in {root}: {spec.source_hint} {root}, or run: "
                             "bvae data download shapes3d")
         shapes3d.prepare_shapes3d(spec, root, src, progress, force)
+    elif spec.name in realsets.NAMES:  # SmallNORB, Cars3D, MPI3D
+        if download and realsets.find_source(spec, root) is None:
+            download_dataset(spec.name, root, progress=progress)
+        realsets.prepare_realset(spec, root, progress, force)
     else:
         images.prepare_images(spec, root, progress, force, download)
     return open_prepared(name, root, image_size)

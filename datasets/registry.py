@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bvae_tui.datasets import folder_factors
+from bvae_tui.datasets import folder_factors, realsets_files
 from bvae_tui.datasets.errors import DataError
 
 IMAGE_SIZE = 64
@@ -137,6 +137,46 @@ _SPECS: dict[str, DatasetSpec] = {
         url=SHAPES3D_URL,
         source_hint=f"put {SHAPES3D_FILE} (from storage.googleapis.com/3d-shapes) in",
     ),
+    # The rest of Locatello et al.'s study and the NeurIPS 2019 challenge's MPI3D (files,
+    # digests and factor orders: datasets/realsets_files.py). Bernoulli reconstruction for
+    # all of them, as disentanglement_lib trained every data set of the study (grey or colour,
+    # pixels in [0, 1]): scores and traversals compare with the paper's.
+    "smallnorb": DatasetSpec(
+        name="smallnorb",
+        title="SmallNORB (48,600 96x96 grey photos of toys resized to 64x64, 5 factors, "
+              "instance not scored)",
+        channels=1,
+        recon="bernoulli",
+        factor_names=realsets_files.SMALLNORB_FACTORS,
+        factor_sizes=realsets_files.SMALLNORB_SIZES,
+        url=realsets_files.SMALLNORB_URL,
+        source_hint="put the six smallnorb-5x*-{training,testing}-{dat,cat,info}.mat.gz files "
+                    "(from cs.nyu.edu/~ylclab/data/norb-v1.0-small) in",
+        image_sizes=(32, IMAGE_SIZE),  # 96x96 at the source: 128 would be upsampled
+    ),
+    "cars3d": DatasetSpec(
+        name="cars3d",
+        title="Cars3D (17,568 128x128 RGB car renders resized to 64x64, 3 factors)",
+        channels=3,
+        recon="bernoulli",
+        factor_names=realsets_files.CARS3D_FACTORS,
+        factor_sizes=realsets_files.CARS3D_SIZES,
+        url=realsets_files.CARS3D_URL,
+        source_hint="put nips2015-analogy-data.tar.gz (from www.scottreed.info) in",
+        image_sizes=LARGER_SOURCE,
+    ),
+    **{name: DatasetSpec(
+        name=name,
+        title=f"MPI3D {name.removeprefix('mpi3d-')} (1,036,800 64x64 RGB images of a robot "
+              "arm's object, 7 factors)",
+        channels=3,
+        recon="bernoulli",
+        factor_names=realsets_files.MPI3D_FACTORS,
+        factor_sizes=realsets_files.MPI3D_SIZES,
+        url=realsets_files.MPI3D_URL + files[0].name,
+        source_hint=f"put {files[0].name} (from storage.googleapis.com/disentanglement_dataset"
+                    "/Final_Dataset) in",
+    ) for name, files in realsets_files.MPI3D_FILES.items()},
 }
 
 

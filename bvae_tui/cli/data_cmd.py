@@ -201,7 +201,8 @@ def prepare_cmd(
 
     spec = get_spec(name)
     if download is None:
-        download = spec.name in ("celeba", "chairs", "shapes3d")
+        download = spec.name in ("celeba", "chairs", "shapes3d", "smallnorb", "cars3d",
+                                 "mpi3d-toy", "mpi3d-realistic", "mpi3d-real")
     before = dataset_status(name, data_dir, image_size)  # a size it refuses: one line here
     rebuild = before["stale"] and not before["problem"] and not force
     if rebuild and not json_out:

@@ -57,6 +57,7 @@ def not_prepared_note(name: str, data_dir: Path) -> str:
     is built, files already in the data dir are prepared, anything else must be downloaded
     first (launch does not download; the size where it is known)."""
     from bvae_tui.datasets.loader import check_available
+    from bvae_tui.datasets.realsets_files import download_bytes
     from bvae_tui.datasets.registry import SHAPES3D_SIZE
 
     if name in ("dsprites", "dsprites-mini"):
@@ -64,7 +65,8 @@ def not_prepared_note(name: str, data_dir: Path) -> str:
     try:
         check_available(name, data_dir)
     except Exception:  # noqa: BLE001 - launch would refuse: say how to get it
-        size = f", {_size(SHAPES3D_SIZE)}" if name == "shapes3d" else ""
+        known = SHAPES3D_SIZE if name == "shapes3d" else download_bytes(name)
+        size = f", {_size(known)}" if known else ""
         return f"not prepared: run bvae data download {plain(name)}{size} first"
     return "not prepared: launching prepares it from its files"
 

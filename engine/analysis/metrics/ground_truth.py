@@ -33,8 +33,12 @@ class GroundTruth:
         self.dataset = dataset
         self.sizes = sizes
         names = tuple(getattr(dataset, "factor_names", ()) or ())
-        self.latent = [i for i, s in enumerate(sizes) if s > 1]
-        self.constant = [i for i, s in enumerate(sizes) if s <= 1]
+        # A nuisance factor (SmallNORB's instance) is drawn at random for each observation, like
+        # a constant one, and not scored: disentanglement_lib's SplitDiscreteStateSpace.
+        nuisance = set(getattr(dataset, "nuisance_factors", ()) or ())
+        self.latent = [i for i, s in enumerate(sizes)
+                       if s > 1 and (names[i] if i < len(names) else None) not in nuisance]
+        self.constant = [i for i in range(len(sizes)) if i not in self.latent]
         self.names = [names[i] if i < len(names) else f"factor{i}" for i in self.latent]
         self.num_factors = len(self.latent)
         if self.num_factors == 0:
