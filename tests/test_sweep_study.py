@@ -142,3 +142,28 @@ def test_specs_lists_the_study():
     assert res.exit_code == 0
     listed = {s["name"]: s for s in json.loads(res.output)}
     assert listed["locatello-study"]["members"] == 12_600
+
+
+def test_bvae_bench_saves_the_figures_the_dry_run_reads(runs_dir, env_data, schedulers,
+                                                        bench_cache, monkeypatch):
+    from bvae_tui.engine.bench import suite
+
+    record = {"device": "cpu", "device_name": "test cpu", "quick": False, "figures": [
+        {"key": "train.H.b64", "fast": 2000.0}, {"key": "train.B.b64", "fast": 1000.0}]}
+    monkeypatch.setattr(suite, "run_bench", lambda *a, **k: record)
+    res = CliRunner().invoke(app, ["bench", "--device", "cpu", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((bench_cache / figures.BENCH_FILE).read_text())  # saved, keyed by CPU
+    # A plain sweep too: 2 betas x 3 seeds of 1,000 steps at batch 64 on arch H (2,000 img/s)
+    # and, with objective B's arch B (1,000 img/s), twice as long per member.
+    res = _cli("sweep", "--dataset", "dsprites-mini", "--beta", "1,4", "--seed", "1..3",
+               "--iterations", "1000", "--arch", "H", "--device", "cpu", "--dry-run", "--json")
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.stdout)
+    assert plan["count"] == 6 and plan["train_seconds"] == pytest.approx(6 * 1000 * 64 / 2000)
+    res = _cli("sweep", "--dataset", "dsprites-mini", "--objective", "B", "--c-max", "5,10",
+               "--iterations", "1000", "--device", "cpu", "--dry-run")
+    assert res.exit_code == 0, res.output
+    assert "2 members; nothing was created" in res.output and " in 1 sweeps" not in res.output
+    assert "estimated training time: 2 min one member after another on cpu" in res.output
+    assert not list(runs_dir.iterdir())
