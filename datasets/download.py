@@ -356,6 +356,15 @@ def download_dataset(name: str, data_dir=None, progress: Progress | None = None,
                      url: str | None = None, **kwargs) -> Path:
     """Download the source file of ``name`` into the data dir (no-op when already there)."""
     spec = get_spec(name)
+    if spec.extra.get("variant"):  # a dSprites variant: the painting, or its base's file
+        from bvae_tui.datasets import dsprites_variants, scream
+
+        if spec.extra["variant"] == "scream":
+            return scream.download_scream(ensure_root(data_root(data_dir)),
+                                          source_url(spec.name, url), download_file, progress,
+                                          **kwargs)
+        dsprites_variants.check_downloadable(spec, FILES)
+        return download_dataset(spec.extra["base"], data_dir, progress, url, **kwargs)
     if spec.name in SOURCES:  # SmallNORB (six files), Cars3D, MPI3D: datasets.realsets_files
         return _download_sources(spec.name, ensure_root(data_root(data_dir)),
                                  source_url(spec.name, url), progress, **kwargs)

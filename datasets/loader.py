@@ -272,6 +272,10 @@ def open_cached(spec: DatasetSpec, cdir: Path, meta: dict) -> Dataset:
     if int(meta.get("format_version", 0)) != cache.FORMAT_VERSION:
         raise DataError(f"prepared data for '{spec.name}' has an old format; run: "
                         f"bvae data prepare {spec.name} --force")
+    if spec.extra.get("variant"):  # a dSprites variant: its base's cache, coloured per batch
+        from bvae_tui.datasets.dsprites_variants import VariantDataset
+
+        return VariantDataset(Dataset(spec, cdir, meta), spec, cdir.parent)
     return Dataset(spec, cdir, meta)
 
 
@@ -310,6 +314,12 @@ def check_available(name: str, data_dir: str | os.PathLike | None = None,
     the side training asks for; a size the dataset does not allow is the error.
     """
     spec = sized(get_spec(name), image_size)
+    if spec.extra.get("variant"):  # a dSprites variant: its base, then (scream) its image
+        from bvae_tui.datasets import dsprites_variants
+
+        count = check_available(spec.extra["base"], data_dir)
+        dsprites_variants.check_source(spec, data_root(data_dir))
+        return count
     root = data_root(data_dir)
     err = data_root_error(root) or folder_missing_error(spec)
     if err is not None:
@@ -367,6 +377,11 @@ def dataset_status(name: str, data_dir: str | os.PathLike | None = None,
     gone, ``problem`` says so and there is no ``fix``).
     """
     spec = sized(get_spec(name), image_size)
+    if spec.extra.get("variant"):  # a dSprites variant shows its base's cache
+        from bvae_tui.datasets import dsprites_variants
+
+        return dsprites_variants.status(spec, dataset_status(spec.extra["base"], data_dir),
+                                        data_root(data_dir))
     cdir = cache_dir_of(spec, data_dir)
     meta = cache.read_meta(cdir)
     damaged = cache_error(spec, cdir, meta) if meta is not None else None

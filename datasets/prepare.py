@@ -53,6 +53,12 @@ def open_dataset(name: str, data_dir: str | os.PathLike | None = None,
     preparing is allowed, else refused with the command that rebuilds it.
     """
     spec = sized(get_spec(name), image_size)
+    if spec.extra.get("variant"):  # a dSprites variant: its image, then its base's cache
+        from bvae_tui.datasets import dsprites_variants
+
+        dsprites_variants.check_source(spec, data_root(data_dir))  # before a base is built
+        base = open_dataset(spec.extra["base"], data_dir, prepare_missing)
+        return open_cached(spec, base.cache_dir, base.meta)
     cdir = cache_dir_of(spec, data_dir)
     meta = cache.read_meta(cdir)
     if meta is None:
@@ -80,6 +86,14 @@ def prepare(name: str, data_dir: str | os.PathLike | None = None,
     it, dSprites falls back to the procedural set and the others need their files in place.
     """
     spec = sized(get_spec(name), image_size)
+    if spec.extra.get("variant"):  # a dSprites variant: its image, then its base prepared
+        from bvae_tui.datasets import dsprites_variants
+
+        if download and spec.extra["variant"] == "scream":
+            download_dataset(spec.name, data_dir, progress=progress)  # a no-op when it is there
+        dsprites_variants.check_source(spec, data_root(data_dir))
+        base = prepare(spec.extra["base"], data_dir, progress, force, download)
+        return open_cached(spec, base.cache_dir, base.meta)
     root = data_root(data_dir)
     meta = None if force else cache.read_meta(cache_dir_of(spec, root))
     if meta is not None:

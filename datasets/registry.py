@@ -80,6 +80,8 @@ class DatasetSpec:
     def cache_name(self) -> str:
         """Directory name of the prepared cache under the data root (64x64: the name caches
         always had; another size adds ``-<size>px``)."""
+        if self.extra.get("base"):  # a dSprites variant draws from its base's cache
+            return str(self.extra["base"])
         size = "" if self.image_size == IMAGE_SIZE else f"-{self.image_size}px"
         if self.folder is None:
             return self.name + size
@@ -178,6 +180,32 @@ _SPECS: dict[str, DatasetSpec] = {
                     "/Final_Dataset) in",
     ) for name, files in realsets_files.MPI3D_FILES.items()},
 }
+
+# The dSprites variants of Locatello et al.'s study (datasets/dsprites_variants.py), over the
+# full grid and over dsprites-mini for quick looks and tests. No cache of their own: each draws
+# its colour, noise or patch per batch from its base's binary cache (``cache_name``). Bernoulli
+# reconstruction, as disentanglement_lib trains them (pixels in [0, 1]), so scores compare.
+SCREAM_URL = "https://upload.wikimedia.org/wikipedia/commons/f/f4/The_Scream.jpg"
+_VARIANT_LOOKS = {
+    "color": "the sprite in a random colour (each channel uniform in [0.5, 1]) on black",
+    "noisy": "a white sprite on uniform noise in [0, 1]",
+    "scream": "the sprite inverted on a colour-shifted patch of The Scream",
+}
+_SPECS.update({
+    f"{kind}-{base}": DatasetSpec(
+        name=f"{kind}-{base}",
+        title=f"{kind}-dSprites: {looks}; 64x64 RGB, drawn per observation from {base}",
+        channels=3,
+        recon="bernoulli",
+        factor_names=DSPRITES_FACTORS,
+        factor_sizes=_SPECS[base].factor_sizes,
+        url=SCREAM_URL if kind == "scream" else None,
+        source_hint="put scream.jpg (Munch's The Scream, from Wikimedia Commons) in"
+        if kind == "scream" else "",
+        extra={"variant": kind, "base": base},
+    )
+    for kind, looks in _VARIANT_LOOKS.items() for base in ("dsprites", "dsprites-mini")
+})
 
 
 def dataset_names() -> list[str]:

@@ -29,6 +29,9 @@ class DeviceImages:
         self.channels = dataset.channels
         self.packed = dataset.packed
         self.binary = dataset.binary
+        # A dSprites variant (datasets.dsprites_variants): the stored rows are its base's binary
+        # sprites, coloured per batch here on the device; None for every other dataset.
+        self.variant = getattr(dataset, "variant", None)
         self.cropped = bool(crops and dataset.packed and dataset.crops is not None)
         if self.cropped:
             self.data = self._fill(dataset.crops.shape, dataset.read_crop_rows)
@@ -72,6 +75,11 @@ class DeviceImages:
     def batch(self, idx):
         """float32 (B, C, 64, 64) in [0, 1] for the LongTensor ``idx``, made on the device."""
         idx = idx.to(self.device, non_blocking=True)
+        x = self._stored(idx)
+        return x if self.variant is None else self.variant.apply(x, idx)
+
+    def _stored(self, idx):
+        """The stored images at ``idx`` (on the device) as float32 (B, C', 64, 64) in [0, 1]."""
         rows = self.data.index_select(0, idx)
         b = len(idx)
         if self.cropped:

@@ -68,6 +68,10 @@ def not_prepared_note(name: str, data_dir: Path) -> str:
         known = SHAPES3D_SIZE if name == "shapes3d" else download_bytes(name)
         size = f", {_size(known)}" if known else ""
         return f"not prepared: run bvae data download {plain(name)}{size} first"
+    from bvae_tui.datasets.registry import get_spec
+
+    if get_spec(name).extra.get("variant"):  # drawn over dSprites, which launching builds
+        return "not prepared: launching builds it"
     return "not prepared: launching prepares it from its files"
 
 

@@ -29,8 +29,10 @@ def dataset_options(data_dir: Path) -> list[tuple[Text, str]]:
     from bvae_tui.datasets.registry import dataset_names
 
     options = []
-    for name in dataset_names():
-        label = Text(f"{name:<14}")
+    names = dataset_names()
+    width = max(14, *(len(n) for n in names))  # the notes line up after the longest name
+    for name in names:
+        label = Text(f"{name:<{width}}")
         try:
             st = dataset_status(name, data_dir)
         except (UserError, OSError) as exc:
@@ -41,7 +43,7 @@ def dataset_options(data_dir: Path) -> list[tuple[Text, str]]:
             else:  # and what launching it does then
                 label.append(f" {not_prepared_note(name, data_dir)}", style="yellow")
         options.append((label, name))
-    options.append((Text("folder:PATH    any folder of images"), FOLDER))
+    options.append((Text(f"{'folder:PATH':<{width}} any folder of images"), FOLDER))
     return options
 
 
