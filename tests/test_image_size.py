@@ -387,3 +387,23 @@ async def test_the_tui_explore_screen_draws_a_128_run(run128):
         assert screen.view.row.shape[1:] == (3, 128, 128)
         assert np.array_equal(screen.view.source,
                               screen.explorer.dataset.float_images_at([screen.index])[0])
+
+
+def test_baselines_score_a_folder_at_128_and_a_run_refuses_the_option(runs_dir, tmp_path,
+                                                                      run128):
+    from tests.folder_helpers import make_folder
+
+    folder, data = tmp_path / "renders", str(tmp_path / "fdata")
+    make_folder(folder, ([0, 1, 2], [0, 1]))
+    # (pixels at 32: its 3,072 pixel "latents" score in a second, 128's 49,152 take a minute)
+    for baseline, size in (("untrained", "128"), ("pixels", "32")):
+        result = bvae("eval", "--baseline", baseline, "--dataset", f"folder:{folder}",
+                      "--image-size", size, "--metrics", "mig", "--fast", "--device", "cpu",
+                      "--data-dir", data, "--json")
+        assert result.exit_code == 0, result.output
+        assert np.isfinite(json.loads(result.stdout)["scores"]["mig"])
+    base = get_spec(f"folder:{folder}").cache_name
+    assert sorted(p.name for p in Path(data).iterdir()) == [f"{base}-128px", f"{base}-32px"]
+    _one_line_error(bvae("eval", "--baseline", "pixels", "--dataset", "dsprites-mini",
+                         "--image-size", "128", "--fast"), "64x64 at the source")
+    _one_line_error(bvae("eval", run128.id, "--image-size", "128"), "drop --image-size")

@@ -54,6 +54,9 @@ ArchOpt = Annotated[str, typer.Option(
     rich_help_panel=_BASE)]
 ZDimOpt = Annotated[int, typer.Option(
     "--z-dim", help="latents of the untrained baseline network", rich_help_panel=_BASE)]
+ImageSizeOpt = Annotated[int, typer.Option(
+    "--image-size", help="image side of the baseline's dataset: 32, 64 or 128 (a run is scored "
+    "at its own size)", rich_help_panel=_BASE)]
 UdrOpt = Annotated[bool, typer.Option(
     "--udr", help="score the RUNs with UDR (Duan et al. 2020): a group trained with the same "
     "settings and different seeds, ranked by how alike their latents are; writes each run's "
@@ -105,6 +108,7 @@ def eval_command(
     dataset: DatasetOpt = "dsprites",
     arch: ArchOpt = "H",
     z_dim: ZDimOpt = 10,
+    image_size: ImageSizeOpt = 64,
     udr: UdrOpt = False,
     udr_points: UdrPointsOpt = 1000,
     correlation: CorrelationOpt = "lasso",
@@ -149,6 +153,9 @@ def eval_command(
     if len(refs) > 1:
         raise ConfigError(f"bvae eval scores one run at a time (got {len(refs)}); for UDR over "
                           "a group of seeds add --udr")
+    if refs and image_size != 64:
+        raise ConfigError("--image-size sets a baseline's images; a run is scored at the size "
+                          "it was trained at: drop --image-size")
     note, close = (None, lambda: None) if json_out else _progress()
     try:
         if refs:
@@ -165,7 +172,8 @@ def eval_command(
                 canonical(baseline)]
             results = [evaluate_baseline(name, dataset, data_dir=data_dir, metrics=metrics,
                                          fast=fast, seed=seed, device=device, arch=arch,
-                                         z_dim=z_dim, progress=note, exact=exact)
+                                         z_dim=z_dim, progress=note, exact=exact,
+                                         image_size=image_size)
                        for name in names]
     finally:
         close()

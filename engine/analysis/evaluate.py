@@ -171,8 +171,9 @@ def evaluate_baseline(name: str, dataset: str = "dsprites", data_dir: str | None
                       metrics: Any = None, fast: bool = False, seed: int = 0,
                       device: str | None = None, arch: str = "H", z_dim: int = 10,
                       params: dict[str, dict[str, Any]] | None = None,
-                      progress: Progress | None = None, exact: bool = False) -> dict[str, Any]:
-    """Score a baseline representation (:mod:`.baselines`) on ``dataset``."""
+                      progress: Progress | None = None, exact: bool = False,
+                      image_size: int = 64) -> dict[str, Any]:
+    """Score a baseline representation (:mod:`.baselines`) on ``dataset`` at ``image_size``."""
     key = canonical(name)
     require_factors(dataset, f"baseline '{key}'")
     names = parse_metrics(metrics)
@@ -180,7 +181,7 @@ def evaluate_baseline(name: str, dataset: str = "dsprites", data_dir: str | None
 
     dev = resolve_device(device or "auto")
     _configure(dev)
-    ds = open_dataset(dataset, data_dir)
+    ds = open_dataset(dataset, data_dir, image_size=image_size)
     start = time.perf_counter()
     maker, info = baseline_table_maker(key, ds, dev, seed=seed, arch=arch, z_dim=z_dim,
                                        progress=progress)
