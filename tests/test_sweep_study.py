@@ -124,6 +124,15 @@ def test_without_dry_run_each_objective_becomes_a_sweep(runs_dir, env_data, sche
     assert all(c.dip_lambda_d == c.lambda_od for c in ii)
 
 
+def test_the_whole_study_needs_yes(runs_dir, env_data, schedulers):
+    res = _cli("sweep", "--spec", STUDY)  # every part is 2,100; the study 12,600
+    assert res.exit_code == 1
+    assert res.output.strip() == ("error: the study has 12,600 members in 6 sweeps, more than "
+                                  "10,000; pass --yes to create them all, or narrow it "
+                                  "(--dataset, --seed)")
+    assert not list(runs_dir.iterdir())
+
+
 def test_a_part_needs_a_name_and_parts_may_not_repeat_one():
     from bvae_tui.engine.errors import ConfigError
 

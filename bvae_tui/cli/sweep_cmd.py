@@ -128,8 +128,15 @@ def _create_study(spec: Any, runs_dir: str | None, data_dir: str | None, yes: bo
                   as_json: bool) -> None:
     """A study: every part checked first (nothing is created if one is wrong), then each
     created and started as its own sweep."""
+    from bvae_tui.engine.errors import ConfigError
     from bvae_tui.engine.runs.sweeps import control
+    from bvae_tui.engine.runs.sweeps.grid import MAX_MEMBERS
 
+    total = spec.count()
+    if total > MAX_MEMBERS and not yes:  # each part may be small; the study is not
+        raise ConfigError(f"the study has {total:,} members in {len(spec.parts)} sweeps, more "
+                          f"than {MAX_MEMBERS:,}; pass --yes to create them all, or narrow it "
+                          "(--dataset, --seed)")
     parts = spec.sweeps()
     for part in parts:
         control.plan(part, runs_dir, data_dir, yes=yes)
