@@ -377,3 +377,18 @@ async def test_the_new_run_form_offers_and_launches_them(root, runs_dir, monkeyp
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: launches, 5, "the launch")
     assert launches[0].dataset == "scream-dsprites-mini"
+
+
+def test_baselines_score_on_a_variant(root):
+    from bvae_tui.engine.analysis.baselines import pixels_table
+    from bvae_tui.engine.analysis.evaluate import evaluate_baseline
+
+    ds = open_dataset("noisy-dsprites-mini", root, prepare_missing=False)
+    pixels = pixels_table(ds)(np.array([3, 40]))
+    np.testing.assert_array_equal(pixels[1], ds.float_images_at([40]).reshape(-1))  # RGB
+    for name, metrics in (("pca", "factorvae,mig"), ("raw pixels", "betavae"),
+                          ("untrained", "mig,dci")):
+        got = evaluate_baseline(name, "noisy-dsprites-mini", data_dir=root, params=TINY,
+                                metrics=metrics, device="cpu")
+        assert set(got["scores"]) == set(metrics.split(","))
+        assert all(0.0 <= v <= 1.0 for v in got["scores"].values())
