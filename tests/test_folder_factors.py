@@ -79,6 +79,19 @@ def test_bad_factors_csv_is_a_one_line_error_before_any_cache(tmp_path, rows, ex
     assert cache.read_meta(cache_dir_of(get_spec(name), tmp_path / "data")) is None
 
 
+def test_an_image_that_does_not_decode_loses_its_row_and_its_level(tmp_path):
+    folder = tmp_path / "renders"
+    make_folder(folder, LEVELS, extra_rows=["bad.png,2,0"])  # a = 2 only on the broken one
+    (folder / "bad.png").write_bytes(b"not a png")
+    ds = prepare(f"folder:{folder}", tmp_path / "data")
+    assert ds.meta["skipped"] == 1 and ds.n == 6
+    assert ds.factor_sizes == (2, 3) and ds.meta["factor_values"][0] == [0, 1]
+    assert ds.complete_grid  # the level no image has left is not a class
+    for row in range(ds.n):
+        a, b = (int(v) for v in ds.values[row])
+        assert _pixel(ds, row) == colour_of((a, b))  # rows still follow their images
+
+
 def test_two_images_with_the_same_classes_are_refused(tmp_path):
     folder = tmp_path / "renders"
     make_folder(folder, ([0], [0, 1]), csv_rows=["img_000.png,0,1", "img_001.png,0,1"])
