@@ -407,3 +407,19 @@ def test_baselines_score_a_folder_at_128_and_a_run_refuses_the_option(runs_dir, 
     _one_line_error(bvae("eval", "--baseline", "pixels", "--dataset", "dsprites-mini",
                          "--image-size", "128", "--fast"), "64x64 at the source")
     _one_line_error(bvae("eval", run128.id, "--image-size", "128"), "drop --image-size")
+
+
+def test_a_sweep_over_sizes_checks_each_size_before_creating_anything(runs_dir, env_data,
+                                                                      folder):
+    from bvae_tui.engine.runs.sweeps import control
+    from bvae_tui.engine.runs.sweeps.spec import SweepSpec, parse_field_values
+
+    mini = {"dataset": "dsprites-mini", "iterations": "2", "batch_size": "4", "device": "cpu"}
+    spec = SweepSpec(values=parse_field_values({**mini, "image_size": "64,128"}))
+    with pytest.raises(DataError, match="cannot be used at --image-size 128"):
+        control.plan(spec)
+    assert not list(runs_dir.iterdir())
+    ok = SweepSpec(values=parse_field_values({**mini, "dataset": f"folder:{folder}",
+                                               "image_size": "32,128"}))
+    plan = control.plan(ok)
+    assert sorted(cfg.image_size for _, cfg in plan.members) == [32, 128]

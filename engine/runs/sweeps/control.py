@@ -94,7 +94,7 @@ def plan(spec: SweepSpec, runs_dir: str | os.PathLike | None = None,
     members = [(swept, cfg.replace(device=member_device)) for swept, cfg in spec.members()]
     seen = set()
     for _, cfg in members:  # the data checks of `bvae train`, once per distinct dataset use
-        key = (cfg.dataset, cfg.batch_size, cfg.eval_at_end)
+        key = (cfg.dataset, cfg.image_size, cfg.batch_size, cfg.eval_at_end)
         if key not in seen:
             seen.add(key)
             check_launch(cfg.replace(device="cpu"), data_dir)
