@@ -356,3 +356,38 @@ def test_trains_and_scores_with_every_metric(name, tmp_path, runs_dir, monkeypat
     gt = evaluate_baseline("ground-truth", name, data_dir=str(data), params=TINY,
                            metrics="mig,dci")
     assert set(gt["scores"]) == {"mig", "dci"}
+    # The explore view's factor picker and --respond step through the grid's classes.
+    from bvae_tui.engine.analysis import explore as ex
+
+    explorer = ex.open_explorer(run, data_dir=data)
+    steppable = [n for n, s in zip(spec.factor_names, SMALL[name], strict=True) if s > 1]
+    assert explorer.steppable_factors() == steppable
+    factor = steppable[-1]
+    k = spec.factor_names.index(factor)
+    reply = explorer.respond(5, factor)
+    before, after = explorer.classes_of(5), explorer.classes_of(reply.to_index)
+    assert abs(after[k] - before[k]) == 1
+    assert [c for i, c in enumerate(after) if i != k] == [c for i, c in enumerate(before)
+                                                          if i != k]
+
+
+def test_cli_trains_and_scores_smallnorb(tmp_path, runs_dir, monkeypatch):
+    """`bvae train --dataset smallnorb` then `bvae eval`: grey, one channel, Bernoulli."""
+    from bvae_tui.engine.runs.store import list_runs
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _prepare_small("smallnorb", data, monkeypatch)
+    r = runner.invoke(app, ["train", "--dataset", "smallnorb", "--data-dir", str(data),
+                            "--device", "cpu", "--iterations", "2", "--batch-size", "8",
+                            "--z-dim", "3", "--preview-every", "0", "--log-every", "1"])
+    assert r.exit_code == 0, r.output
+    (run,) = list_runs(runs_dir)
+    assert run.status().state == "finished"
+    from bvae_tui.engine.train.objectives.common import recon_distribution
+
+    assert recon_distribution(run.config) == "bernoulli"  # --recon auto: the registry's choice
+    r = runner.invoke(app, ["eval", run.id, "--metrics", "mig,sap", "--fast", "--json"])
+    assert r.exit_code == 0, r.output
+    scores = json.loads(r.output)["scores"]
+    assert set(scores) == {"mig", "sap"} and all(np.isfinite(v) for v in scores.values())
