@@ -423,3 +423,20 @@ def test_a_sweep_over_sizes_checks_each_size_before_creating_anything(runs_dir, 
                                                "image_size": "32,128"}))
     plan = control.plan(ok)
     assert sorted(cfg.image_size for _, cfg in plan.members) == [32, 128]
+
+
+def test_a_stopped_128_run_resumes_from_its_checkpoint(runs_dir, folder, tmp_path):
+    from bvae_tui.engine.train.trainer import train
+
+    run = _folder_run(runs_dir, folder, tmp_path / "data", 128, checkpoint_every=100,
+                      preview_every=0)
+    calls = {"n": 0}
+
+    def stop_after_3() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    assert train(run, should_stop=stop_after_3) == "stopped"
+    assert train(run, resume=True) == "finished"
+    rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["iter"] == 6
