@@ -47,7 +47,9 @@ def sized(spec: DatasetSpec, size: int = IMAGE_SIZE) -> DatasetSpec:
                         f"give --image-size {_listed(spec.image_sizes)}")
     if size == spec.image_size:
         return spec
-    return dataclasses.replace(spec, image_size=size)
+    # A title that names the side ("centre-cropped to 64x64 RGB") names this one.
+    return dataclasses.replace(spec, image_size=size,
+                               title=spec.title.replace("64x64", f"{size}x{size}"))
 
 
 def size_flag(spec: DatasetSpec) -> str:

@@ -4,6 +4,7 @@ explore view of a run at 32 and 128 on a tiny folder dataset. Bad sizes are one 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.image_size import sized
 from bvae_tui.datasets.prepare import open_dataset, prepare
 from bvae_tui.datasets.registry import get_spec
 from bvae_tui.engine.analysis import render
@@ -161,7 +163,14 @@ def test_each_size_is_a_cache_of_its_own_and_64_keeps_its_place(folder, tmp_path
     at64 = prepare(name, root)
     at128 = prepare(name, root, image_size=128)
     at32 = prepare(name, root, image_size=32)
-    base = get_spec(name).cache_name  # the name 64x64 caches have always had
+    base = get_spec(name).cache_name
+    # the name (and place) 64x64 caches have always had: folder-<name>-<sha1 of the path>
+    digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:8]
+    assert base == f"folder-imgs-{digest}"
+    assert [sized(get_spec(n), 64).cache_name for n in ("celeba", "chairs", "dsprites")] == [
+        "celeba", "chairs", "dsprites"]
+    assert sized(get_spec("celeba"), 128).title.startswith("CelebA aligned faces")
+    assert "128x128" in sized(get_spec("celeba"), 128).title
     assert at64.cache_dir == root / base
     assert at128.cache_dir == root / f"{base}-128px" and at32.cache_dir == root / f"{base}-32px"
     assert sorted(p.name for p in root.iterdir()) == sorted([base, f"{base}-128px",
