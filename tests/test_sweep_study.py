@@ -176,3 +176,23 @@ def test_bvae_bench_saves_the_figures_the_dry_run_reads(runs_dir, env_data, sche
     assert "2 members; nothing was created" in res.output and " in 1 sweeps" not in res.output
     assert "estimated training time: 2 min one member after another on cpu" in res.output
     assert not list(runs_dir.iterdir())
+
+
+def test_dry_run_scales_other_image_sizes_by_their_pixels(runs_dir, tmp_path, schedulers,
+                                                          bench_cache):
+    from tests.folder_helpers import make_folder
+
+    figures.save_record({"device": "cpu", "figures": [{"key": "train.H.b64", "fast": 1000.0}]})
+    folder = tmp_path / "renders"
+    make_folder(folder, ([0, 1], [0, 1]))
+    common = ["sweep", "--dataset", f"folder:{folder}", "--beta", "1,4", "--iterations", "1000",
+              "--arch", "H", "--device", "cpu", "--data-dir", str(tmp_path / "data"),
+              "--dry-run", "--json"]
+    at_64 = json.loads(_cli(*common).stdout)
+    res = _cli(*common, "--image-size", "128")
+    assert res.exit_code == 0, res.output
+    at_128 = json.loads(res.stdout)
+    assert at_64["train_seconds"] == pytest.approx(2 * 1000 * 64 / 1000)
+    assert at_128["train_seconds"] == pytest.approx(4 * at_64["train_seconds"])
+    assert any("by their pixel count" in n for n in at_128["notes"])
+    assert not (tmp_path / "data").exists() and not list(runs_dir.iterdir())

@@ -9,7 +9,10 @@ The estimate is training time only (scoring at the end comes on top), from this 
 `bvae bench` figures (engine/bench/figures.py): for each member, steps x batch / img/s of its
 architecture at the measured batch nearest its own, in bf16 where ``--amp`` would use it. The
 figures are measured on dSprites (one channel); RGB data sets cost slightly more per image in
-the first and last layers. Without a saved figure the dry run says so and how to make one.
+the first and last layers; a member at ``--image-size`` 32 or 128 is scaled from the 64x64
+figure by its pixel count (the networks grow by stride-2 stages, so their work follows the pixels
+roughly: an approximation, said in a note). Without a saved figure the dry run says so and how to
+make one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bvae_tui.engine.runs.sweeps.spec import SweepSpec
+
+SIDE = 64  # the side `bvae bench` measures its training figures at
 
 
 @dataclass
@@ -72,13 +77,18 @@ def plan_dry_run(spec: SweepSpec, data_dir: str | os.PathLike | None = None) -> 
     notes = []
     for name in datasets:
         ds = get_spec(name)  # not registered: one line naming the valid ones
-        if any(c.eval_at_end for c in configs if c.dataset == name) and not ds.has_factors:
+        uses = [c for c in configs if c.dataset == name]
+        if any(c.eval_at_end for c in uses) and not ds.has_factors:
             notes.append(f"{name} has no ground-truth factors: its members' --eval-at-end would "
                          "be refused")
-        try:
-            check_available(name, data_dir)
-        except DataError as exc:
-            notes.append(f"{name} is not ready: {exc}")
+        for size in dict.fromkeys(c.image_size for c in uses):
+            try:
+                check_available(name, data_dir, size)
+            except DataError as exc:
+                notes.append(f"{name} is not ready: {exc}")
+    if any(c.image_size != SIDE for c in configs):
+        notes.append(f"members at other sizes than {SIDE}x{SIDE} are estimated from the "
+                     f"{SIDE}x{SIDE} figures by their pixel count (an approximation)")
     device, at_once = _placement(spec, settings)
     seconds, figures_from, no_estimate, name = _estimate(configs, device)
     return DryRun(count=len(configs), parts=parts, datasets=datasets, device=device,
@@ -116,7 +126,7 @@ def _estimate(configs: list, device: str) -> tuple[float | None, str | None, str
         if found is None:
             unmeasured.add(cfg.architecture)
             continue
-        total += cfg.iterations * cfg.batch_size / found[0]
+        total += cfg.iterations * cfg.batch_size / found[0] * (cfg.image_size / SIDE) ** 2
     if unmeasured:
         archs = ", ".join(sorted(unmeasured))
         return None, None, (f"the bench figures for {device} ({name}) have no arch {archs}; "
