@@ -127,7 +127,7 @@ def test_old_configs_without_image_size_read_as_64(runs_dir, env_data):
     run = create_run(runs_dir, cfg, env_data, name="old")
     path = run.path / "config.json"
     record = json.loads(path.read_text())
-    record["config"].pop("image_size") if "config" in record else record.pop("image_size")
+    del record["config"]["image_size"]  # as written before --image-size existed
     path.write_text(json.dumps(record))
     assert Run(run.path).config.image_size == 64
 
@@ -449,3 +449,21 @@ def test_a_stopped_128_run_resumes_from_its_checkpoint(runs_dir, folder, tmp_pat
     assert train(run, resume=True) == "finished"
     rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["iter"] == 6
+
+
+def test_compare_tells_runs_apart_by_size_and_an_old_config_is_64(runs_dir, env_data, folder):
+    from bvae_tui.engine.analysis.compare import differing_fields, group_runs
+    from bvae_tui.engine.analysis.compare_runs import load_runs
+    from bvae_tui.engine.runs.store import Run, create_run
+
+    name = f"folder:{folder}"
+    runs = [create_run(runs_dir, make_config(dataset=name, image_size=s, device="cpu"),
+                       env_data, name=f"c{s}") for s in (64, 128)]
+    old = create_run(runs_dir, make_config(dataset=name, device="cpu"), env_data, name="old")
+    record = json.loads((old.path / "config.json").read_text())
+    del record["config"]["image_size"]  # written before --image-size existed
+    (old.path / "config.json").write_text(json.dumps(record))
+    loaded = load_runs([*runs, Run(old.path)])
+    assert differing_fields(loaded) == ["image_size"]
+    groups = group_runs(loaded, ("image_size",))
+    assert sorted(len(g.runs) for g in groups) == [1, 2]  # the old run joins the 64 one
