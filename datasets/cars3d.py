@@ -50,15 +50,16 @@ def _is_car(name: str) -> bool:
     return len(parts) >= 2 and parts[-2] == "cars" and parts[-1].endswith(".mat")
 
 
-def _members(path: Path) -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
-    """(member, its bytes for the cars' files and list.txt, else None), streaming."""
+def _members(path: Path, cars: bool = True) -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
+    """(member, its bytes for list.txt and (``cars``) the cars' files, else None), streaming;
+    a car's member is yielded (with None) even when its bytes are not read."""
     try:
         with tarfile.open(path, "r|*") as tar:
             for info in tar:
                 base = info.name.split("/")[-1]
                 wanted = info.isfile() and (_is_car(info.name) or (
                     base == _LIST and info.name.split("/")[-2:-1] == ["cars"]))
-                if not wanted:
+                if not wanted or (not cars and _is_car(info.name)):
                     yield info, None
                     continue
                 if info.size > MAX_MEMBER:
@@ -76,13 +77,11 @@ def _car_order(path: Path) -> list[str]:
     """Stems of the cars in class order: list.txt's, else the sorted .mat names."""
     listed: list[str] | None = None
     names: list[str] = []
-    for info, data in _members(path):
-        if data is None:
-            continue
-        if info.name.endswith(_LIST):
+    for info, data in _members(path, cars=False):  # the names only: no car is read here
+        if data is not None:
             listed = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines()
                       if ln.strip()]
-        else:
+        elif info.isfile() and _is_car(info.name):
             names.append(info.name.split("/")[-1].removesuffix(".mat"))
     if len(set(names)) != len(names):
         raise _bad(path, "a car's file is in it twice")

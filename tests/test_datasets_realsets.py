@@ -245,15 +245,33 @@ def test_cars3d_download_prepare_factors(server, tmp_path, monkeypatch, listed):
     assert ds.meta["cars"] == (names if listed else sorted(names))
 
 
-def test_cars3d_truncated_archive_is_refused(tmp_path, monkeypatch):
+@pytest.mark.parametrize("damage, message", [
+    ("truncated", "Error"),
+    ("too-big", "bytes"),
+    ("fewer-cars", "2 cars, expected 3"),
+    ("not-tar", "not a usable Cars3D archive"),
+])
+def test_cars3d_bad_archives_are_refused(tmp_path, monkeypatch, damage, message):
+    from bvae_tui.datasets import cars3d
     from bvae_tui.datasets.prepare import prepare
 
     _small(monkeypatch, "cars3d")
     archive, _ = fmt.cars3d_archive()
-    (tmp_path / "nips2015-analogy-data.tar.gz").write_bytes(archive[: len(archive) // 2])
+    if damage == "truncated":
+        archive = archive[: len(archive) // 2]
+    elif damage == "too-big":
+        monkeypatch.setattr(cars3d, "MAX_MEMBER", 1000)  # a car's .mat here is ~100 kB
+    elif damage == "fewer-cars":
+        monkeypatch.setitem(registry._SPECS, "cars3d", dataclasses.replace(
+            registry.get_spec("cars3d"), factor_sizes=(2, 3, 3)))
+    else:
+        archive = b"plain text, not a tar"
+    (tmp_path / "nips2015-analogy-data.tar.gz").write_bytes(archive)
     with pytest.raises(DataError) as exc:
         prepare("cars3d", tmp_path)
-    assert "not a usable Cars3D archive" in _one_line(exc)
+    msg = _one_line(exc)
+    assert "not a usable Cars3D archive" in msg and message in msg, msg
+    assert "bvae data download cars3d" in msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nips2015-analogy-data.tar.gz"]
 
 
