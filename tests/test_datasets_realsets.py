@@ -409,3 +409,24 @@ def test_cli_trains_and_scores_smallnorb(tmp_path, runs_dir, monkeypatch):
     assert r.exit_code == 0, r.output
     scores = json.loads(r.output)["scores"]
     assert set(scores) == {"mig", "sap"} and all(np.isfinite(v) for v in scores.values())
+
+
+def test_image_sizes_follow_the_source(tmp_path, monkeypatch):
+    """Cars3D (128x128 renders) prepares at 32, 64 or 128; SmallNORB (96x96) at 32 or 64."""
+    from bvae_tui.datasets.prepare import prepare
+
+    _small(monkeypatch, "cars3d")
+    _small(monkeypatch, "smallnorb")
+    (tmp_path / "nips2015-analogy-data.tar.gz").write_bytes(fmt.cars3d_archive()[0])
+    big = prepare("cars3d", tmp_path, image_size=128)
+    assert big.images.shape == (12, 3, 128, 128) and (tmp_path / "cars3d-128px").is_dir()
+    np.testing.assert_array_equal(big.images[:, 0, 127, 127],
+                                  [fmt.grid_value(i) for i in range(12)])
+    assert (big.images[:, 0, 0, 0] == 255).all()  # upright at every size
+    fmt.write_all(tmp_path, _norb_files()[0])
+    small = prepare("smallnorb", tmp_path, image_size=32)
+    assert small.images.shape == (48, 1, 32, 32)
+    np.testing.assert_array_equal(small.images[:, 0, 31, 31], _norb_files()[1])
+    with pytest.raises(DataError) as exc:
+        prepare("smallnorb", tmp_path, image_size=128)
+    assert "--image-size 32 or 64" in _one_line(exc)
