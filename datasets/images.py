@@ -32,6 +32,7 @@ import numpy as np
 from bvae_tui.datasets import cache, folder_factors
 from bvae_tui.datasets.download import download_dataset
 from bvae_tui.datasets.errors import DataError
+from bvae_tui.datasets.grid_cache import cache_bytes, check_disk
 from bvae_tui.datasets.registry import IMAGE_SIZE, DatasetSpec
 
 Progress = Callable[[str, int, "int | None"], None]
@@ -294,8 +295,11 @@ def prepare_images(spec: DatasetSpec, root: Path, progress: Progress | None, for
                         f"bvae data download {spec.name}")
     plan = _plan(spec, src)
     crop = spec.name != "chairs"
+    side = spec.image_size  # --image-size: each size is its own cache
+    if plan.total is not None:  # CelebA at 128 is 10 GB: say so before decoding, not at the end
+        check_disk(cache.ensure_root(root), cache_bytes(plan.total, 3 * side * side, 0),
+                   spec.cache_name)
     with cache.building(root, spec.cache_name, force) as tmp:
-        side = spec.image_size  # --image-size: each size is its own cache
         writer = cache.NpyWriter(tmp / cache.IMAGES, (3, side, side))
         try:
             kept: list[bool] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -467,3 +468,21 @@ def test_compare_tells_runs_apart_by_size_and_an_old_config_is_64(runs_dir, env_
     assert differing_fields(loaded) == ["image_size"]
     groups = group_runs(loaded, ("image_size",))
     assert sorted(len(g.runs) for g in groups) == [1, 2]  # the old run joins the 64 one
+
+
+def test_not_enough_disk_for_a_128_cache_is_one_line_before_decoding(folder, tmp_path,
+                                                                      monkeypatch):
+    import shutil
+
+    from bvae_tui.datasets import grid_cache
+
+    root = tmp_path / "data"
+    free = 24 * 3 * 128 * 128  # the images alone: the margin for the rest is missing
+    monkeypatch.setattr(grid_cache.shutil, "disk_usage",
+                        lambda path: shutil._ntuple_diskusage(10**12, 10**12 - free, free))
+    with pytest.raises(DataError) as exc:
+        prepare(f"folder:{folder}", root, image_size=128)
+    msg = str(exc.value)
+    assert "\n" not in msg and "not enough disk" in msg
+    assert re.search(r"it needs [0-9.]+ [MG]B", msg)
+    assert list(root.iterdir()) == []  # nothing half-written
