@@ -93,9 +93,10 @@ class TrainConfig:
     """Everything that defines a training run."""
 
     # Data
-    dataset: str = _f("dsprites", "dataset name (dsprites, dsprites-mini, celeba, chairs, "
-                      "folder:PATH)", GROUP_DATA, widget="dataset",
-                      launch_check=check_dataset_source)
+    dataset: str = _f("dsprites", "dataset name, as `bvae data list` shows them (dsprites, "
+                      "color-/noisy-/scream-dsprites, shapes3d, smallnorb, cars3d, "
+                      "mpi3d-toy|realistic|real, celeba, chairs, ...) or folder:PATH", GROUP_DATA,
+                      widget="dataset", launch_check=check_dataset_source)
     # Objective
     objective: str = _f("H", "; ".join(f"{o.name}: {o.loss} ({o.title}, {o.paper})"
                                       for o in OBJECTIVE_INFO.values()),
@@ -127,8 +128,10 @@ class TrainConfig:
     lambda_d: float | None = _f(None, "weight of the squared deviations of the diagonal from 1; "
                                 "empty: 10 x lambda_od for dip-i, lambda_od for dip-ii",
                                 GROUP_OBJECTIVE, min=0.0, objectives=DIP)
-    recon: str = _f("auto", "reconstruction distribution; auto: bernoulli for binary data, "
-                    "gaussian otherwise", GROUP_OBJECTIVE, choices=RECONS)
+    recon: str = _f("auto", "reconstruction distribution; auto: the data set's own: bernoulli "
+                    "for dSprites and its variants, SmallNORB, Cars3D and MPI3D (as "
+                    "disentanglement_lib), gaussian for 3dshapes, CelebA, Chairs and folders",
+                    GROUP_OBJECTIVE, choices=RECONS)
     # Model
     z_dim: int = _f(10, "number of latents", GROUP_MODEL, min=1, max=512)
     arch: str = _f("auto", "architecture: H (Higgins) or B (Burgess); auto: B for objective B, "

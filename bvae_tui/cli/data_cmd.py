@@ -22,7 +22,8 @@ data_app = typer.Typer(help="List, prepare, download and export datasets.", no_a
 app.add_typer(data_app, name="data", rich_help_panel="Data")
 
 NameArg = Annotated[str, typer.Argument(
-    help="dsprites, dsprites-mini, celeba, chairs, shapes3d or folder:PATH",
+    help="a name from `bvae data list` (dsprites, color-dsprites, shapes3d, smallnorb, cars3d, "
+         "mpi3d-toy, celeba, ...) or folder:PATH",
     show_default=False)]
 
 ImageSizeOpt = Annotated[int, typer.Option(
@@ -188,8 +189,10 @@ def prepare_cmd(
     = False,
     download: Annotated[bool | None, typer.Option(
         "--download/--no-download",
-        help="fetch missing source files first (default: yes for celeba/chairs/shapes3d; no "
-             "for dsprites, whose procedural set needs no download)", show_default=False)] = None,
+        help="fetch missing source files first (default: yes for the data sets that exist only "
+             "as downloads: celeba, chairs, shapes3d, smallnorb, cars3d, mpi3d-*; no for "
+             "dsprites and its variants, whose procedural set needs no download)",
+        show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress display")] = False,
     json_out: JsonOpt = False,
     image_size: ImageSizeOpt = 64,
