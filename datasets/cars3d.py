@@ -150,9 +150,7 @@ def prepare_cars3d(spec: DatasetSpec, root: Path, path: Path, progress: Progress
         except BaseException:
             writer.abort()
             raise
-        classes, vals = grid_cache.grid_tables(sizes, values)
-        cache.save_array(tmp / cache.CLASSES, classes)
-        cache.save_array(tmp / cache.VALUES, vals)
+        grid_cache.save_grid_tables(tmp, sizes, values)
         cache.write_meta(tmp, {
             "name": spec.name, "title": spec.title, "source": "files", "origin": str(path),
             "count": n, "channels": 3, "binary": False, "packed": False,

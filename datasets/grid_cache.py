@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bvae_tui.datasets import cache
 from bvae_tui.datasets.cache import _npy_header
 from bvae_tui.datasets.errors import DataError
 
@@ -61,6 +62,16 @@ def grid_tables(sizes: Sequence[int], values: Sequence[np.ndarray]
         classes[:, f] = col
         vals[:, f] = np.asarray(values[f], dtype=np.float64)[col]
     return classes, vals
+
+
+def save_grid_tables(directory: Path, sizes: Sequence[int], values: Sequence[np.ndarray]
+                     ) -> None:
+    """Write the full grid's classes and values (:func:`grid_tables`) into a cache being built,
+    the classes freed before the values are written (MPI3D's tables are 58 MB each)."""
+    classes, vals = grid_tables(sizes, values)
+    cache.save_array(directory / cache.CLASSES, classes)
+    del classes
+    cache.save_array(directory / cache.VALUES, vals)
 
 
 def grid_index(classes: np.ndarray, sizes: Sequence[int]) -> np.ndarray:

@@ -112,11 +112,7 @@ def prepare_mpi3d(spec: DatasetSpec, root: Path, path: Path, progress: Progress 
                 raise
             writer.close()
             values = [np.arange(s) for s in sizes]
-            classes, vals = grid_cache.grid_tables(sizes, values)
-            cache.save_array(tmp / cache.CLASSES, classes)
-            del classes
-            cache.save_array(tmp / cache.VALUES, vals)
-            del vals
+            grid_cache.save_grid_tables(tmp, sizes, values)
             cache.write_meta(tmp, {
                 "name": spec.name, "title": spec.title, "source": "files", "origin": str(path),
                 "count": n, "channels": 3, "binary": False, "packed": False,

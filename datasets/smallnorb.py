@@ -191,9 +191,7 @@ def prepare_smallnorb(spec: DatasetSpec, root: Path, files: dict[str, Path],
         except BaseException:
             writer.abort()
             raise
-        classes, vals = grid_cache.grid_tables(sizes, values)
-        cache.save_array(tmp / cache.CLASSES, classes)
-        cache.save_array(tmp / cache.VALUES, vals)
+        grid_cache.save_grid_tables(tmp, sizes, values)
         cache.write_meta(tmp, {
             "name": spec.name, "title": spec.title, "source": "files",
             "origin": str(files[f"{SMALLNORB_HALVES[0]}-dat"].parent),

@@ -20,21 +20,13 @@ from bvae_tui.datasets import grid_cache, realsets_files, registry
 from bvae_tui.datasets.errors import DataError
 from bvae_tui.datasets.realsets_files import SourceFile
 from tests import realsets_formats as fmt
+from tests.metric_params import tiny_metric_params
 from tests.test_download import _Server
 
 runner = CliRunner()
 SMALL = {"smallnorb": fmt.NORB_SIZES, "cars3d": fmt.CARS_SIZES, "mpi3d-toy": fmt.MPI_SIZES,
          "mpi3d-realistic": fmt.MPI_SIZES, "mpi3d-real": fmt.MPI_SIZES}
-TINY = {
-    "betavae": {"batch_size": 8, "num_train": 40, "num_eval": 20},
-    "factorvae": {"batch_size": 8, "num_train": 40, "num_eval": 20,
-                  "num_variance_estimate": 48, "prune_threshold": 0.05},
-    "mig": {"num_train": 48, "num_bins": 5},
-    "dci": {"num_train": 40, "num_test": 20},
-    "sap": {"num_train": 40, "num_test": 20},
-    "modularity": {"num_train": 48, "num_bins": 5},
-    "explicitness": {"num_train": 40, "num_test": 20},
-}
+TINY = tiny_metric_params(8, 40, 20, 48, 5)
 
 
 @pytest.fixture

@@ -25,19 +25,11 @@ from bvae_tui.datasets.loader import check_available, dataset_status
 from bvae_tui.datasets.prepare import open_dataset
 from bvae_tui.datasets.registry import dataset_names, get_spec
 from bvae_tui.datasets.tensors import DeviceImages
+from tests.metric_params import tiny_metric_params
 from tests.test_download import _Server
 
 KINDS = ("color", "noisy", "scream")
-TINY = {
-    "betavae": {"batch_size": 16, "num_train": 100, "num_eval": 50},
-    "factorvae": {"batch_size": 16, "num_train": 100, "num_eval": 50,
-                  "num_variance_estimate": 300, "prune_threshold": 0.05},
-    "mig": {"num_train": 300, "num_bins": 10},
-    "dci": {"num_train": 100, "num_test": 50},
-    "sap": {"num_train": 100, "num_test": 50},
-    "modularity": {"num_train": 300, "num_bins": 10},
-    "explicitness": {"num_train": 100, "num_test": 50},
-}
+TINY = tiny_metric_params(16, 100, 50, 300, 10)
 
 
 def painting(width: int = 160, height: int = 120, quality: int = 92) -> bytes:

@@ -10,17 +10,9 @@ from typer.testing import CliRunner
 
 from bvae_tui.datasets.errors import DataError, UserError
 from bvae_tui.engine.analysis import metrics as M
+from tests.metric_params import tiny_metric_params
 
-TINY = {
-    "betavae": {"batch_size": 32, "num_train": 200, "num_eval": 100},
-    "factorvae": {"batch_size": 32, "num_train": 200, "num_eval": 100,
-                  "num_variance_estimate": 500, "prune_threshold": 0.05},
-    "mig": {"num_train": 500, "num_bins": 20},
-    "dci": {"num_train": 100, "num_test": 50},
-    "sap": {"num_train": 200, "num_test": 100},
-    "modularity": {"num_train": 500, "num_bins": 20},
-    "explicitness": {"num_train": 200, "num_test": 100},
-}
+TINY = tiny_metric_params(32, 200, 100, 500, 20, dci=(100, 50))
 
 
 def _make_run(runs_dir, data_dir, dataset="dsprites-mini", iteration=7, name="ev"):

@@ -17,19 +17,11 @@ from bvae_tui.datasets.registry import get_spec
 from bvae_tui.engine.analysis import metrics as M
 from bvae_tui.engine.analysis.metrics.ground_truth import GroundTruth
 from tests.folder_helpers import colour_of, make_folder
+from tests.metric_params import tiny_metric_params
 
 LEVELS = ([0, 1], [0, 15, 30])  # a: 2 classes; b: 3 classes, written as 0/15/30
 
-TINY = {
-    "betavae": {"batch_size": 8, "num_train": 60, "num_eval": 30},
-    "factorvae": {"batch_size": 8, "num_train": 60, "num_eval": 30,
-                  "num_variance_estimate": 100, "prune_threshold": 0.05},
-    "mig": {"num_train": 200, "num_bins": 10},
-    "dci": {"num_train": 60, "num_test": 30},
-    "sap": {"num_train": 60, "num_test": 30},
-    "modularity": {"num_train": 200, "num_bins": 10},
-    "explicitness": {"num_train": 60, "num_test": 30},
-}
+TINY = tiny_metric_params(8, 60, 30, 200, 10, variance=100)
 
 
 def _pixel(ds, index: int) -> tuple[int, ...]:
