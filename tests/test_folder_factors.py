@@ -246,3 +246,25 @@ def test_explore_index_for_takes_the_nearest_existing_image(tmp_path):
     assert ds.classes[near].tolist()[0] == 1
     with pytest.raises(DataError, match="no image has the factor classes"):
         explorer.index_for({0: 1, 1: 1}, [0, 0])
+
+
+def test_data_list_survives_a_prepared_folder_whose_factors_csv_broke(tmp_path):
+    """One folder's header going bad after it was prepared must not take the whole listing down:
+    its row says what is wrong, the other data sets are still listed."""
+    from bvae_tui.cli.main import app
+
+    folder = tmp_path / "renders"
+    make_folder(folder, LEVELS)
+    data = str(tmp_path / "data")
+    prepare(f"folder:{folder}", data)
+    (folder / "factors.csv").write_text("file\n")  # the header lost its factor columns
+    res = CliRunner().invoke(app, ["data", "list", "--data-dir", data, "--json"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    rows = {r["name"]: r for r in json.loads(res.output)}
+    assert "dsprites" in rows
+    broken = rows[f"folder:{folder.resolve()}"]
+    assert not broken["prepared"] and "the header needs the file name column" in broken["problem"]
+    res = CliRunner().invoke(app, ["data", "list", "--data-dir", data], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "the header needs the file name column" in res.output

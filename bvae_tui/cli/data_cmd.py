@@ -85,34 +85,60 @@ def progress_display(label: str, quiet: bool = False) -> Iterator:
             bar.stop()
 
 
-def _all_names(data_dir: str | None) -> list[str]:
-    """Fixed datasets plus image folders that have been prepared under the data root."""
+def _folder_caches(root: Path) -> dict[str, Path]:
+    """The ``folder:PATH`` datasets prepared under the data root, each with its (64px, or
+    first found) cache directory."""
     from bvae_tui.datasets import cache
-    from bvae_tui.datasets.registry import data_root, dataset_names
 
-    names = dataset_names()
-    root = data_root(data_dir)
+    found: dict[str, Path] = {}
     if root.is_dir():
         for d in sorted(root.glob("folder-*")):
             meta = cache.read_meta(d)
-            if meta and str(meta.get("name", "")).startswith("folder:") \
-                    and meta["name"] not in names:  # its 128px cache, say, is another dir
-                names.append(meta["name"])
-    return names
+            name = str(meta.get("name", "")) if meta else ""
+            if name.startswith("folder:") and name not in found:  # its 128px cache, say,
+                found[name] = d  # is another dir
+    return found
+
+
+def _all_names(data_dir: str | None) -> list[str]:
+    """Fixed datasets plus image folders that have been prepared under the data root."""
+    from bvae_tui.datasets.registry import data_root, dataset_names
+
+    names = dataset_names()
+    return names + [n for n in _folder_caches(data_root(data_dir)) if n not in names]
+
+
+def _unreadable_folder(name: str, cdir: Path, exc: Exception) -> dict:
+    """The row of a prepared folder whose spec cannot be made any more (its factors.csv
+    header went bad since): not usable, the reason shown, the rest of the listing intact."""
+    from bvae_tui.datasets import cache
+
+    return {"name": name, "title": f"images under {name[len('folder:'):]}", "image_size": 64,
+            "prepared": False, "source": "damaged", "size_bytes": cache.dir_size(cdir),
+            "location": str(cdir), "count": None, "stale": False, "problem": str(exc),
+            "fix": None}
 
 
 def _statuses(data_dir: str | None) -> list[dict]:
     """``dataset_status`` of every dataset at 64, and at each other size prepared."""
+    from bvae_tui.datasets.errors import DataError
     from bvae_tui.datasets.image_size import prepared_sizes
     from bvae_tui.datasets.loader import dataset_status
     from bvae_tui.datasets.registry import data_root, get_spec
 
     root = data_root(data_dir)
+    folders = _folder_caches(root)
     rows = []
     for name in _all_names(data_dir):
-        rows.append(dataset_status(name, data_dir))
-        rows += [dataset_status(name, data_dir, size)
-                 for size in prepared_sizes(get_spec(name), root)]
+        try:
+            spec = get_spec(name)
+            here = [dataset_status(name, data_dir)]
+            here += [dataset_status(name, data_dir, size) for size in prepared_sizes(spec, root)]
+        except DataError as exc:
+            if name not in folders:
+                raise
+            here = [_unreadable_folder(name, folders[name], exc)]
+        rows += here
     return rows
 
 
