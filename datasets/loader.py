@@ -10,7 +10,13 @@ import numpy as np
 from bvae_tui.datasets import cache, folder_factors, images, shapes3d
 from bvae_tui.datasets.errors import DataError
 from bvae_tui.datasets.image_size import size_flag, sized
-from bvae_tui.datasets.registry import DatasetSpec, data_root, find_real_dsprites, get_spec
+from bvae_tui.datasets.registry import (
+    DatasetSpec,
+    data_root,
+    factors_fix,
+    find_real_dsprites,
+    get_spec,
+)
 
 IMAGE_SIZE = 64
 
@@ -136,8 +142,8 @@ class Dataset:
     # factors ------------------------------------------------------------------------------------
     def _need_factors(self) -> None:
         if not self.factor_sizes:
-            raise DataError(f"dataset '{self.name}' has no ground-truth factors; use dsprites "
-                            "or dsprites-mini")
+            raise DataError(f"dataset '{self.name}' has no ground-truth factors; "
+                            f"{factors_fix(self.name)}")
 
     def index_of(self, classes) -> np.ndarray:
         """Row index of each factor-class vector (M, F) -> (M,) int64."""

@@ -213,6 +213,17 @@ def dataset_names() -> list[str]:
     return list(_SPECS)
 
 
+def factors_fix(name: str) -> str:
+    """What to do about ``name`` having no ground-truth factors, for the one-line errors of the
+    metrics, probes and explore view: a folder can be given a factors.csv; otherwise, the data
+    sets that have factors."""
+    if name.startswith("folder:"):
+        return ("write a factors.csv beside its images (a file column, then one integer class "
+                "column per factor)")
+    have = ", ".join(n for n, spec in _SPECS.items() if spec.has_factors)
+    return f"use one that has them ({have}), or folder:PATH with a factors.csv"
+
+
 def get_spec(name: str) -> DatasetSpec:
     """Resolve a dataset name to its spec, or raise :class:`DataError` naming the valid ones."""
     if name.startswith("folder:"):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bvae_tui.datasets.prepare import open_dataset
-from bvae_tui.datasets.registry import get_spec
+from bvae_tui.datasets.registry import factors_fix, get_spec
 from bvae_tui.engine.analysis.baselines import baseline_table_maker, canonical
 from bvae_tui.engine.analysis.encode import Progress, model_table_maker
 from bvae_tui.engine.analysis.metrics import (
@@ -48,8 +48,7 @@ def require_factors(dataset_name: str, what: str) -> None:
     spec = get_spec(dataset_name)
     if not spec.has_factors:
         raise DataError(f"{what} uses dataset '{dataset_name}', which has no ground-truth "
-                        "factors; disentanglement metrics need one that has them "
-                        "(dsprites or dsprites-mini)")
+                        f"factors; disentanglement metrics need them: {factors_fix(spec.name)}")
 
 
 def run_device(run: Run, device: str | None) -> str:

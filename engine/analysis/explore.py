@@ -172,9 +172,11 @@ def class_label(factor: str, size: int, cls: int) -> str:
 def need_factors(dataset: Any, option: str = "--factors") -> None:
     """A one-line error when the dataset has no ground-truth factors."""
     if not getattr(dataset, "factor_sizes", ()) or getattr(dataset, "classes", None) is None:
+        from bvae_tui.datasets.registry import factors_fix
+
         raise ConfigError(f"dataset {dataset.name} has no ground-truth factors, so {option} "
-                          "cannot be used; pick the image with --image INDEX (factors exist "
-                          "on dsprites, dsprites-mini and shapes3d)")
+                          "cannot be used; pick the image with --image INDEX, or "
+                          f"{factors_fix(str(dataset.name))}")
 
 
 def factor_position(dataset: Any, factor: str, option: str = "--factors") -> int:

@@ -28,8 +28,10 @@ class GroundTruth:
         sizes = tuple(int(s) for s in (getattr(dataset, "factor_sizes", None) or ()))
         if not sizes:
             name = getattr(dataset, "name", "this dataset")
+            from bvae_tui.datasets.registry import factors_fix
+
             raise DataError(f"dataset '{name}' has no ground-truth factors; disentanglement "
-                            "metrics need one that has them, e.g. dsprites or dsprites-mini")
+                            f"metrics need them: {factors_fix(str(name))}")
         self.dataset = dataset
         self.sizes = sizes
         names = tuple(getattr(dataset, "factor_names", ()) or ())
