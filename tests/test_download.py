@@ -235,3 +235,19 @@ def test_download_dataset_uses_env_url_and_checks_blob(server, tmp_path, monkeyp
 def test_nothing_to_download():
     with pytest.raises(DataError, match="nothing to download"):
         download.download_dataset("dsprites-mini")
+
+
+def test_not_enough_disk_for_a_download_is_said_before_writing(server, tmp_path, monkeypatch):
+    """MPI3D's npz is 12 GB: a disk that cannot hold what the server announces is a one-line
+    error naming how much is needed, before a byte is written (not an ENOSPC half way)."""
+    import shutil
+    from collections import namedtuple
+
+    server.files["/big.bin"] = PAYLOAD
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10, 10, len(PAYLOAD) // 2))
+    with pytest.raises(DataError) as exc:
+        _fetch(server, "/big.bin", tmp_path / "big.bin", check=("git-blob-sha1", _blob(PAYLOAD)))
+    msg = str(exc.value)
+    assert "not enough disk" in msg and "--data-dir" in msg and "\n" not in msg, msg
+    assert list(tmp_path.iterdir()) == []
