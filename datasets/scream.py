@@ -96,7 +96,9 @@ def _decode(path: Path) -> np.ndarray:
             rgb = img.convert("RGB")  # a truncated file fails here, not later in a batch
     except _Unusable:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError:  # its message quotes Python's repr of the open file
+        raise _Unusable("not an image file Pillow can read") from None
+    except Image.DecompressionBombError as exc:
         raise _Unusable(str(exc).splitlines()[0] if str(exc) else "not an image") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise _Unusable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None

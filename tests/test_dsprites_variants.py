@@ -192,6 +192,7 @@ def test_missing_painting_is_one_line_and_builds_nothing(tmp_path, mini_data_dir
     (lambda: painting(400, 300)[:-6000], "truncated"),
     (lambda: _png(), "not a JPEG"),
     (lambda: painting(60, 200), "too small for a 64x64 patch"),
+    (lambda: np.random.RandomState(2).bytes(6000), "not an image file"),
 ])
 def test_an_unusable_painting_is_one_line(tmp_path, mini_data_dir, content, why):
     root = _root_with_mini(tmp_path, mini_data_dir, with_scream=False)
@@ -199,6 +200,7 @@ def test_an_unusable_painting_is_one_line(tmp_path, mini_data_dir, content, why)
     with pytest.raises(DataError, match=why) as info:
         open_dataset("scream-dsprites-mini", root)
     assert "\n" not in str(info.value) and "is not a usable image of The Scream" in str(info.value)
+    assert "<_io" not in str(info.value)  # no Python object's repr in a user's message
 
 
 def _png() -> bytes:
