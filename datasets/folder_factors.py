@@ -55,9 +55,12 @@ def _read_text(path: Path, limit: int | None = None) -> str:
         fd = os.open(path, flags)
     except OSError as exc:
         raise DataError(f"cannot read {path} ({exc.strerror}); check its permissions") from None
+    # Checked before wrapping the descriptor: fdopen itself refuses a directory (with an
+    # IsADirectoryError, which would escape as a traceback).
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DataError(f"{path} is not a regular file; make factors.csv a plain CSV file")
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise DataError(f"{path} is not a regular file; make factors.csv a plain CSV file")
         cap = MAX_CSV_BYTES if limit is None else limit
         data = fh.read(cap + 1)
     if limit is None and len(data) > MAX_CSV_BYTES:

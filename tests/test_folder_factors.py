@@ -268,3 +268,13 @@ def test_data_list_survives_a_prepared_folder_whose_factors_csv_broke(tmp_path):
     assert not broken["prepared"] and "the header needs the file name column" in broken["problem"]
     res = CliRunner().invoke(app, ["data", "list", "--data-dir", data], env={"COLUMNS": "200"})
     assert res.exit_code == 0 and "the header needs the file name column" in res.output
+
+
+def test_a_factors_csv_that_is_a_directory_is_one_line(tmp_path):
+    folder = tmp_path / "renders"
+    make_folder(folder, LEVELS)
+    (folder / "factors.csv").unlink()
+    (folder / "factors.csv").mkdir()  # opens (O_RDONLY works on a directory), then fails
+    with pytest.raises(DataError, match="factors.csv is not a regular file") as info:
+        get_spec(f"folder:{folder}")
+    assert "\n" not in str(info.value)
