@@ -16,6 +16,7 @@ from bvae_tui.datasets.prepare import open_dataset, prepare
 from bvae_tui.datasets.registry import get_spec
 from bvae_tui.engine.analysis import metrics as M
 from bvae_tui.engine.analysis.metrics.ground_truth import GroundTruth
+from bvae_tui.engine.errors import ConfigError
 from tests.folder_helpers import colour_of, make_folder
 from tests.metric_params import tiny_metric_params
 
@@ -278,3 +279,27 @@ def test_a_factors_csv_that_is_a_directory_is_one_line(tmp_path):
     with pytest.raises(DataError, match="factors.csv is not a regular file") as info:
         get_spec(f"folder:{folder}")
     assert "\n" not in str(info.value)
+
+
+def test_a_folders_shape_factor_is_not_given_dsprites_class_names(tmp_path):
+    """A lab's factor that happens to be called 'shape' with 3 levels is not dSprites' square /
+    ellipse / heart: its classes are numbers, in the explore view's labels and its parsing."""
+    from bvae_tui.engine.analysis.explore import Explorer, class_label, class_names, parse_class
+
+    folder = tmp_path / "renders"
+    make_folder(folder, ([0, 1, 2], [0, 15]), names=("shape", "light"))
+    ds = prepare(f"folder:{folder}", tmp_path / "data")
+    assert class_names("shape", 3, ds) is None and class_label("shape", 3, 2, ds) == "2"
+    with pytest.raises(ConfigError) as info:
+        parse_class(ds, "shape", "9")
+    assert "square" not in str(info.value)
+    with pytest.raises(ConfigError, match="must be a number"):
+        parse_class(ds, "shape", "heart")
+    explorer = Explorer.__new__(Explorer)  # only its factor lookups: no model needed
+    explorer.dataset = ds
+    row = int(ds.index_of(np.array([[2, 1]]))[0])
+    assert "shape=2" in explorer.describe_index(row)
+    # dSprites keeps its names.
+    mini = open_dataset("dsprites-mini", tmp_path / "data")
+    assert class_names("shape", 3, mini) == ("square", "ellipse", "heart")
+    assert parse_class(mini, "shape", "heart") == 2

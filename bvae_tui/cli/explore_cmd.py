@@ -134,8 +134,8 @@ def _print_response(explorer: Any, reply: Any) -> None:
 
     ds = explorer.dataset
     size = int(ds.factor_sizes[list(ds.factor_names).index(reply.factor)])
-    before = ex.class_label(reply.factor, size, reply.from_class)
-    after = ex.class_label(reply.factor, size, reply.to_class)
+    before = ex.class_label(reply.factor, size, reply.from_class, ds)
+    after = ex.class_label(reply.factor, size, reply.to_class, ds)
     typer.echo(f"{reply.factor} {before} -> {after} (image {reply.index} -> {reply.to_index}): "
                "change of each latent's mean")
     scale = max(float(abs(reply.delta).max()), 1e-6)

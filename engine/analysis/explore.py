@@ -158,14 +158,18 @@ def parse_set(text: str, z_dim: int) -> dict[int, float]:
     return out
 
 
-def class_names(factor: str, size: int) -> tuple[str, ...] | None:
-    """Names of a factor's classes, where they are known and match its size."""
+def class_names(factor: str, size: int, dataset: Any) -> tuple[str, ...] | None:
+    """Names of a factor's classes, where they are known and match its size: the registry's
+    data sets' (dSprites' shapes); never a ``folder:PATH``'s, whose factors.csv numbers its
+    own levels (a lab's 3-level 'shape' is not square / ellipse / heart)."""
+    if str(getattr(dataset, "name", dataset)).startswith("folder:"):
+        return None
     names = CLASS_NAMES.get(factor)
     return names if names is not None and len(names) == size else None
 
 
-def class_label(factor: str, size: int, cls: int) -> str:
-    names = class_names(factor, size)
+def class_label(factor: str, size: int, cls: int, dataset: Any) -> str:
+    names = class_names(factor, size, dataset)
     return names[cls] if names else str(cls)
 
 
@@ -196,7 +200,7 @@ def parse_class(dataset: Any, factor: str, value: str, option: str = "--factors"
     """A class of ``factor`` given as its index ('2') or its name ('heart')."""
     k = factor_position(dataset, factor, option)
     name, size = dataset.factor_names[k], int(dataset.factor_sizes[k])
-    names = class_names(name, size)
+    names = class_names(name, size, dataset)
     text = value.strip().lower()
     if names and text in names:
         return names.index(text)
@@ -475,7 +479,7 @@ class Explorer:
         if not self.has_factors:
             return f"index {index}"
         ds = self.dataset
-        parts = [f"{n}={class_label(n, int(s), c)}" for n, s, c in
+        parts = [f"{n}={class_label(n, int(s), c, ds)}" for n, s, c in
                  zip(ds.factor_names, ds.factor_sizes, self.classes_of(index), strict=True)
                  if int(s) > 1]
         return f"index {index}: " + " ".join(parts)

@@ -434,8 +434,8 @@ class ExploreScreen(Screen):
         self.response = r = message.response
         ds = self.explorer.dataset
         size = int(ds.factor_sizes[list(ds.factor_names).index(r.factor)])
-        title = (f"{r.factor} {class_label(r.factor, size, r.from_class)} → "
-                 f"{class_label(r.factor, size, r.to_class)} (image {r.index} → {r.to_index}):"
+        title = (f"{r.factor} {class_label(r.factor, size, r.from_class, ds)} → "
+                 f"{class_label(r.factor, size, r.to_class, ds)} (image {r.index} → {r.to_index}):"
                  " Δ mean")
         bars.set_response(r, title, self.explorer.order, self.explorer.latents)
 

@@ -51,19 +51,19 @@ class PickImageScreen(ModalScreen[int | None]):
             names = list(ds.factor_names)
             for name, size in self.factors:
                 k = names.index(name)
-                value = class_label(name, size, self.current[k]) if self.current else ""
+                value = class_label(name, size, self.current[k], ds) if self.current else ""
                 with Horizontal(classes="pick-row"):
                     yield Label(plain(name), classes="pick-label")
-                    yield Input(value=value, placeholder=self._hint(name, size),
+                    yield Input(value=value, placeholder=self._hint(name, size, ds),
                                 id=f"pick-f{k}")
             yield Static(id="pick-error")
             yield Static(Text("enter: show it · esc: cancel", style="dim"))
 
     @staticmethod
-    def _hint(name: str, size: int) -> str:
+    def _hint(name: str, size: int, dataset: Any) -> str:
         from bvae_tui.engine.analysis.explore import class_names
 
-        names = class_names(name, size)
+        names = class_names(name, size, dataset)
         return f"0..{size - 1}" + (f" or {'/'.join(names)}" if names else "")
 
     def on_mount(self) -> None:
