@@ -71,18 +71,25 @@ class MatrixReader:
             self._fh = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")  # noqa: SIM115
         except OSError as exc:
             raise _bad(path, exc.strerror or str(exc)) from None
-        head = self._read(8, "header")
-        got, ndim = struct.unpack("<ii", head)
-        if got != magic:
-            raise _bad(path, f"magic number {got:#x}, expected {magic:#x}")
-        if not 1 <= ndim <= 8:
-            raise _bad(path, f"{ndim} dimensions")
-        dims = struct.unpack(f"<{max(3, ndim)}i", self._read(4 * max(3, ndim), "header"))
-        self.shape = tuple(int(d) for d in dims[:ndim])
-        if any(d <= 0 for d in self.shape):
-            raise _bad(path, f"dimensions {self.shape}")
+        try:
+            self.shape = self._header(magic)
+        except BaseException:
+            self._fh.close()  # refused: nobody else will close it
+            raise
         self.itemsize = 1 if magic == UBYTE_MAGIC else 4
         self.dtype = np.dtype(np.uint8) if magic == UBYTE_MAGIC else np.dtype("<i4")
+
+    def _header(self, magic: int) -> tuple[int, ...]:
+        got, ndim = struct.unpack("<ii", self._read(8, "header"))
+        if got != magic:
+            raise _bad(self.path, f"magic number {got:#x}, expected {magic:#x}")
+        if not 1 <= ndim <= 8:
+            raise _bad(self.path, f"{ndim} dimensions")
+        dims = struct.unpack(f"<{max(3, ndim)}i", self._read(4 * max(3, ndim), "header"))
+        shape = tuple(int(d) for d in dims[:ndim])
+        if any(d <= 0 for d in shape):
+            raise _bad(self.path, f"dimensions {shape}")
+        return shape
 
     def _read(self, n: int, what: str) -> bytes:
         try:
@@ -106,7 +113,11 @@ class MatrixReader:
 def _labels(files: dict[str, Path], prefix: str) -> np.ndarray:
     """(N, 5) raw labels of one half: category, instance, elevation, azimuth, lighting."""
     cat = MatrixReader(files[f"{prefix}-cat"], INT_MAGIC)
-    info = MatrixReader(files[f"{prefix}-info"], INT_MAGIC)
+    try:
+        info = MatrixReader(files[f"{prefix}-info"], INT_MAGIC)
+    except BaseException:
+        cat.close()
+        raise
     try:
         n = cat.shape[0]
         if len(cat.shape) != 1:

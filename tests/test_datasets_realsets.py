@@ -422,3 +422,32 @@ def test_image_sizes_follow_the_source(tmp_path, monkeypatch):
     with pytest.raises(DataError) as exc:
         prepare("smallnorb", tmp_path, image_size=128)
     assert "--image-size 32 or 64" in _one_line(exc)
+
+
+@pytest.mark.parametrize("part", ["cat", "info", "dat"])
+def test_smallnorb_files_are_closed_when_one_is_refused(tmp_path, monkeypatch, part):
+    """A bad header in any of a half's files: every file opened so far is closed (not left to
+    the garbage collector), whichever one failed."""
+    import gzip
+
+    from bvae_tui.datasets.prepare import prepare
+
+    _small(monkeypatch, "smallnorb")
+    files, _ = _norb_files()
+    name = f"{fmt.NORB_TRAIN}-{part}.mat.gz"
+    raw = bytearray(gzip.decompress(files[name]))
+    raw[0] ^= 1  # the magic number
+    files[name] = gzip.compress(bytes(raw))
+    fmt.write_all(tmp_path, files)
+    opened = []
+    real_open = gzip.open
+
+    def tracking(*args, **kwargs):
+        fh = real_open(*args, **kwargs)
+        opened.append(fh)
+        return fh
+
+    monkeypatch.setattr(gzip, "open", tracking)
+    with pytest.raises(DataError, match="magic number"):
+        prepare("smallnorb", tmp_path)
+    assert opened and all(fh.closed for fh in opened)
