@@ -303,3 +303,20 @@ def test_a_folders_shape_factor_is_not_given_dsprites_class_names(tmp_path):
     mini = open_dataset("dsprites-mini", tmp_path / "data")
     assert class_names("shape", 3, mini) == ("square", "ellipse", "heart")
     assert parse_class(mini, "shape", "heart") == 2
+
+
+def test_brackets_in_a_folders_path_and_factor_names_are_text_not_markup(tmp_path):
+    """A folder called 'x[/]' (and factors named '[red]az') is drawn as it is by `bvae data
+    prepare` and `bvae data list`: rich markup there raised a MarkupError traceback."""
+    from bvae_tui.cli.main import app
+
+    folder = tmp_path / "br[/]" / "x[red]"
+    make_folder(folder, LEVELS, names=("[/]shape", "[red]az"))
+    data = str(tmp_path / "data")
+    res = CliRunner().invoke(app, ["data", "prepare", f"folder:{folder}", "--data-dir", data],
+                             env={"COLUMNS": "300"})
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    assert f"prepared folder:{folder}" in res.output and "[/]shape 2, [red]az 3" in res.output
+    res = CliRunner().invoke(app, ["data", "list", "--data-dir", data], env={"COLUMNS": "300"})
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    assert "[red]" in res.output.replace("\n", "")  # drawn, not swallowed as a style

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from bvae_tui.cli.common import DataDirOpt, JsonOpt, console, human_bytes, print_json
+from bvae_tui.cli.common import DataDirOpt, JsonOpt, human_bytes, print_json
 from bvae_tui.cli.main import app
 
 data_app = typer.Typer(help="List, prepare, download and export datasets.", no_args_is_help=True)
@@ -32,6 +32,14 @@ ImageSizeOpt = Annotated[int, typer.Option(
 
 _STAGES = {"generate": "generating", "import": "importing", "decode": "decoding",
            "download": "downloading", "verify": "verifying", "export": "exporting"}
+
+
+def console():
+    """A rich console on stdout that draws text as it is: what these commands print names data
+    sets, folders and factors (a folder called 'x[/]' is a path, not markup to parse)."""
+    from rich.console import Console
+
+    return Console(highlight=False, markup=False)
 
 
 @contextlib.contextmanager
@@ -63,10 +71,11 @@ def progress_display(label: str, quiet: bool = False) -> Iterator:
             return
         if stage not in tasks:
             if stage == "download":
-                bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                               DownloadColumn(),
                                TransferSpeedColumn(), TimeRemainingColumn(), console=out)
             else:
-                bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                                MofNCompleteColumn(), TimeElapsedColumn(),
                                TimeRemainingColumn(), console=out)
             for other in bars:  # one live display at a time
