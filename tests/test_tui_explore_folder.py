@@ -69,3 +69,37 @@ async def test_factor_picker_on_a_folder_with_factors(runs_dir, tmp_path):
         assert app.screen is form
         assert "no image has the factor classes" in str(form.query_one("#pick-error").render())
         await pilot.press("escape")
+
+
+async def test_factor_names_with_brackets_are_text_in_the_picker(runs_dir, tmp_path):
+    """factors.csv's header is the lab's text: '[/]shape' is a name, not markup (Textual
+    parsed the picker's label and raised a MarkupError)."""
+    from bvae_tui.datasets.prepare import prepare
+    from bvae_tui.engine.config import make_config
+    from bvae_tui.engine.runs.store import create_run
+
+    folder, data = tmp_path / "renders", tmp_path / "data"
+    make_folder(folder, ([0, 1], [0, 1, 2]), names=("[/]shape", "[b]light"))
+    prepare(f"folder:{folder}", data)
+    cfg = make_config(dataset=f"folder:{folder}", z_dim=Z, iterations=10, device="cpu")
+    run = create_run(runs_dir, cfg, data, name="tui-brackets")
+    _checkpoint(run, cfg, channels=3)
+    app = BvaeApp(run.path.parent, data)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ExploreScreen(run.path, app.data_root))
+        screen = await wait_for(pilot, lambda: isinstance(app.screen, ExploreScreen)
+                                and app.screen, 10, "the explore screen")
+        await wait_for(pilot, lambda: screen.view is not None and not screen.busy, 30,
+                       "the first decode")
+        await pilot.press("g")
+        form = await wait_for(pilot, lambda: isinstance(app.screen, PickImageScreen)
+                              and app.screen, 5, "the form")
+        await pilot.pause()
+        from textual.widgets import Label
+
+        shown = [str(label.render()) for label in form.query(Label)]
+        assert "[/]shape" in shown and "[b]light" in shown, shown
+        await pilot.press("escape")
+        await pilot.press("v")  # the inverse view steps a factor: its title names it
+        await wait_for(pilot, lambda: screen.response is not None, 30, "the response")
+        await pilot.pause()

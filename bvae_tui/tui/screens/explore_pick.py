@@ -53,7 +53,7 @@ class PickImageScreen(ModalScreen[int | None]):
                 k = names.index(name)
                 value = class_label(name, size, self.current[k], ds) if self.current else ""
                 with Horizontal(classes="pick-row"):
-                    yield Label(plain(name), classes="pick-label")
+                    yield Label(Text(plain(name)), classes="pick-label")  # text, not markup
                     yield Input(value=value, placeholder=self._hint(name, size, ds),
                                 id=f"pick-f{k}")
             yield Static(id="pick-error")
