@@ -153,18 +153,20 @@ def test_real_stop_resume_and_scontrol_requeue(runs_dir, slurm_env, real_slurm):
 
 
 def test_real_time_limit_signals_checkpoints_and_requeues(runs_dir, slurm_env, real_slurm):
-    """A one-minute --time: Slurm signals the job before the limit (submitit's USR2, at most
-    half the limit early), the member checkpoints, submitit requeues the job, and it continues
-    from the checkpoint; the job never reaches TIMEOUT."""
-    _sweep(slurm_env, "1000000", 20, "--seed", "1,2", "--time", "1", "--array-parallelism",
+    """A two-minute --time: Slurm signals the job before the limit (submitit's USR2, never
+    before half the limit: see signal_delay), the member checkpoints, submitit requeues the
+    job, and it continues from the checkpoint; the job never reaches TIMEOUT. (With one minute
+    and a 30 s delay Slurm signalled at its first check, once 0.4 s after the start, before a
+    single step: what signal_delay now prevents.)"""
+    _sweep(slurm_env, "1000000", 20, "--seed", "1,2", "--time", "2", "--array-parallelism",
            "1", "--name", "limit")
     sweep = find_sweep(runs_dir, "limit")
     run, _ = sweep.members()  # the second waits its turn all along
     script = next(sweep.slurm_dir.glob("*.sh")).read_text()
-    assert "#SBATCH --signal=USR2@30" in script and "#SBATCH --time=1" in script
+    assert "#SBATCH --signal=USR2@30" in script and "#SBATCH --time=2" in script
     job = wait_for(lambda: run.raw_status().job, 60, "the job id")
     wait_for(lambda: run.raw_status().phase == "requeued by Slurm (time limit or preemption)",
-             150, "the time-limit signal and the requeue")
+             240, "the time-limit signal and the requeue")
     checkpointed = run.status().iteration
     assert checkpointed and run.last_checkpoint.exists()
     log = (sweep.slurm_dir / f"{job}_0_log.out").read_text()

@@ -125,3 +125,21 @@ def test_slurm_array_with_cancel_requeue_and_resume(runs_dir, slurm):
     assert starts(b) == (1, 1)
     summary = sweep.summary()
     assert (summary.state, summary.finished, summary.stopped) == ("stopped", 2, 1)
+
+
+def test_the_time_limit_signal_never_comes_before_half_the_limit():
+    """slurmctld signals up to its 30 s check interval before the delay asked; with 1 minute
+    and 30 s it signalled in the first second of the job (CI), so no step ever trained."""
+    from bvae_tui.engine.runs.sweeps.slurm import (
+        CHECKPOINT_S,
+        SIGNAL_DELAY_S,
+        SLURM_CHECK_S,
+        signal_delay,
+    )
+
+    assert [signal_delay(m) for m in (1, 2, 3, 5, 60)] == [10, 30, 60, 120, 120]
+    for minutes in range(1, 24 * 60 + 1):
+        delay, limit = signal_delay(minutes), minutes * 60
+        assert CHECKPOINT_S <= delay <= SIGNAL_DELAY_S
+        earliest = limit - delay - SLURM_CHECK_S  # seconds into the job, at the earliest
+        assert earliest >= min(limit // 2, limit - CHECKPOINT_S - SLURM_CHECK_S)

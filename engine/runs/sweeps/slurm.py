@@ -38,6 +38,8 @@ from bvae_tui.engine.runs.sweeps.store import Sweep
 MAX_REQUEUES = 20  # time-limit requeues per member (preemptions do not count)
 DEFAULT_TIME = 24 * 60  # minutes, when --time is not given (submitit's own default is 5)
 SIGNAL_DELAY_S = 120  # submitit's signal comes this long before the limit: time to checkpoint
+SLURM_CHECK_S = 30  # slurmctld's PERIODIC_TIMEOUT: a limit's signal comes up to this much early
+CHECKPOINT_S = 10  # the least warning a member gets: a checkpoint takes well under a second
 ENDED = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
          "PREEMPTED", "BOOT_FAIL", "DEADLINE", "REVOKED", "SPECIAL_EXIT")
 # A job Slurm will still run (a requeued one waits, PENDING (BeginTime), for the credential
@@ -105,11 +107,17 @@ def _filesystem_type(path: Path) -> str | None:
 
 
 def signal_delay(minutes: int) -> int:
-    """Seconds before the time limit that Slurm signals the job to checkpoint: SIGNAL_DELAY_S,
-    but at most half the limit. Slurm sends the signal as soon as less than the delay is left,
-    so a delay longer than the limit signals the job at its first check, ~30 s after it starts:
-    every run of a short job would be cut there and wait two minutes in the queue again."""
-    return int(min(SIGNAL_DELAY_S, max(minutes * 60 // 2, 1)))
+    """Seconds before the time limit that Slurm signals the job to checkpoint.
+
+    slurmctld checks the limits every 30 s (PERIODIC_TIMEOUT) and signals a job at the first
+    check that finds less than the delay plus those 30 s left, so the signal comes anywhere up
+    to 30 s before the delay asked. With a 1-minute limit and a 30 s delay that is the first
+    check after the start, which may be in the first second: the member is requeued before it
+    trains one step, and again at every start. So the earliest signal is kept at half the
+    limit or later (``limit / 2 - 30``), never less than CHECKPOINT_S (time to checkpoint) and
+    never more than SIGNAL_DELAY_S."""
+    slack = minutes * 60 // 2 - SLURM_CHECK_S
+    return int(min(SIGNAL_DELAY_S, max(slack, CHECKPOINT_S)))
 
 
 def _parameters(sweep: Sweep) -> dict[str, Any]:
