@@ -81,3 +81,22 @@ def dataset_help() -> str:
     from bvae_tui.datasets.registry import dataset_names
 
     return f"dataset name: {', '.join(dataset_names())} or folder:PATH (any folder of images)"
+
+
+def image_size_problem(dataset: str, image_size: int) -> str | None:
+    """Why ``dataset`` cannot be trained at ``image_size`` (dSprites at 128: it is 64x64 at the
+    source), in the words launch would refuse it with; None when it can, or when the dataset
+    itself is wrong (its own field says so)."""
+    from bvae_tui.datasets.errors import DataError
+    from bvae_tui.datasets.image_size import sized
+    from bvae_tui.datasets.registry import get_spec
+
+    try:
+        spec = get_spec(dataset)
+    except DataError:
+        return None
+    try:
+        sized(spec, int(image_size))
+    except DataError as exc:
+        return str(exc)
+    return None

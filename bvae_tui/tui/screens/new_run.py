@@ -37,7 +37,12 @@ from bvae_tui.engine.runs.sweeps.grid import (
 )
 from bvae_tui.engine.runs.sweeps.spec import SweepSpec
 from bvae_tui.safe_text import plain
-from bvae_tui.tui.form_edits import dataset_help, edited_fields, preset_conflicts
+from bvae_tui.tui.form_edits import (
+    dataset_help,
+    edited_fields,
+    image_size_problem,
+    preset_conflicts,
+)
 from bvae_tui.tui.form_sweep import base_values, field_values, form_spec, sweep_command_line
 from bvae_tui.tui.screens.confirm import ConfirmScreen
 from bvae_tui.tui.widgets.choice_field import ChoiceField
@@ -158,12 +163,20 @@ class NewRunScreen(Screen):
             if len(found) > 1:  # a list: the form launches a sweep
                 axes[info.name] = found
         general = ""
+        sized_ok: dict[tuple[str, int], str | None] = {}
         if not errors:
             try:  # the whole config once more (each member's), for checks across fields
                 check_axes_apply(axes, list(axes))
                 for combo in grid(axes, list(axes)) if member_count(axes, list(axes)) <= 500 \
                         else [{}]:
-                    TrainConfig.from_dict(member_given(values, combo)).validate()
+                    cfg = TrainConfig.from_dict(member_given(values, combo)).validate()
+                    # The data set's own sizes: marked here, not only refused at launch (once
+                    # per pair: a folder's check reads its factors.csv header).
+                    pair = (cfg.dataset, cfg.image_size)
+                    if pair not in sized_ok:
+                        sized_ok[pair] = image_size_problem(*pair)
+                    if sized_ok[pair]:
+                        raise ConfigError(sized_ok[pair], field="image_size")
             except ConfigError as exc:
                 if exc.field:
                     errors[exc.field] = str(exc)
