@@ -196,3 +196,15 @@ def test_dry_run_scales_other_image_sizes_by_their_pixels(runs_dir, tmp_path, sc
     assert at_128["train_seconds"] == pytest.approx(4 * at_64["train_seconds"])
     assert any("by their pixel count" in n for n in at_128["notes"])
     assert not (tmp_path / "data").exists() and not list(runs_dir.iterdir())
+
+
+def test_a_sweep_over_data_sets_is_not_named_after_dsprites():
+    """With the data set an axis there is no one data set to start the name from: a sweep over
+    color- and noisy-dSprites was called 'dsprites-H-dataset-beta'."""
+    from bvae_tui.engine.runs.sweeps.control import default_name
+
+    over = spec_from_dict({"sweep": {"dataset": ["color-dsprites-mini", "noisy-dsprites-mini"],
+                                     "beta": [1, 4]}})
+    assert default_name(over) == "H-dataset-beta"
+    one = spec_from_dict({"fixed": {"dataset": "smallnorb"}, "sweep": {"beta": [1, 4]}})
+    assert default_name(one) == "smallnorb-H-beta"

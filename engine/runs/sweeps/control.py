@@ -48,7 +48,13 @@ class Plan:
 def default_name(spec: SweepSpec) -> str:
     """``dsprites-H-beta-seed``: where the members start from, then the swept fields."""
     fixed = spec.fixed
-    base = spec.preset or f"{fixed.get('dataset', 'dsprites')}-{fixed.get('objective', 'H')}"
+    objective = str(fixed.get("objective", "H"))
+    if spec.preset:
+        base = spec.preset
+    elif "dataset" in spec.axes:  # no one data set to name it after (the axis says "dataset")
+        base = objective
+    else:
+        base = f"{fixed.get('dataset', 'dsprites')}-{objective}"
     return "-".join([base, *spec.axes])
 
 
