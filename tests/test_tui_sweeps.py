@@ -93,7 +93,10 @@ async def test_runs_table_folds_members_under_their_sweep(runs_dir, env_data, sc
             await wait_for(pilot, lambda: screen.sweeps and screen.rows, 20, "the runs")
             table = screen.query_one(RunsTable)
             key = f"sweep:{sweep.id}"
-            assert set(table.rows_shown) == {key, plain.id}  # members folded away
+            # The table fills on the refresh after the rows are read: waited for, not assumed
+            # (under load it lagged, and the test failed once more here).
+            await wait_for(pilot, lambda: set(table.rows_shown) == {key, plain.id}, 10,
+                           "the members folded away under their sweep")
             (row,) = screen.sweeps
             assert (row.members, row.finished, row.state) == (4, 1, "lost")  # no scheduler
             assert dict(row.counts) == {"finished": 1, "running": 1, "queued": 1, "stopped": 1}
