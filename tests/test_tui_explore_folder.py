@@ -23,27 +23,40 @@ def _threads_back():
     torch.set_num_threads(before)
 
 
-async def test_factor_picker_on_a_folder_with_factors(runs_dir, tmp_path):
+def _folder_run(runs_dir, tmp_path, levels, names, name, drop=()):
+    """A run (with a checkpoint) on a folder of renders with a factors.csv; (run, data dir)."""
     from bvae_tui.datasets.prepare import prepare
     from bvae_tui.engine.config import make_config
     from bvae_tui.engine.runs.store import create_run
 
     folder, data = tmp_path / "renders", tmp_path / "data"
-    make_folder(folder, ([0, 1, 2], [0, 15, 30]), names=("light", "azimuth"), drop=[(1, 15)])
+    make_folder(folder, levels, names=names, drop=list(drop))
     prepare(f"folder:{folder}", data)
     cfg = make_config(dataset=f"folder:{folder}", z_dim=Z, iterations=10, device="cpu")
-    run = create_run(runs_dir, cfg, data, name="tui-ff")
+    run = create_run(runs_dir, cfg, data, name=name)
     _checkpoint(run, cfg, channels=3)
+    return run, data
+
+
+async def _open_picker(app, pilot, run):
+    """The explore screen on ``run`` after its first decode, and its image picker ("g")."""
+    app.push_screen(ExploreScreen(run.path, app.data_root))
+    screen = await wait_for(pilot, lambda: isinstance(app.screen, ExploreScreen)
+                            and app.screen, 10, "the explore screen")
+    await wait_for(pilot, lambda: screen.view is not None and not screen.busy, 30,
+                   "the first decode")
+    await pilot.press("g")
+    form = await wait_for(pilot, lambda: isinstance(app.screen, PickImageScreen)
+                          and app.screen, 5, "the form")
+    return screen, form
+
+
+async def test_factor_picker_on_a_folder_with_factors(runs_dir, tmp_path):
+    run, data = _folder_run(runs_dir, tmp_path, ([0, 1, 2], [0, 15, 30]), ("light", "azimuth"),
+                            "tui-ff", drop=[(1, 15)])
     app = BvaeApp(run.path.parent, data)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.push_screen(ExploreScreen(run.path, app.data_root))
-        screen = await wait_for(pilot, lambda: isinstance(app.screen, ExploreScreen)
-                                and app.screen, 10, "the explore screen")
-        await wait_for(pilot, lambda: screen.view is not None and not screen.busy, 30,
-                       "the first decode")
-        await pilot.press("g")
-        form = await wait_for(pilot, lambda: isinstance(app.screen, PickImageScreen)
-                              and app.screen, 5, "the form")
+        screen, form = await _open_picker(app, pilot, run)
         assert [n for n, _ in form.factors] == ["light", "azimuth"]
         form.query_one("#pick-f0").value = "2"
         form.query_one("#pick-f1").value = "2"  # azimuth's third level: 30
@@ -74,26 +87,11 @@ async def test_factor_picker_on_a_folder_with_factors(runs_dir, tmp_path):
 async def test_factor_names_with_brackets_are_text_in_the_picker(runs_dir, tmp_path):
     """factors.csv's header is the lab's text: '[/]shape' is a name, not markup (Textual
     parsed the picker's label and raised a MarkupError)."""
-    from bvae_tui.datasets.prepare import prepare
-    from bvae_tui.engine.config import make_config
-    from bvae_tui.engine.runs.store import create_run
-
-    folder, data = tmp_path / "renders", tmp_path / "data"
-    make_folder(folder, ([0, 1], [0, 1, 2]), names=("[/]shape", "[b]light"))
-    prepare(f"folder:{folder}", data)
-    cfg = make_config(dataset=f"folder:{folder}", z_dim=Z, iterations=10, device="cpu")
-    run = create_run(runs_dir, cfg, data, name="tui-brackets")
-    _checkpoint(run, cfg, channels=3)
+    run, data = _folder_run(runs_dir, tmp_path, ([0, 1], [0, 1, 2]), ("[/]shape", "[b]light"),
+                            "tui-brackets")
     app = BvaeApp(run.path.parent, data)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.push_screen(ExploreScreen(run.path, app.data_root))
-        screen = await wait_for(pilot, lambda: isinstance(app.screen, ExploreScreen)
-                                and app.screen, 10, "the explore screen")
-        await wait_for(pilot, lambda: screen.view is not None and not screen.busy, 30,
-                       "the first decode")
-        await pilot.press("g")
-        form = await wait_for(pilot, lambda: isinstance(app.screen, PickImageScreen)
-                              and app.screen, 5, "the form")
+        screen, form = await _open_picker(app, pilot, run)
         await pilot.pause()
         from textual.widgets import Label
 
